@@ -1,0 +1,196 @@
+// Package config reads vpcroute's settings from the environment and validates them
+// before anything is touched, so that a bad value stops start-up with a message that
+// names the setting, the value and what is allowed.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Cloud modes.
+const (
+	CloudHuawei = "huaweicloud"
+	CloudNone   = "none"
+)
+
+// Settings are vpcroute's validated settings.
+type Settings struct {
+	Cloud         string
+	Pool          netip.Prefix
+	SubnetSize    int
+	ForwardAccept bool // VPCROUTE_FORWARD=accept: FORWARD policy ACCEPT, as the guide does
+	Masquerade    bool
+	VPCCIDRs      []netip.Prefix // empty: from the cloud (or the uplink in none mode)
+	StateDir      string
+	LogLevel      slog.Level
+	Socket        string
+	Hostname      string
+
+	Huawei Huawei
+}
+
+// Huawei holds the Huawei Cloud settings, passed through to cloud/huawei.
+type Huawei struct {
+	MetadataURL   string
+	InstanceID    string
+	ProjectID     string
+	Region        string
+	VPCID         string
+	PortID        string
+	RouteTableID  string
+	VPCEndpoint   string
+	AK            string
+	SK            string
+	SecurityToken string
+	SrcDstCheck   string
+}
+
+// Setting describes one environment setting, for validation and documentation.
+type Setting struct {
+	Name    string
+	Default string
+	Allowed string // shown in errors
+}
+
+// Names of every setting, in the order the README documents them.
+var names = []Setting{
+	{"VPCROUTE_CLOUD", CloudHuawei, "huaweicloud or none"},
+	{"VPCROUTE_POOL", "10.0.0.0/8", "an IPv4 CIDR such as 10.0.0.0/8"},
+	{"VPCROUTE_SUBNET_SIZE", "24", "a prefix length from 16 to 28"},
+	{"VPCROUTE_FORWARD", "rules", "rules or accept"},
+	{"VPCROUTE_MASQUERADE", "true", "true or false"},
+	{"VPCROUTE_VPC_CIDRS", "", "comma-separated IPv4 CIDRs"},
+	{"VPCROUTE_STATE_DIR", "/var/lib/vpcroute", "an absolute path"},
+	{"VPCROUTE_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"VPCROUTE_SOCKET", "/run/docker/plugins/vpcroute.sock", "an absolute path"},
+	{"VPCROUTE_HOSTNAME", "", "a name for this host in route descriptions"},
+	{"VPCROUTE_METADATA_URL", "http://169.254.169.254", "an http(s) URL"},
+	{"VPCROUTE_INSTANCE_ID", "", "the ECS ID"},
+	{"VPCROUTE_PROJECT_ID", "", "the project ID"},
+	{"VPCROUTE_REGION", "", "a region such as ap-southeast-1"},
+	{"VPCROUTE_VPC_ID", "", "the VPC ID"},
+	{"VPCROUTE_PORT_ID", "", "the primary NIC's port ID"},
+	{"VPCROUTE_ROUTE_TABLE_ID", "", "a route table ID"},
+	{"VPCROUTE_VPC_ENDPOINT", "", "an https URL"},
+	{"VPCROUTE_SRC_DST_CHECK", "warn", "warn or disable"},
+}
+
+// All returns the documented settings, for the README and plugin/config.json checks.
+func All() []Setting { return append([]Setting(nil), names...) }
+
+// FromEnv reads and validates the settings. getenv is os.Getenv in production.
+func FromEnv(getenv func(string) string) (Settings, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, s := range names {
+			if s.Name == name {
+				return s.Default
+			}
+		}
+		return ""
+	}
+	var errs []error
+	bad := func(name, value string) {
+		allowed := ""
+		for _, s := range names {
+			if s.Name == name {
+				allowed = s.Allowed
+			}
+		}
+		errs = append(errs, fmt.Errorf("setting %s=%q is not valid: use %s", name, value, allowed))
+	}
+	var s Settings
+
+	switch v := strings.ToLower(get("VPCROUTE_CLOUD")); v {
+	case CloudHuawei, CloudNone:
+		s.Cloud = v
+	default:
+		bad("VPCROUTE_CLOUD", v)
+	}
+	if p, err := netip.ParsePrefix(get("VPCROUTE_POOL")); err != nil || !p.Addr().Is4() || p.Masked() != p {
+		bad("VPCROUTE_POOL", get("VPCROUTE_POOL"))
+	} else {
+		s.Pool = p
+	}
+	if n, err := strconv.Atoi(get("VPCROUTE_SUBNET_SIZE")); err != nil || n < 16 || n > 28 {
+		bad("VPCROUTE_SUBNET_SIZE", get("VPCROUTE_SUBNET_SIZE"))
+	} else {
+		s.SubnetSize = n
+		if s.Pool.IsValid() && n < s.Pool.Bits() {
+			errs = append(errs, fmt.Errorf("setting VPCROUTE_SUBNET_SIZE=%d is larger than VPCROUTE_POOL=%s: use a prefix length of at least %d or a larger pool", n, s.Pool, s.Pool.Bits()))
+		}
+	}
+	switch v := strings.ToLower(get("VPCROUTE_FORWARD")); v {
+	case "rules":
+	case "accept":
+		s.ForwardAccept = true
+	default:
+		bad("VPCROUTE_FORWARD", v)
+	}
+	if b, err := strconv.ParseBool(get("VPCROUTE_MASQUERADE")); err != nil {
+		bad("VPCROUTE_MASQUERADE", get("VPCROUTE_MASQUERADE"))
+	} else {
+		s.Masquerade = b
+	}
+	if v := get("VPCROUTE_VPC_CIDRS"); v != "" {
+		for _, f := range strings.Split(v, ",") {
+			p, err := netip.ParsePrefix(strings.TrimSpace(f))
+			if err != nil || !p.Addr().Is4() {
+				bad("VPCROUTE_VPC_CIDRS", v)
+				break
+			}
+			s.VPCCIDRs = append(s.VPCCIDRs, p.Masked())
+		}
+	}
+	for _, name := range []string{"VPCROUTE_STATE_DIR", "VPCROUTE_SOCKET"} {
+		if v := get(name); !strings.HasPrefix(v, "/") {
+			bad(name, v)
+		}
+	}
+	s.StateDir = get("VPCROUTE_STATE_DIR")
+	s.Socket = get("VPCROUTE_SOCKET")
+	if err := s.LogLevel.UnmarshalText([]byte(get("VPCROUTE_LOG_LEVEL"))); err != nil {
+		bad("VPCROUTE_LOG_LEVEL", get("VPCROUTE_LOG_LEVEL"))
+	}
+	s.Hostname = get("VPCROUTE_HOSTNAME")
+	if strings.ContainsAny(s.Hostname, "<>") || len(s.Hostname) > 64 {
+		bad("VPCROUTE_HOSTNAME", s.Hostname)
+	}
+
+	h := &s.Huawei
+	h.MetadataURL = strings.TrimRight(get("VPCROUTE_METADATA_URL"), "/")
+	if !strings.HasPrefix(h.MetadataURL, "http://") && !strings.HasPrefix(h.MetadataURL, "https://") {
+		bad("VPCROUTE_METADATA_URL", h.MetadataURL)
+	}
+	h.InstanceID = get("VPCROUTE_INSTANCE_ID")
+	h.ProjectID = get("VPCROUTE_PROJECT_ID")
+	h.Region = get("VPCROUTE_REGION")
+	h.VPCID = get("VPCROUTE_VPC_ID")
+	h.PortID = get("VPCROUTE_PORT_ID")
+	h.RouteTableID = get("VPCROUTE_ROUTE_TABLE_ID")
+	h.VPCEndpoint = strings.TrimRight(get("VPCROUTE_VPC_ENDPOINT"), "/")
+	if h.VPCEndpoint != "" && !strings.HasPrefix(h.VPCEndpoint, "http://") && !strings.HasPrefix(h.VPCEndpoint, "https://") {
+		bad("VPCROUTE_VPC_ENDPOINT", h.VPCEndpoint)
+	}
+	switch v := strings.ToLower(get("VPCROUTE_SRC_DST_CHECK")); v {
+	case "warn", "disable":
+		h.SrcDstCheck = v
+	default:
+		bad("VPCROUTE_SRC_DST_CHECK", v)
+	}
+	// Credentials are never echoed back, not even in errors.
+	h.AK = strings.TrimSpace(getenv("HUAWEICLOUD_SDK_AK"))
+	h.SK = strings.TrimSpace(getenv("HUAWEICLOUD_SDK_SK"))
+	h.SecurityToken = strings.TrimSpace(getenv("HUAWEICLOUD_SDK_SECURITY_TOKEN"))
+	if (h.AK == "") != (h.SK == "") {
+		errs = append(errs, errors.New("settings HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK must be given together (or neither, to use the ECS agency's temporary credentials)"))
+	}
+	return s, errors.Join(errs...)
+}
