@@ -1,0 +1,282 @@
+// Package state persists what vpcroute has made (pools, their addresses, networks,
+// endpoints and port maps) in one bbolt file, one transaction per operation, so that a
+// plugin killed at any point comes back knowing exactly what it owns.
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Pool is an address pool handed to Docker by the IPAM driver.
+type Pool struct {
+	ID      string       `json:"id"`
+	Subnet  netip.Prefix `json:"subnet"`
+	Range   netip.Prefix `json:"range,omitzero"`
+	Gateway netip.Addr   `json:"gateway,omitzero"`
+	Aux     []netip.Addr `json:"aux,omitempty"`
+	// Claiming is set while the cloud claim is in flight: a pool found in this state
+	// at start-up was never returned to Docker, so its route is released.
+	Claiming bool       `json:"claiming,omitempty"`
+	LastAddr netip.Addr `json:"last_addr,omitzero"`
+	Created  time.Time  `json:"created"`
+}
+
+// Network is a Docker network served by the network driver.
+type Network struct {
+	ID         string       `json:"id"`
+	Bridge     string       `json:"bridge"`
+	Subnet     netip.Prefix `json:"subnet"`
+	Gateway    netip.Prefix `json:"gateway"` // address with the subnet's length
+	MTU        int          `json:"mtu"`
+	Masquerade bool         `json:"masquerade"`
+	Internal   bool         `json:"internal"`
+	// ClaimOwner is set when the driver itself claimed the subnet in the cloud
+	// (Docker's default IPAM gave it); release it with the network.
+	ClaimOwner string    `json:"claim_owner,omitempty"`
+	Creating   bool      `json:"creating,omitempty"`
+	Created    time.Time `json:"created"`
+}
+
+// Port is one published port of an endpoint.
+type Port struct {
+	Proto         string     `json:"proto"`
+	HostIP        netip.Addr `json:"host_ip,omitzero"`
+	HostPort      uint16     `json:"host_port"`
+	ContainerPort uint16     `json:"container_port"`
+}
+
+// Endpoint is a container's attachment to a network.
+type Endpoint struct {
+	NetworkID string     `json:"network_id"`
+	ID        string     `json:"id"`
+	Addr      netip.Addr `json:"addr"`
+	HostVeth  string     `json:"host_veth,omitempty"`
+	PeerVeth  string     `json:"peer_veth,omitempty"`
+	Ports     []Port     `json:"ports,omitempty"`
+}
+
+var (
+	bPools     = []byte("pools")
+	bAddrs     = []byte("addrs") // sub-bucket per pool ID: address -> ""
+	bNetworks  = []byte("networks")
+	bEndpoints = []byte("endpoints") // key network ID + "/" + endpoint ID
+)
+
+// ErrNotFound is returned for a missing record.
+var ErrNotFound = errors.New("not found")
+
+// DB is the state file.
+type DB struct{ db *bolt.DB }
+
+// Open opens (or creates) dir/vpcroute.db.
+func Open(dir string) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create state directory %s: %w (set VPCROUTE_STATE_DIR to a writable directory)", dir, err)
+	}
+	path := filepath.Join(dir, "vpcroute.db")
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("state file %s is locked: another vpcroute is running with the same VPCROUTE_STATE_DIR; stop it first", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open state file %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bPools, bAddrs, bNetworks, bEndpoints} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("initialise state file %s: %w", path, err)
+	}
+	return &DB{db: db}, nil
+}
+
+// Close closes the file.
+func (d *DB) Close() error { return d.db.Close() }
+
+func put(tx *bolt.Tx, bucket []byte, key string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucket).Put([]byte(key), data)
+}
+
+func get(tx *bolt.Tx, bucket []byte, key string, v any) error {
+	data := tx.Bucket(bucket).Get([]byte(key))
+	if data == nil {
+		return ErrNotFound
+	}
+	return json.Unmarshal(data, v)
+}
+
+func list[T any](d *DB, bucket []byte, prefix string) ([]T, error) {
+	var out []T
+	err := d.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucket).Cursor()
+		for k, v := c.Seek([]byte(prefix)); k != nil && string(k[:min(len(k), len(prefix))]) == prefix; k, v = c.Next() {
+			var x T
+			if err := json.Unmarshal(v, &x); err != nil {
+				return fmt.Errorf("decode %s/%s: %w", bucket, k, err)
+			}
+			out = append(out, x)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PutPool saves a pool.
+func (d *DB) PutPool(p Pool) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		if _, err := tx.Bucket(bAddrs).CreateBucketIfNotExists([]byte(p.ID)); err != nil {
+			return err
+		}
+		return put(tx, bPools, p.ID, p)
+	})
+}
+
+// Pool loads a pool.
+func (d *DB) Pool(id string) (Pool, error) {
+	var p Pool
+	err := d.db.View(func(tx *bolt.Tx) error { return get(tx, bPools, id, &p) })
+	return p, err
+}
+
+// Pools lists all pools.
+func (d *DB) Pools() ([]Pool, error) { return list[Pool](d, bPools, "") }
+
+// DeletePool removes a pool and every address reserved in it.
+func (d *DB) DeletePool(id string) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket(bAddrs).DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+			return err
+		}
+		return tx.Bucket(bPools).Delete([]byte(id))
+	})
+}
+
+// Allocate reserves an address in a pool in one transaction: pick is given the pool
+// and a membership test of addresses in use, and returns the address to reserve.
+func (d *DB) Allocate(poolID string, pick func(p Pool, used func(netip.Addr) bool) (netip.Addr, error)) (netip.Addr, error) {
+	var got netip.Addr
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		var p Pool
+		if err := get(tx, bPools, poolID, &p); err != nil {
+			return err
+		}
+		addrs := tx.Bucket(bAddrs).Bucket([]byte(poolID))
+		if addrs == nil {
+			return fmt.Errorf("pool %s has no address bucket", poolID)
+		}
+		used := func(a netip.Addr) bool { return addrs.Get(a.AsSlice()) != nil }
+		a, err := pick(p, used)
+		if err != nil {
+			return err
+		}
+		if err := addrs.Put(a.AsSlice(), []byte{}); err != nil {
+			return err
+		}
+		got = a
+		p.LastAddr = a
+		return put(tx, bPools, p.ID, p)
+	})
+	return got, err
+}
+
+// Free releases an address; freeing a free address is not an error.
+func (d *DB) Free(poolID string, a netip.Addr) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		addrs := tx.Bucket(bAddrs).Bucket([]byte(poolID))
+		if addrs == nil {
+			return nil
+		}
+		return addrs.Delete(a.AsSlice())
+	})
+}
+
+// Addresses lists the reserved addresses of a pool.
+func (d *DB) Addresses(poolID string) ([]netip.Addr, error) {
+	var out []netip.Addr
+	err := d.db.View(func(tx *bolt.Tx) error {
+		addrs := tx.Bucket(bAddrs).Bucket([]byte(poolID))
+		if addrs == nil {
+			return nil
+		}
+		return addrs.ForEach(func(k, _ []byte) error {
+			if a, ok := netip.AddrFromSlice(k); ok {
+				out = append(out, a)
+			}
+			return nil
+		})
+	})
+	return out, err
+}
+
+// PutNetwork saves a network.
+func (d *DB) PutNetwork(n Network) error {
+	return d.db.Update(func(tx *bolt.Tx) error { return put(tx, bNetworks, n.ID, n) })
+}
+
+// Network loads a network.
+func (d *DB) Network(id string) (Network, error) {
+	var n Network
+	err := d.db.View(func(tx *bolt.Tx) error { return get(tx, bNetworks, id, &n) })
+	return n, err
+}
+
+// Networks lists all networks.
+func (d *DB) Networks() ([]Network, error) { return list[Network](d, bNetworks, "") }
+
+// DeleteNetwork removes a network and its endpoints.
+func (d *DB) DeleteNetwork(id string) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bEndpoints).Cursor()
+		prefix := []byte(id + "/")
+		for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Seek(prefix) {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bNetworks).Delete([]byte(id))
+	})
+}
+
+// PutEndpoint saves an endpoint.
+func (d *DB) PutEndpoint(e Endpoint) error {
+	return d.db.Update(func(tx *bolt.Tx) error { return put(tx, bEndpoints, e.NetworkID+"/"+e.ID, e) })
+}
+
+// Endpoint loads an endpoint.
+func (d *DB) Endpoint(networkID, id string) (Endpoint, error) {
+	var e Endpoint
+	err := d.db.View(func(tx *bolt.Tx) error { return get(tx, bEndpoints, networkID+"/"+id, &e) })
+	return e, err
+}
+
+// Endpoints lists the endpoints of a network ("" = all networks).
+func (d *DB) Endpoints(networkID string) ([]Endpoint, error) {
+	prefix := ""
+	if networkID != "" {
+		prefix = networkID + "/"
+	}
+	return list[Endpoint](d, bEndpoints, prefix)
+}
+
+// DeleteEndpoint removes an endpoint; a missing one is not an error.
+func (d *DB) DeleteEndpoint(networkID, id string) error {
+	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bEndpoints).Delete([]byte(networkID + "/" + id)) })
+}
