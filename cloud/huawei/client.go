@@ -1,0 +1,687 @@
+package huawei
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/vpc/v2/model"
+
+	"github.com/vpcroute/vpcroute/cloud"
+)
+
+// srcDstOffPair is the allowed address pair that turns the source/destination
+// check of a Huawei Cloud port off.
+const srcDstOffPair = "1.1.1.1/0"
+
+// quotaWarnFraction is how full the route table may get before every claim
+// logs a warning.
+const quotaWarnFraction = 0.9
+
+// Client is cloud.VPC on Huawei Cloud for one ECS. It writes this host's routes
+// into one route table of the VPC and never touches routes that are not
+// vpcroute's for this instance.
+//
+// Lock order: writeMu before cacheMu. writeMu serializes this host's route
+// changes so that two claims of one Client never pick the same subnet; other
+// hosts are other Clients, and races with them are settled by the API
+// (VPC.2812, duplicate destination).
+type Client struct {
+	log     *slog.Logger
+	api     vpcAPI
+	t       timing
+	id      cloud.Identity
+	project string
+	region  string
+	portID  string
+	subnet  string // network ID of the primary port's subnet
+	tableID string // the route table vpcroute writes to
+	quota   int    // routes per table, 0 when unknown
+	srcDst  bool   // the primary port's source/destination check is on
+
+	writeMu sync.Mutex
+
+	cacheMu  sync.Mutex
+	tables   []string           // IDs of the VPC's route tables
+	tablesAt time.Time          // when tables was listed
+	snapshot map[string][]route // routes per table ID
+	snapAt   time.Time          // when snapshot was read in full
+}
+
+var _ cloud.VPC = (*Client)(nil)
+
+// New finds out who this ECS is, which route table to use and how full it is,
+// and checks the primary port's source/destination check. It fails with a
+// message naming the settings to give when the metadata service cannot answer.
+func New(ctx context.Context, cfg Config) (*Client, error) {
+	return newClient(ctx, cfg, defaultTiming(), http.DefaultTransport)
+}
+
+// newClient is New with the timing and transport that tests shorten or count.
+func newClient(ctx context.Context, cfg Config, t timing, transport http.RoundTripper) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("cloud", "huawei")
+	if cfg.MetadataURL == "" {
+		cfg.MetadataURL = DefaultMetadataURL
+	}
+	md := newMetadataClient(cfg.MetadataURL, t.metadataTimeout)
+
+	c := &Client{log: log, t: t, snapshot: map[string][]route{}}
+	if err := c.resolveIdentity(ctx, &cfg, md); err != nil {
+		return nil, err
+	}
+
+	var creds credentialSource
+	if cfg.AK != "" {
+		sc, err := buildCredentials(&temporaryKey{AK: cfg.AK, SK: cfg.SK, Token: cfg.SecurityToken}, c.project)
+		if err != nil {
+			return nil, err
+		}
+		creds = &staticCredentials{creds: sc}
+	} else {
+		ac, err := newAgencyCredentials(ctx, md, c.project, log)
+		if err != nil {
+			return nil, err
+		}
+		creds = ac
+	}
+
+	endpoint := strings.TrimRight(cfg.VPCEndpoint, "/")
+	if endpoint == "" {
+		endpoint = regionEndpoint(c.region)
+	} else if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
+		endpoint = "https://" + endpoint
+	}
+	c.api = &sdkAPI{endpoint: endpoint, transport: transport, creds: creds, log: log, t: t}
+
+	if err := c.checkPort(ctx, cfg.SrcDstCheck); err != nil {
+		return nil, err
+	}
+	if err := c.chooseTable(ctx, cfg.RouteTableID); err != nil {
+		return nil, err
+	}
+	c.readQuota(ctx)
+
+	sctx, cancel := context.WithTimeout(ctx, t.opTimeout)
+	defer cancel()
+	tables, err := c.readAll(sctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the route tables of VPC %s: %w", c.id.VPCID, err)
+	}
+	if err := c.resolveVPCCIDRs(ctx, cfg.VPCCIDRs, tables); err != nil {
+		return nil, err
+	}
+	if _, err := c.checkQuota(tables[c.tableID]); err != nil {
+		log.Warn("the route table is full: new networks will fail until routes are removed", "error", err)
+	}
+	log.Info("using the VPC route table", "instance", c.id.InstanceID, "vpc", c.id.VPCID, "region", c.region,
+		"route_table", c.tableID, "endpoint", endpoint, "vpc_cidrs", c.id.VPCCIDRs, "route_quota", c.quota)
+	return c, nil
+}
+
+// resolveIdentity fills the identity from the settings and, for what they do
+// not say, from the metadata service.
+func (c *Client) resolveIdentity(ctx context.Context, cfg *Config, md *metadataClient) error {
+	id := cfg.InstanceID
+	project, region, vpcID, portID := cfg.ProjectID, cfg.Region, cfg.VPCID, cfg.PortID
+	hostname := cfg.Hostname
+
+	if id == "" || project == "" || region == "" || vpcID == "" || hostname == "" {
+		meta, err := md.metaData(ctx)
+		switch {
+		case err == nil:
+			id = cmp(id, meta.UUID)
+			project = cmp(project, meta.ProjectID)
+			region = cmp(region, meta.RegionID)
+			vpcID = cmp(vpcID, meta.Meta.VPCID)
+			hostname = cmp(hostname, meta.Hostname, meta.Name)
+		case id == "" || project == "" || region == "" || vpcID == "":
+			return identityError(cfg.MetadataURL, err, id, project, region, vpcID, portID)
+		}
+	}
+	if portID == "" {
+		p, err := md.primaryPortID(ctx)
+		if err != nil {
+			return identityError(cfg.MetadataURL, err, id, project, region, vpcID, portID)
+		}
+		portID = p
+	}
+	if id == "" || project == "" || region == "" || vpcID == "" {
+		return identityError(cfg.MetadataURL, errors.New("the metadata lacks some fields"), id, project, region, vpcID, portID)
+	}
+	if hostname == "" {
+		hostname, _ = os.Hostname()
+	}
+	c.id = cloud.Identity{InstanceID: id, Hostname: hostname, VPCID: vpcID}
+	c.project, c.region, c.portID = project, region, portID
+	return nil
+}
+
+// identityError says which settings to give when the metadata service did not
+// tell who this host is.
+func identityError(url string, cause error, id, project, region, vpcID, portID string) error {
+	var missing []string
+	for _, f := range []struct{ v, name string }{
+		{id, "VPCROUTE_INSTANCE_ID"}, {project, "VPCROUTE_PROJECT_ID"}, {region, "VPCROUTE_REGION"},
+		{vpcID, "VPCROUTE_VPC_ID"}, {portID, "VPCROUTE_PORT_ID"},
+	} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	return fmt.Errorf("cannot tell which ECS this is: the metadata service at %s did not answer (%v); "+
+		"on Huawei Cloud check that the ECS reaches 169.254.169.254, elsewhere set %s "+
+		"(and HUAWEICLOUD_SDK_AK/HUAWEICLOUD_SDK_SK), or set VPCROUTE_CLOUD=none for host-only networks without VPC routes",
+		url, cause, strings.Join(missing, ", "))
+}
+
+func cmp(vals ...string) string {
+	for _, v := range vals {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// checkPort reads the primary port: its subnet chooses the route table, and its
+// allowed address pairs say whether the source/destination check is on.
+func (c *Client) checkPort(ctx context.Context, mode string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
+	defer cancel()
+	p, err := c.api.showPort(ctx, c.portID)
+	if err != nil {
+		return fmt.Errorf("read the primary port %s of ECS %s: %w", c.portID, c.id.InstanceID, err)
+	}
+	c.subnet = p.NetworkID
+	c.srcDst = !hasSrcDstOff(p.Pairs)
+	if !c.srcDst {
+		return nil
+	}
+	if mode != SrcDstCheckDisable {
+		c.log.Warn("the source/destination check is ON for this ECS's port: containers on other hosts will not reach "+
+			"containers here; turn it off (ECS console > the instance > Network Interfaces > Source/Destination Check) "+
+			"or set VPCROUTE_SRC_DST_CHECK=disable", "port", c.portID)
+		return nil
+	}
+	pairs := append(slices.Clone(p.Pairs), model.AllowedAddressPair{IpAddress: srcDstOffPair})
+	np, err := c.api.updatePortPairs(ctx, c.portID, pairs)
+	if err != nil {
+		return fmt.Errorf("turn off the source/destination check of port %s (VPCROUTE_SRC_DST_CHECK=disable): %w", c.portID, err)
+	}
+	c.srcDst = !hasSrcDstOff(np.Pairs)
+	c.log.Info("turned off the source/destination check of this ECS's port", "port", c.portID)
+	return nil
+}
+
+func hasSrcDstOff(pairs []model.AllowedAddressPair) bool {
+	for _, p := range pairs {
+		if p.IpAddress == srcDstOffPair {
+			return true
+		}
+	}
+	return false
+}
+
+// chooseTable picks the route table: the configured one, else the one
+// associated with this ECS's subnet, else the VPC's default.
+func (c *Client) chooseTable(ctx context.Context, configured string) error {
+	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
+	defer cancel()
+	all, err := c.api.listRouteTables(ctx, c.id.VPCID, "")
+	if err != nil {
+		return fmt.Errorf("list the route tables of VPC %s: %w", c.id.VPCID, err)
+	}
+	ids := make([]string, 0, len(all))
+	def := ""
+	for _, t := range all {
+		ids = append(ids, t.ID)
+		if t.Default {
+			def = t.ID
+		}
+	}
+	c.setTables(ids)
+	switch {
+	case configured != "":
+		if !slices.Contains(ids, configured) {
+			return fmt.Errorf("route table %s (VPCROUTE_ROUTE_TABLE_ID) is not a route table of VPC %s: pick one of %s, or unset it to use the table of this ECS's subnet",
+				configured, c.id.VPCID, strings.Join(ids, ", "))
+		}
+		c.tableID = configured
+		return nil
+	case c.subnet != "":
+		assoc, err := c.api.listRouteTables(ctx, c.id.VPCID, c.subnet)
+		if err != nil {
+			return fmt.Errorf("find the route table of subnet %s: %w", c.subnet, err)
+		}
+		for _, t := range assoc {
+			if slices.Contains(ids, t.ID) {
+				c.tableID = t.ID
+				return nil
+			}
+		}
+	}
+	if def == "" {
+		return fmt.Errorf("VPC %s has no default route table and none is associated with subnet %s: set VPCROUTE_ROUTE_TABLE_ID", c.id.VPCID, c.subnet)
+	}
+	c.tableID = def
+	return nil
+}
+
+// readQuota learns how many routes a table may hold. Without the permission
+// to read quotas vpcroute still works; it then learns of a full table only
+// when the API refuses a route.
+func (c *Client) readQuota(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
+	defer cancel()
+	q, err := c.api.routeQuota(ctx)
+	if err != nil {
+		c.log.Warn("could not read the route quota; a full route table will be noticed only when a claim fails", "error", err)
+		return
+	}
+	c.quota = q
+}
+
+// resolveVPCCIDRs sets the VPC's own ranges: the setting, else the local routes
+// (minus Huawei's system ranges), else the VPC's subnets.
+func (c *Client) resolveVPCCIDRs(ctx context.Context, configured []netip.Prefix, tables map[string][]route) error {
+	if len(configured) > 0 {
+		c.id.VPCCIDRs = slices.Clone(configured)
+		return nil
+	}
+	var cidrs []netip.Prefix
+	for _, id := range slices.Sorted(maps.Keys(tables)) {
+		for _, r := range tables[id] {
+			if p, ok := r.destination(); ok && r.isLocal() && !isSystemRange(p) && !slices.Contains(cidrs, p) {
+				cidrs = append(cidrs, p)
+			}
+		}
+	}
+	if len(cidrs) == 0 {
+		ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
+		defer cancel()
+		subnets, err := c.api.listSubnetCIDRs(ctx, c.id.VPCID)
+		if err != nil {
+			return fmt.Errorf("find the VPC's address ranges (or set VPCROUTE_VPC_CIDRS): %w", err)
+		}
+		cidrs = subnets
+	}
+	slices.SortFunc(cidrs, comparePrefix)
+	c.id.VPCCIDRs = cidrs
+	return nil
+}
+
+// Identity returns this host's identity, as found at start.
+func (c *Client) Identity() cloud.Identity {
+	id := c.id
+	id.VPCCIDRs = slices.Clone(c.id.VPCCIDRs)
+	return id
+}
+
+// SrcDstCheckOn reports whether the primary port's source/destination check
+// was on after start-up: then the VPC drops container traffic from other hosts.
+func (c *Client) SrcDstCheckOn() bool { return c.srcDst }
+
+// RouteTableID is the route table this client writes to.
+func (c *Client) RouteTableID() string { return c.tableID }
+
+func (c *Client) setTables(ids []string) {
+	c.cacheMu.Lock()
+	c.tables = ids
+	c.tablesAt = time.Now()
+	c.cacheMu.Unlock()
+}
+
+// readAll reads every route table of the VPC (one request per table) and
+// refreshes the cache. The list of tables is reused for tableListTTL.
+func (c *Client) readAll(ctx context.Context) (map[string][]route, error) {
+	c.cacheMu.Lock()
+	ids := slices.Clone(c.tables)
+	listAge := time.Since(c.tablesAt)
+	c.cacheMu.Unlock()
+	if listAge > c.t.tableListTTL || !slices.Contains(ids, c.tableID) {
+		all, err := c.api.listRouteTables(ctx, c.id.VPCID, "")
+		if err != nil {
+			return nil, err
+		}
+		ids = ids[:0]
+		for _, t := range all {
+			ids = append(ids, t.ID)
+		}
+		c.setTables(ids)
+	}
+	out := make(map[string][]route, len(ids))
+	for _, id := range ids {
+		t, err := c.api.showRouteTable(ctx, id)
+		if err != nil {
+			if hasStatus(err, http.StatusNotFound) && id != c.tableID {
+				// Deleted since it was listed: list again next time.
+				c.setTables(slices.DeleteFunc(slices.Clone(ids), func(s string) bool { return s == id }))
+				continue
+			}
+			return nil, err
+		}
+		out[id] = t.Routes
+	}
+	if _, ok := out[c.tableID]; !ok {
+		out[c.tableID] = nil
+	}
+	c.cacheMu.Lock()
+	c.snapshot = out
+	c.snapAt = time.Now()
+	c.cacheMu.Unlock()
+	return out, nil
+}
+
+// setTable replaces one table's routes in the cache after this client changed it.
+func (c *Client) setTable(id string, routes []route) {
+	c.cacheMu.Lock()
+	defer c.cacheMu.Unlock()
+	next := make(map[string][]route, len(c.snapshot))
+	for k, v := range c.snapshot {
+		next[k] = v
+	}
+	next[id] = routes
+	c.snapshot = next
+}
+
+// taken lists every IPv4 destination of every table plus the configured VPC
+// ranges. A default route (0.0.0.0/0, e.g. to a NAT gateway) is left out: it
+// does not make any subnet unusable, longest prefix match routes around it.
+func (c *Client) taken(tables map[string][]route, extra []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	add := func(p netip.Prefix) {
+		if p.Bits() > 0 && !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(tables)) {
+		for _, r := range tables[id] {
+			if p, ok := r.destination(); ok {
+				add(p)
+			}
+		}
+	}
+	for _, p := range c.id.VPCCIDRs {
+		add(p.Masked())
+	}
+	for _, p := range extra {
+		add(p)
+	}
+	slices.SortFunc(out, comparePrefix)
+	return out
+}
+
+// Taken returns every range in use in the VPC. It answers from a cache for a
+// few seconds, which keeps bursts of Docker requests from costing API calls;
+// Claim always reads afresh.
+func (c *Client) Taken(ctx context.Context) ([]netip.Prefix, error) {
+	c.cacheMu.Lock()
+	snap, at := c.snapshot, c.snapAt
+	c.cacheMu.Unlock()
+	if time.Since(at) < c.t.takenTTL {
+		return c.taken(snap, nil), nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
+	defer cancel()
+	tables, err := c.readAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read the route tables of VPC %s: %w", c.id.VPCID, err)
+	}
+	return c.taken(tables, nil), nil
+}
+
+// checkQuota returns the number of custom routes of the table and an error
+// wrapping ErrQuotaFull when another one does not fit.
+func (c *Client) checkQuota(routes []route) (int, error) {
+	n := customCount(routes)
+	if c.quota > 0 && n >= c.quota {
+		return n, c.quotaError(n, nil)
+	}
+	return n, nil
+}
+
+func (c *Client) quotaError(n int, cause error) error {
+	limit := "its quota"
+	if c.quota > 0 {
+		limit = fmt.Sprintf("its quota of %d", c.quota)
+	}
+	msg := fmt.Sprintf("route table %s of VPC %s holds %d routes, %s (routetableContainRoutes): %%w; "+
+		"remove unused routes, raise the quota in the Huawei Cloud console (My Quotas), or set VPCROUTE_ROUTE_TABLE_ID "+
+		"to another route table associated with this ECS's subnet", c.tableID, c.id.VPCID, n, limit)
+	if cause != nil {
+		return fmt.Errorf(msg+" (%w)", ErrQuotaFull, cause)
+	}
+	return fmt.Errorf(msg, ErrQuotaFull)
+}
+
+func (c *Client) warnIfNearlyFull(n int) {
+	if c.quota > 0 && float64(n) > quotaWarnFraction*float64(c.quota) {
+		c.log.Warn("the route table is nearly full: raise the quota (routetableContainRoutes) in the console or remove unused routes",
+			"route_table", c.tableID, "routes", n, "quota", c.quota)
+	}
+}
+
+// validOwner keeps owners parseable from descriptions.
+func validOwner(owner string) error {
+	if owner == "" || strings.ContainsAny(owner, " \t\r\n<>") || len(owner) > 128 {
+		return fmt.Errorf("claim owner %q must be 1-128 characters without spaces, < or >", owner)
+	}
+	return nil
+}
+
+// Claim routes a subnet to this ECS. A route this instance already holds for
+// req.Owner counts as success, so a retried claim is harmless. In the common
+// case it costs one read per route table and one write.
+func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefix, error) {
+	if err := validOwner(req.Owner); err != nil {
+		return netip.Prefix{}, err
+	}
+	explicit := req.Want.IsValid()
+	if explicit {
+		if !req.Want.Addr().Is4() {
+			return netip.Prefix{}, fmt.Errorf("subnet %s: only IPv4 subnets can be routed", req.Want)
+		}
+		req.Want = req.Want.Masked()
+	} else if req.Pick == nil {
+		return netip.Prefix{}, errors.New("claim without a subnet needs a Pick function")
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
+	defer cancel()
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+
+	var avoid []netip.Prefix // picks the API refused as overlapping a subnet
+	lastRace := netip.Prefix{}
+	for round := 0; round < c.t.maxClaimRounds; round++ {
+		tables, err := c.readAll(ctx)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("claim a subnet: read the route tables of VPC %s: %w", c.id.VPCID, err)
+		}
+		routes := tables[c.tableID]
+		if p, done, err := c.alreadyClaimed(req, tables); done || err != nil {
+			return p, err
+		}
+		n, err := c.checkQuota(routes)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		want := req.Want
+		if !explicit {
+			want, err = req.Pick(c.taken(tables, avoid))
+			if err != nil {
+				return netip.Prefix{}, fmt.Errorf("claim a subnet in VPC %s: %w", c.id.VPCID, err)
+			}
+			want = want.Masked()
+		}
+		r := route{Type: routeTypeECS, Destination: want.String(), NextHop: c.id.InstanceID, Description: describe(req.Owner, c.id.Hostname)}
+		err = c.api.updateRouteTable(ctx, c.tableID, []route{r}, nil)
+		switch {
+		case err == nil:
+			c.setTable(c.tableID, append(slices.Clone(routes), r))
+			c.warnIfNearlyFull(n + 1)
+			c.log.Info("claimed subnet", "subnet", want, "owner", req.Owner, "route_table", c.tableID)
+			return want, nil
+		case hasCode(err, codeDuplicateDestination):
+			// Another host added the same destination since our read: read again
+			// and see who holds it now.
+			c.log.Debug("another host claimed the subnet first; reading again", "subnet", want)
+			lastRace = want
+			if !explicit {
+				avoid = append(avoid, want)
+			}
+		case hasCode(err, codeOverlapsSubnet):
+			if explicit {
+				return netip.Prefix{}, c.subnetConflict(want, tables)
+			}
+			avoid = append(avoid, want)
+		case hasStatus(err, http.StatusConflict):
+			// The API refuses a route beyond the quota with 409.
+			return netip.Prefix{}, c.quotaError(n, err)
+		default:
+			return netip.Prefix{}, fmt.Errorf("claim subnet %s: %w", want, err)
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("claim a subnet in route table %s: gave up after %d attempts, other hosts kept taking the same subnet (last %s); try again",
+		c.tableID, c.t.maxClaimRounds, lastRace)
+}
+
+// alreadyClaimed settles a claim from what the tables show: done with the
+// prefix when this instance already holds a route for req.Owner (the wanted one,
+// for explicit claims), or a *cloud.ConflictError when the wanted subnet
+// overlaps someone else's route.
+func (c *Client) alreadyClaimed(req cloud.ClaimRequest, tables map[string][]route) (netip.Prefix, bool, error) {
+	if !req.Want.IsValid() {
+		for _, r := range tables[c.tableID] {
+			if p, ok := r.destination(); ok && r.ownedBy(c.id.InstanceID, req.Owner) {
+				return p, true, nil
+			}
+		}
+		return netip.Prefix{}, false, nil
+	}
+	var conflict *cloud.ConflictError
+	mine := false
+	for _, id := range slices.Sorted(maps.Keys(tables)) {
+		for _, r := range tables[id] {
+			p, ok := r.destination()
+			if !ok || p.Bits() == 0 || !p.Overlaps(req.Want) {
+				continue
+			}
+			if id == c.tableID && p == req.Want && r.ownedBy(c.id.InstanceID, req.Owner) {
+				mine = true
+				continue
+			}
+			if conflict == nil {
+				conflict = &cloud.ConflictError{Want: req.Want, Existing: p, NextHop: r.NextHop, Description: r.Description}
+			}
+		}
+	}
+	if conflict != nil {
+		return netip.Prefix{}, true, conflict
+	}
+	if mine {
+		return req.Want, true, nil
+	}
+	for _, p := range c.id.VPCCIDRs {
+		if p.Overlaps(req.Want) {
+			return netip.Prefix{}, true, &cloud.ConflictError{Want: req.Want, Existing: p, NextHop: "local"}
+		}
+	}
+	return netip.Prefix{}, false, nil
+}
+
+// subnetConflict explains a VPC.2809 refusal: the subnet overlaps one of the VPC's.
+func (c *Client) subnetConflict(want netip.Prefix, tables map[string][]route) error {
+	for _, r := range tables[c.tableID] {
+		if p, ok := r.destination(); ok && r.isLocal() && p.Overlaps(want) {
+			return &cloud.ConflictError{Want: want, Existing: p, NextHop: "local"}
+		}
+	}
+	for _, p := range c.id.VPCCIDRs {
+		if p.Overlaps(want) {
+			return &cloud.ConflictError{Want: want, Existing: p, NextHop: "local"}
+		}
+	}
+	return &cloud.ConflictError{Want: want, Existing: want, NextHop: "local", Description: "a subnet of the VPC"}
+}
+
+// Release removes this instance's route to prefix if vpcroute holds it for
+// owner. A route that is gone, or that someone else now holds, is left alone.
+func (c *Client) Release(ctx context.Context, prefix netip.Prefix, owner string) error {
+	prefix = prefix.Masked()
+	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
+	defer cancel()
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+
+	t, err := c.api.showRouteTable(ctx, c.tableID)
+	if err != nil {
+		return fmt.Errorf("release subnet %s: %w", prefix, err)
+	}
+	c.setTable(c.tableID, t.Routes)
+	idx := slices.IndexFunc(t.Routes, func(r route) bool {
+		p, ok := r.destination()
+		return ok && p == prefix
+	})
+	if idx < 0 {
+		return nil
+	}
+	r := t.Routes[idx]
+	if !r.ownedBy(c.id.InstanceID, owner) {
+		c.log.Warn("not removing a route vpcroute does not hold for this owner on this host", "subnet", prefix,
+			"owner", owner, "nexthop", r.NextHop, "description", r.Description)
+		return nil
+	}
+	err = c.api.updateRouteTable(ctx, c.tableID, nil, []route{r})
+	if err != nil {
+		var ae *APIError
+		if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusUnauthorized && ae.Status != http.StatusForbidden {
+			// Perhaps a retried delete whose first try went through: check.
+			if again, rerr := c.api.showRouteTable(ctx, c.tableID); rerr == nil && !slices.ContainsFunc(again.Routes, func(x route) bool { return x == r }) {
+				c.setTable(c.tableID, again.Routes)
+				return nil
+			}
+		}
+		return fmt.Errorf("release subnet %s from route table %s: %w", prefix, c.tableID, err)
+	}
+	c.setTable(c.tableID, slices.Delete(slices.Clone(t.Routes), idx, idx+1))
+	c.log.Info("released subnet", "subnet", prefix, "owner", owner, "route_table", c.tableID)
+	return nil
+}
+
+// Owned lists the routes vpcroute holds for this instance in its route table.
+func (c *Client) Owned(ctx context.Context) ([]cloud.Route, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
+	defer cancel()
+	t, err := c.api.showRouteTable(ctx, c.tableID)
+	if err != nil {
+		return nil, fmt.Errorf("list this host's routes: %w", err)
+	}
+	c.setTable(c.tableID, t.Routes)
+	var out []cloud.Route
+	for _, r := range t.Routes {
+		p, ok := r.destination()
+		if !ok || r.Type != routeTypeECS || r.NextHop != c.id.InstanceID {
+			continue
+		}
+		if d, ok := parseDescription(r.Description); ok {
+			out = append(out, cloud.Route{Destination: p, Owner: d.Owner})
+		}
+	}
+	return out, nil
+}
