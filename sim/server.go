@@ -1,0 +1,213 @@
+package sim
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Fault makes the next matching requests fail. Faults queue up in the order
+// injected; each request consumes at most one, the first whose PathContains
+// matches. Admin paths (/_sim/) never fail.
+type Fault struct {
+	// Count is how many requests the fault affects; 0 means one.
+	Count int `json:"count"`
+	// Status is the HTTP status to answer with (429, 500, 503...); 0 answers
+	// normally after Latency.
+	Status int `json:"status"`
+	// Code is the error code of the body. Codes starting with "APIGW." get the API
+	// gateway's body, others the VPC service's. Default: APIGW.0308 for 429,
+	// VPC.0001 otherwise.
+	Code string `json:"code"`
+	// Latency delays the answer (or the drop).
+	Latency time.Duration `json:"latency"`
+	// Drop closes the connection without an answer.
+	Drop bool `json:"drop"`
+	// PathContains restricts the fault to request paths containing it.
+	PathContains string `json:"path_contains"`
+}
+
+// UnmarshalJSON accepts latency as a duration string ("2s") or nanoseconds.
+func (f *Fault) UnmarshalJSON(b []byte) error {
+	type plain Fault
+	var aux struct {
+		plain
+		Latency json.RawMessage `json:"latency"`
+	}
+	if err := json.Unmarshal(b, &aux); err != nil {
+		return err
+	}
+	*f = Fault(aux.plain)
+	f.Latency = 0
+	if len(aux.Latency) == 0 || string(aux.Latency) == "null" {
+		return nil
+	}
+	var str string
+	if err := json.Unmarshal(aux.Latency, &str); err == nil {
+		d, err := time.ParseDuration(str)
+		if err != nil {
+			return err
+		}
+		f.Latency = d
+		return nil
+	}
+	var n int64
+	if err := json.Unmarshal(aux.Latency, &n); err != nil {
+		return errors.New(`latency must be a duration such as "2s"`)
+	}
+	f.Latency = time.Duration(n)
+	return nil
+}
+
+// InjectFault queues a fault for the next matching requests.
+func (s *Sim) InjectFault(f Fault) {
+	if f.Count <= 0 {
+		f.Count = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f)
+}
+
+// ClearFaults drops every queued fault.
+func (s *Sim) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
+func (s *Sim) takeFault(path string) (Fault, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.faults {
+		f := &s.faults[i]
+		if f.PathContains != "" && !strings.Contains(path, f.PathContains) {
+			continue
+		}
+		got := *f
+		f.Count--
+		if f.Count <= 0 {
+			s.faults = append(s.faults[:i], s.faults[i+1:]...)
+		}
+		return got, true
+	}
+	return Fault{}, false
+}
+
+// Handler serves the VPC API (/v1/...), the metadata service (/openstack/...
+// and /ecs/{name}/openstack/...) and the admin API (/_sim/...).
+func (s *Sim) Handler() http.Handler {
+	return http.HandlerFunc(s.serveHTTP)
+}
+
+type recorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := r.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("connection cannot be hijacked")
+	}
+	return h.Hijack()
+}
+
+func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := newHexID()
+	w.Header().Set("X-Request-Id", reqID)
+	if strings.HasPrefix(r.URL.Path, "/_sim/") {
+		s.serveAdmin(w, r)
+		return
+	}
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		s.mu.Lock()
+		s.log = append(s.log, RequestLog{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Status: rec.status})
+		s.mu.Unlock()
+	}()
+
+	if f, ok := s.takeFault(r.URL.Path); ok {
+		if f.Latency > 0 {
+			select {
+			case <-time.After(f.Latency):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if f.Drop {
+			if conn, _, err := rec.Hijack(); err == nil {
+				conn.Close()
+			}
+			return
+		}
+		if f.Status != 0 {
+			code := f.Code
+			if code == "" && f.Status == http.StatusTooManyRequests {
+				code = "APIGW.0308"
+			} else if code == "" {
+				code = "VPC.0001"
+			}
+			if strings.HasPrefix(code, "APIGW.") {
+				msg := "The throttling threshold has been reached"
+				if f.Status != http.StatusTooManyRequests {
+					msg = "injected fault"
+				}
+				writeGWError(rec, reqID, &gwError{Status: f.Status, Code: code, Message: msg})
+			} else {
+				writeAPIError(rec, &apiError{Status: f.Status, Code: code, Message: "System exception (injected fault)"})
+			}
+			return
+		}
+	}
+
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/v1/"):
+		s.serveAPI(rec, r, reqID)
+	case strings.HasPrefix(r.URL.Path, "/openstack/"), strings.HasPrefix(r.URL.Path, "/ecs/"):
+		s.serveMetadata(rec, r)
+	default:
+		writeGWError(rec, reqID, &gwError{Status: http.StatusNotFound, Code: "APIGW.0101",
+			Message: "The API does not exist or has not been published in the environment"})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func writeAPIError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.Status, map[string]string{"code": e.Code, "message": e.Message})
+}
+
+func writeGWError(w http.ResponseWriter, reqID string, e *gwError) {
+	writeJSON(w, e.Status, map[string]string{"error_code": e.Code, "error_msg": e.Message, "request_id": reqID})
+}
+
+// readBody reads at most 1 MiB, the API gateway's practical limit for these calls.
+func readBody(r *http.Request) ([]byte, error) {
+	return io.ReadAll(io.LimitReader(r.Body, 1<<20))
+}
