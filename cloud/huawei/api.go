@@ -357,3 +357,6 @@ func regionEndpoint(regionID string) string {
 	}
 	return fmt.Sprintf("https://vpc.%s.myhuaweicloud.com", regionID)
 }
+
+// portPair is an allowed address pair of a port.
+type portPair = model.AllowedAddressPair

@@ -545,6 +545,11 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			if !explicit {
 				avoid = append(avoid, want)
 			}
+			// Hosts that start claiming together also pick the same next
+			// subnet: a random pause lets one of them go first.
+			if err := sleep(ctx, backoff(c.t, round+1)); err != nil {
+				return netip.Prefix{}, fmt.Errorf("claim a subnet: other hosts kept taking the same subnet (last %s): %w", want, err)
+			}
 		case hasCode(err, codeOverlapsSubnet):
 			if explicit {
 				return netip.Prefix{}, c.subnetConflict(want, tables)
@@ -618,6 +623,18 @@ func (c *Client) subnetConflict(want netip.Prefix, tables map[string][]route) er
 		}
 	}
 	return &cloud.ConflictError{Want: want, Existing: want, NextHop: "local", Description: "a subnet of the VPC"}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 // Release removes this instance's route to prefix if vpcroute holds it for

@@ -86,7 +86,7 @@ func defaultTiming() timing {
 		metadataTimeout: 2 * time.Second,
 		takenTTL:        3 * time.Second,
 		tableListTTL:    5 * time.Minute,
-		maxClaimRounds:  8,
+		maxClaimRounds:  16,
 	}
 }
 
