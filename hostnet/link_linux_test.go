@@ -81,7 +81,7 @@ func TestEnsureBridge(t *testing.T) {
 	tests := []struct {
 		name    string
 		before  func(t *testing.T) // what is on the host before EnsureBridge
-		wantErr error               // nil: expect a correct bridge afterwards
+		wantErr error              // nil: expect a correct bridge afterwards
 		after   func(t *testing.T) // extra checks
 	}{
 		{name: "create"},
