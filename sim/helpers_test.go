@@ -13,8 +13,8 @@ import (
 )
 
 const (
-	testAK = "SIMTESTACCESSKEY0001"
-	testSK = "simTestSecretKey0000000000000000000000001"
+	testAK  = "SIMTESTACCESSKEY0001"
+	testSK  = "simTestSecretKey0000000000000000000000001"
 	testPID = "0123456789abcdef0123456789abcdef"
 )
 

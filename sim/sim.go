@@ -141,8 +141,9 @@ type Sim struct {
 
 	// Lock order: watchMu before mu. watchMu serializes watcher callbacks so each
 	// sees the state after the change that triggered it; mu guards the state.
-	watchMu  sync.Mutex
-	watchers []func([]Route)
+	watchMu   sync.Mutex
+	watchers  []watcher
+	nextWatch int
 
 	mu      sync.Mutex
 	vpcCIDR netip.Prefix
@@ -153,6 +154,11 @@ type Sim struct {
 	faults  []Fault
 	log     []RequestLog
 	created time.Time
+}
+
+type watcher struct {
+	id int
+	fn func([]Route)
 }
 
 type subnetState struct {
@@ -362,10 +368,23 @@ func (s *Sim) AddRouteTable(name string, subnetIDs ...string) string {
 // after every change of any table. Calls are serial and in order of change.
 // fn must not call Watch.
 func (s *Sim) Watch(fn func(routes []Route)) {
+	s.watch(fn)
+}
+
+// watch is Watch with a cancel; once cancel returns, fn is never called again.
+// fn must not call cancel.
+func (s *Sim) watch(fn func(routes []Route)) (cancel func()) {
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
-	s.watchers = append(s.watchers, fn)
+	id := s.nextWatch
+	s.nextWatch++
+	s.watchers = append(s.watchers, watcher{id: id, fn: fn})
 	fn(s.allRoutes())
+	return func() {
+		s.watchMu.Lock()
+		defer s.watchMu.Unlock()
+		s.watchers = slices.DeleteFunc(s.watchers, func(w watcher) bool { return w.id == id })
+	}
 }
 
 // notify calls the watchers with the current state. Called without mu held.
@@ -376,8 +395,8 @@ func (s *Sim) notify() {
 		return
 	}
 	routes := s.allRoutes()
-	for _, fn := range s.watchers {
-		fn(slices.Clone(routes))
+	for _, w := range s.watchers {
+		w.fn(slices.Clone(routes))
 	}
 }
 
