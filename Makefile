@@ -1,0 +1,60 @@
+# vpcroute: `make demo` runs the guide's two-ECS scenario on the built-in emulator;
+# `make test` runs every test (root-only ones skip with a reason when not root).
+GO       ?= go
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+PLUGIN   ?= vpcroute
+REPO     ?= vpcroute/vpcroute
+TAG      ?= latest
+# Packages whose tests start real Docker engines in test beds: run one at a time.
+BED_PKGS := ./internal/testbed/... ./e2e/...
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e -e /internal/testbed)
+
+.PHONY: all build test unit e2e demo plugin plugin-enable push bench clean vet
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vpcroute .
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vpcroute-sim ./cmd/vpcroute-sim
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/vpcroute-bed ./cmd/vpcroute-bed
+
+vet:
+	$(GO) vet ./...
+
+test: build vet unit e2e
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m $(UNIT_PKGS)
+
+e2e:
+	$(GO) test -count=1 -p 1 -timeout 40m $(BED_PKGS)
+
+demo: build
+	./bin/vpcroute-bed demo
+
+# A managed plugin directory (config.json + rootfs) built offline from this machine's
+# Debian iptables; `make push` builds the same from the Dockerfile for publishing.
+plugin: build
+	./scripts/plugin-rootfs.sh build/plugin
+
+plugin-enable: plugin
+	-docker plugin disable -f $(PLUGIN):$(TAG)
+	-docker plugin rm -f $(PLUGIN):$(TAG)
+	docker plugin create $(PLUGIN):$(TAG) build/plugin
+	docker plugin enable $(PLUGIN):$(TAG)
+
+push:
+	docker build -t $(REPO)-rootfs:$(VERSION) .
+	rm -rf build/push && mkdir -p build/push/rootfs
+	id=$$(docker create $(REPO)-rootfs:$(VERSION)) && docker export $$id | tar -x -C build/push/rootfs && docker rm $$id
+	cp plugin/config.json build/push/
+	docker plugin create $(REPO):$(TAG) build/push
+	docker plugin push $(REPO):$(TAG)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./alloc ./hostnet ./ipam ./driver
+	./scripts/bench.sh
+
+clean:
+	rm -rf bin build
