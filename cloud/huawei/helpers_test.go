@@ -77,6 +77,9 @@ func newBed(t *testing.T, mutate func(*sim.Config)) *bed {
 // config is what the plugin on ECS name would be given: the metadata URL and
 // the endpoint of the emulator, and the permanent AK/SK.
 func (b *bed) config(t *testing.T, name string, log *slog.Logger) Config {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return Config{
 		MetadataURL: b.srv.URL + "/ecs/" + name,
 		VPCEndpoint: b.srv.URL,
