@@ -14,6 +14,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -26,22 +27,30 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	cancel()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "vpcroute-sim:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	listen := flag.String("listen", "127.0.0.1:8775", "address to serve the VPC API, metadata and admin API on")
-	configPath := flag.String("config", "", "JSON file of sim.Config (required)")
-	routerNetns := flag.String("router-netns", "", "network namespace (name under /run/netns or path) whose routes follow the VPC route tables")
-	listenNetns := flag.String("listen-netns", "", "network namespace (name or path) to create the listener in")
-	flag.Parse()
+// run serves until ctx is done, then shuts down and removes its router routes.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("vpcroute-sim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:8775", "address to serve the VPC API, metadata and admin API on")
+	configPath := fs.String("config", "", "JSON file of sim.Config (required)")
+	routerNetns := fs.String("router-netns", "", "network namespace (name under /run/netns or path) whose routes follow the VPC route tables")
+	listenNetns := fs.String("listen-netns", "", "network namespace (name or path) to create the listener in")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
 	if *configPath == "" {
 		return errors.New("--config FILE.json is required")
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(slog.NewTextHandler(stderr, nil))
 
 	raw, err := os.ReadFile(*configPath)
 	if err != nil {
@@ -76,13 +85,11 @@ func run() error {
 	}
 
 	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 
 	c := s.Config()
-	fmt.Printf("vpcroute-sim ready on http://%s project=%s vpc=%s routetable=%s\n", ln.Addr(), c.ProjectID, c.VPCID, s.DefaultRouteTableID())
+	fmt.Fprintf(stdout, "vpcroute-sim ready on http://%s project=%s vpc=%s routetable=%s\n", ln.Addr(), c.ProjectID, c.VPCID, s.DefaultRouteTableID())
 
 	select {
 	case err := <-errc:
