@@ -129,11 +129,9 @@ func call[T any](ctx context.Context, a *sdkAPI, op, object string, fn func(*vpc
 		}
 		a.log.Debug("VPC API call failed; retrying", "op", op, "object", object, "attempt", attempt,
 			"status", ae.Status, "code", ae.Code, "delay", delay)
-		select {
-		case <-ctx.Done():
+		if sleep(ctx, delay) != nil {
 			addHint(ae, a.creds)
 			return zero, ae
-		case <-time.After(delay):
 		}
 	}
 }

@@ -55,6 +55,7 @@ type Client struct {
 	tablesAt time.Time          // when tables was listed
 	snapshot map[string][]route // routes per table ID
 	snapAt   time.Time          // when snapshot was read in full
+	changes  uint64             // bumped by every change this client makes to a table
 }
 
 var _ cloud.VPC = (*Client)(nil)
@@ -145,11 +146,11 @@ func (c *Client) resolveIdentity(ctx context.Context, cfg *Config, md *metadataC
 		meta, err := md.metaData(ctx)
 		switch {
 		case err == nil:
-			id = cmp(id, meta.UUID)
-			project = cmp(project, meta.ProjectID)
-			region = cmp(region, meta.RegionID)
-			vpcID = cmp(vpcID, meta.Meta.VPCID)
-			hostname = cmp(hostname, meta.Hostname, meta.Name)
+			id = firstNonEmpty(id, meta.UUID)
+			project = firstNonEmpty(project, meta.ProjectID)
+			region = firstNonEmpty(region, meta.RegionID)
+			vpcID = firstNonEmpty(vpcID, meta.Meta.VPCID)
+			hostname = firstNonEmpty(hostname, meta.Hostname, meta.Name)
 		case id == "" || project == "" || region == "" || vpcID == "":
 			return identityError(cfg.MetadataURL, err, id, project, region, vpcID, portID)
 		}
@@ -190,7 +191,7 @@ func identityError(url string, cause error, id, project, region, vpcID, portID s
 		url, cause, strings.Join(missing, ", "))
 }
 
-func cmp(vals ...string) string {
+func firstNonEmpty(vals ...string) string {
 	for _, v := range vals {
 		if v != "" {
 			return v
@@ -353,6 +354,7 @@ func (c *Client) readAll(ctx context.Context) (map[string][]route, error) {
 	c.cacheMu.Lock()
 	ids := slices.Clone(c.tables)
 	listAge := time.Since(c.tablesAt)
+	changes := c.changes
 	c.cacheMu.Unlock()
 	if listAge > c.t.tableListTTL || !slices.Contains(ids, c.tableID) {
 		all, err := c.api.listRouteTables(ctx, c.id.VPCID, "")
@@ -382,8 +384,12 @@ func (c *Client) readAll(ctx context.Context) (map[string][]route, error) {
 		out[c.tableID] = nil
 	}
 	c.cacheMu.Lock()
-	c.snapshot = out
-	c.snapAt = time.Now()
+	// A read that overlapped one of this client's own changes may predate
+	// it: keep the cache that has the change.
+	if c.changes == changes {
+		c.snapshot = out
+		c.snapAt = time.Now()
+	}
 	c.cacheMu.Unlock()
 	return out, nil
 }
@@ -398,6 +404,7 @@ func (c *Client) setTable(id string, routes []route) {
 	}
 	next[id] = routes
 	c.snapshot = next
+	c.changes++
 }
 
 // taken lists every IPv4 destination of every table plus the configured VPC

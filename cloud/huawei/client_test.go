@@ -95,8 +95,10 @@ func TestStartupErrorWithoutMetadata(t *testing.T) {
 			wantMissing: []string{"VPCROUTE_INSTANCE_ID", "VPCROUTE_PROJECT_ID", "VPCROUTE_REGION", "VPCROUTE_VPC_ID", "VPCROUTE_PORT_ID"},
 		},
 		{
-			name:        "only the port missing",
-			mutate:      func(c *Config) { c.InstanceID, c.ProjectID, c.Region, c.VPCID = ecs1ID, testProject, "sa-brazil-1", testVPC },
+			name: "only the port missing",
+			mutate: func(c *Config) {
+				c.InstanceID, c.ProjectID, c.Region, c.VPCID = ecs1ID, testProject, "sa-brazil-1", testVPC
+			},
 			wantMissing: []string{"VPCROUTE_PORT_ID"},
 			notMissing:  []string{"VPCROUTE_INSTANCE_ID", "VPCROUTE_REGION"},
 		},

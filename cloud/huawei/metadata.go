@@ -66,9 +66,13 @@ type metadataClient struct {
 }
 
 func newMetadataClient(base string, timeout time.Duration) *metadataClient {
+	// Never through a proxy: HTTP_PROXY set for the VPC API must not send
+	// link-local metadata requests (and the agency's keys) elsewhere.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
 	return &metadataClient{
 		base:    strings.TrimRight(base, "/"),
-		http:    &http.Client{Timeout: timeout},
+		http:    &http.Client{Timeout: timeout, Transport: tr},
 		timeout: timeout,
 	}
 }

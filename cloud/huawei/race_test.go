@@ -158,3 +158,25 @@ func TestRaceManyHosts(t *testing.T) {
 		t.Errorf("after releasing everything the table holds:\n%swant:\n%s", describeRoutes(after), describeRoutes(before))
 	}
 }
+
+func TestOverlapRefusedByAPIPicksAgain(t *testing.T) {
+	// A pick the API refuses as overlapping a VPC subnet (VPC.2809) is
+	// avoided and another one is picked.
+	b := newBed(t, nil)
+	c, _ := b.client(t, "ecs1", nil)
+	calls := 0
+	pick := func(taken []netip.Prefix) (netip.Prefix, error) {
+		calls++
+		if calls == 1 {
+			return mustPrefix("192.168.1.128/25"), nil // inside subnet-b, whatever taken says
+		}
+		if !slices.Contains(taken, mustPrefix("192.168.1.128/25")) {
+			t.Errorf("second pick's taken %v lacks the refused subnet", taken)
+		}
+		return firstFree(mustPrefix("10.0.0.0/16"))(taken)
+	}
+	got, err := c.Claim(context.Background(), cloud.ClaimRequest{Owner: "p", Pick: pick})
+	if err != nil || got != mustPrefix("10.0.0.0/24") || calls != 2 {
+		t.Fatalf("claim = %v, %v after %d picks; want 10.0.0.0/24 after 2", got, err, calls)
+	}
+}
