@@ -365,8 +365,9 @@ func (s *Sim) AddRouteTable(name string, subnetIDs ...string) string {
 
 // Watch registers fn to be called with the routes of all route tables (each
 // table's local routes included, tables in creation order) once now and then
-// after every change of any table. Calls are serial and in order of change.
-// fn must not call Watch.
+// after every change of any table. Calls are serial and in order of change, and
+// run before the API answers the request that made the change, so a client that
+// got its answer finds a synced router already updated. fn must not call Watch.
 func (s *Sim) Watch(fn func(routes []Route)) {
 	s.watch(fn)
 }

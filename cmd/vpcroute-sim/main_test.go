@@ -113,3 +113,18 @@ func TestRunRejectsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestExampleConfig keeps example.json, the guide's two-ECS VPC, loadable.
+func TestExampleConfig(t *testing.T) {
+	url, stop := start(t, "--listen", "127.0.0.1:0", "--config", "example.json")
+	defer stop()
+	resp, err := http.Get(url + "/ecs/ecs2/openstack/latest/network_data.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), `"vif_id":"5a1b2c3d-0000-4000-8000-00000000f002"`) {
+		t.Fatalf("network_data.json of ecs2: %s", b)
+	}
+}
