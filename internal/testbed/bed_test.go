@@ -13,7 +13,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -243,34 +245,48 @@ func TestBedReproducesGuide(t *testing.T) {
 	t.Run("outside sees the ECS address", func(t *testing.T) {
 		// Docker's bridge driver masquerades container traffic leaving the ECS; the outside
 		// host must see ECS1's VPC address, not the container's.
-		var ln net.Listener
-		if err := InNetns(bed.OutsideNetns, func() (err error) {
-			ln, err = net.Listen("tcp", OutsideIP+":9000")
-			return err
-		}); err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		seen := make(chan string, 1)
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				seen <- err.Error()
-				return
-			}
-			defer c.Close()
-			seen <- c.RemoteAddr().(*net.TCPAddr).IP.String()
-		}()
+		seen := acceptOnce(t, bed.OutsideNetns, OutsideIP+":9000")
 		must(t)(client("sh", "-c", "echo hello | nc -w 2 "+OutsideIP+" 9000"))
-		select {
-		case src := <-seen:
-			if src != ecs1.IP.String() {
-				t.Errorf("outside host saw source %s, want ECS1's %s", src, ecs1.IP)
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("outside host got no connection")
+		if src := <-seen; src != ecs1.IP.String() {
+			t.Errorf("outside host saw source %s, want ECS1's %s", src, ecs1.IP)
 		}
 	})
+
+	t.Run("metadata address served from the router", func(t *testing.T) {
+		// A metadata server listening on 169.254.169.254 in the router namespace tells ECSs
+		// apart by source address, as Huawei's does.
+		seen := acceptOnce(t, bed.RouterNetns, MetadataIP+":80")
+		must(t)(ecs2.Docker(ctx, "run", "--rm", "--net", "my-net", ImageName, "sh", "-c", "echo hi | nc -w 2 "+MetadataIP+" 80"))
+		if src := <-seen; src != ecs2.IP.String() {
+			t.Errorf("metadata server saw source %s, want ECS2's %s", src, ecs2.IP)
+		}
+	})
+}
+
+// acceptOnce listens on addr inside the named network namespace and reports the source
+// address of the first connection (or an error text), giving up after 10 seconds.
+func acceptOnce(t *testing.T, netns, addr string) <-chan string {
+	t.Helper()
+	var ln net.Listener
+	if err := InNetns(netns, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	seen := make(chan string, 1)
+	go func() {
+		_ = ln.(*net.TCPListener).SetDeadline(time.Now().Add(10 * time.Second))
+		c, err := ln.Accept()
+		if err != nil {
+			seen <- "no connection: " + err.Error()
+			return
+		}
+		defer c.Close()
+		seen <- c.RemoteAddr().(*net.TCPAddr).IP.String()
+	}()
+	return seen
 }
 
 // TestPluginSeenByItsEngineOnly checks the isolation plugins rely on: a plugin started on ECS1
@@ -363,4 +379,65 @@ func netnsLink(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return link
+}
+
+// TestUpRecoversFromCrashedRun kills a bed the hard way (engine and namespace holder SIGKILLed
+// with a container running, no Down), as a crashed test run would leave it, and checks that
+// the next Up cleans it up and works.
+func TestUpRecoversFromCrashedRun(t *testing.T) {
+	bed := upForTest(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ecs := bed.ECSs[0]
+	must(t)(ecs.Docker(ctx, "run", "-d", "--name", "orphan", ImageName))
+	orphan, err := strconv.Atoi(must(t)(ecs.Docker(ctx, "inspect", "-f", "{{.State.Pid}}", "orphan")))
+	if err != nil || orphan == 0 {
+		t.Fatalf("container pid: %v", err)
+	}
+	dockerd, err := ecs.DockerdPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder, err := ecs.HolderPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{dockerd, holder} {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !processAlive(orphan) {
+		t.Fatal("the container died with its engine; the crash left nothing to clean up")
+	}
+
+	again, err := Up(ctx, Config{Prefix: bed.Prefix, ECSCount: 1})
+	if err != nil {
+		t.Fatalf("Up over a crashed bed: %v", err)
+	}
+	if processAlive(orphan) {
+		t.Errorf("container process %d of the crashed bed survived Up", orphan)
+	}
+	if out := must(t)(again.ECSs[0].Docker(ctx, "ps", "-aq")); out != "" {
+		t.Errorf("new engine shows containers of the crashed bed: %q", out)
+	}
+	must(t)(again.ECSs[0].Docker(ctx, "run", "--rm", ImageName, "true"))
+}
+
+// TestFailedUpLeavesNothing makes the engines fail to start and checks that Up reports it
+// and removes what it had built.
+func TestFailedUpLeavesNothing(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: creates network namespaces")
+	}
+	cfg := Config{Prefix: "vrt", Dockerd: "/bin/false"}
+	_, err := Up(context.Background(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "dockerd of ecs1 did not come up") {
+		t.Fatalf("Up with a dockerd that exits = %v, want it to say the engine did not come up", err)
+	}
+	bed := newBed(Config{Prefix: "vrt", StateDir: "/var/lib/vrt-bed"}, 2)
+	assertNothingLeft(t, bed)
+	if err := Down(context.Background(), cfg); err != nil {
+		t.Errorf("Down with nothing to remove: %v", err)
+	}
 }

@@ -2,7 +2,12 @@
 
 package testbed
 
-import "testing"
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
 
 func TestCgroupRE(t *testing.T) {
 	re := cgroupRE("vr")
@@ -41,4 +46,54 @@ func TestUnescapeMountPath(t *testing.T) {
 			t.Errorf("unescapeMountPath(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+func TestRemoveStateDirOnlyRemovesMarkedDirs(t *testing.T) {
+	t.Run("missing", func(t *testing.T) {
+		if err := removeStateDir(filepath.Join(t.TempDir(), "gone")); err != nil {
+			t.Errorf("removeStateDir(missing) = %v, want nil", err)
+		}
+	})
+	t.Run("foreign, not empty", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := removeStateDir(dir); err == nil || !strings.Contains(err.Error(), "not removing") {
+			t.Errorf("removeStateDir(unmarked) = %v, want a refusal", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "precious")); err != nil {
+			t.Errorf("a file of an unmarked directory was removed: %v", err)
+		}
+	})
+	t.Run("empty", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "empty")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := removeStateDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("empty state dir still there: %v", err)
+		}
+	})
+	t.Run("marked", func(t *testing.T) {
+		dir := t.TempDir()
+		for _, f := range []string{markerFile, "ecs1/data/x"} {
+			p := filepath.Join(dir, f)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := removeStateDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("marked state dir still there: %v", err)
+		}
+	})
 }
