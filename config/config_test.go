@@ -1,0 +1,111 @@
+package config
+
+import (
+	"encoding/json"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	s, err := FromEnv(env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Cloud != CloudHuawei || s.Pool.String() != "10.0.0.0/8" || s.SubnetSize != 24 || s.ForwardAccept || !s.Masquerade ||
+		s.StateDir != "/var/lib/vpcroute" || s.Socket != "/run/docker/plugins/vpcroute.sock" || s.Huawei.MetadataURL != "http://169.254.169.254" || s.Huawei.SrcDstCheck != "warn" {
+		t.Fatalf("defaults = %+v", s)
+	}
+}
+
+func TestValidation(t *testing.T) {
+	tests := []struct {
+		kv   []string
+		want string // "" = valid
+	}{
+		{[]string{"VPCROUTE_CLOUD", "none"}, ""},
+		{[]string{"VPCROUTE_CLOUD", "aws"}, "VPCROUTE_CLOUD=\"aws\" is not valid: use huaweicloud or none"},
+		{[]string{"VPCROUTE_POOL", "10.0.0.1/8"}, "VPCROUTE_POOL"},
+		{[]string{"VPCROUTE_POOL", "fd00::/8"}, "VPCROUTE_POOL"},
+		{[]string{"VPCROUTE_SUBNET_SIZE", "30"}, "from 16 to 28"},
+		{[]string{"VPCROUTE_POOL", "10.0.0.0/24", "VPCROUTE_SUBNET_SIZE", "20"}, "larger than VPCROUTE_POOL"},
+		{[]string{"VPCROUTE_FORWARD", "accept"}, ""},
+		{[]string{"VPCROUTE_FORWARD", "drop"}, "rules or accept"},
+		{[]string{"VPCROUTE_MASQUERADE", "yes please"}, "true or false"},
+		{[]string{"VPCROUTE_VPC_CIDRS", "192.168.0.0/16, 172.16.0.0/12"}, ""},
+		{[]string{"VPCROUTE_VPC_CIDRS", "192.168.0.0/16,nope"}, "VPCROUTE_VPC_CIDRS"},
+		{[]string{"VPCROUTE_STATE_DIR", "relative"}, "absolute path"},
+		{[]string{"VPCROUTE_LOG_LEVEL", "chatty"}, "debug, info, warn or error"},
+		{[]string{"VPCROUTE_METADATA_URL", "169.254.169.254"}, "http(s) URL"},
+		{[]string{"VPCROUTE_SRC_DST_CHECK", "off"}, "warn or disable"},
+		{[]string{"HUAWEICLOUD_SDK_AK", "AK"}, "must be given together"},
+	}
+	for _, tt := range tests {
+		_, err := FromEnv(env(tt.kv...))
+		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("%v: err = %v; want %q", tt.kv, err, tt.want)
+		}
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	_, err := FromEnv(env("HUAWEICLOUD_SDK_SK", "super-secret-sk", "VPCROUTE_CLOUD", "bad"))
+	if err == nil || strings.Contains(err.Error(), "super-secret-sk") {
+		t.Fatalf("error %v shows the secret key", err)
+	}
+}
+
+// The managed plugin must let users set every setting.
+func TestPluginConfigListsEverySetting(t *testing.T) {
+	raw, err := os.ReadFile("../plugin/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Env []struct {
+			Name     string
+			Settable []string
+		}
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, e := range cfg.Env {
+		if len(e.Settable) == 1 && e.Settable[0] == "value" {
+			got[e.Name] = true
+		}
+	}
+	want := []string{"HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN"}
+	for _, s := range All() {
+		want = append(want, s.Name)
+	}
+	sort.Strings(want)
+	for _, n := range want {
+		if !got[n] {
+			t.Errorf("plugin/config.json does not make %s settable", n)
+		}
+	}
+}
+
+// The README's settings table documents every setting.
+func TestREADMEListsEverySetting(t *testing.T) {
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Skip("no README.md yet")
+	}
+	for _, s := range All() {
+		if !strings.Contains(string(raw), "`"+s.Name+"`") {
+			t.Errorf("README.md does not document %s", s.Name)
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	dipam "github.com/docker/go-plugins-helpers/ipam"
+	dnet "github.com/docker/go-plugins-helpers/network"
+)
+
+type stubNet struct{ dnet.Driver }
+
+func (stubNet) GetCapabilities() (*dnet.CapabilitiesResponse, error) {
+	return &dnet.CapabilitiesResponse{Scope: "local"}, nil
+}
+func (stubNet) CreateNetwork(r *dnet.CreateNetworkRequest) error {
+	if r.NetworkID == "bad" {
+		return errors.New("subnet overlaps: choose another")
+	}
+	return nil
+}
+
+type stubIPAM struct{ dipam.Ipam }
+
+func (stubIPAM) RequestPool(r *dipam.RequestPoolRequest) (*dipam.RequestPoolResponse, error) {
+	return &dipam.RequestPoolResponse{PoolID: "vr-1", Pool: r.Pool}, nil
+}
+
+func client(sock string) *http.Client {
+	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+}
+
+func post(t *testing.T, c *http.Client, path, body string) (int, string) {
+	t.Helper()
+	resp, err := c.Post("http://plugin"+path, contentType, strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestBothAPIsOnOneSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "vpcroute.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ready := make(chan struct{})
+	drivers := &Drivers{}
+	srv := &http.Server{Handler: Handler(drivers, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	go srv.Serve(l)
+	defer srv.Close()
+	c := client(sock)
+
+	// Activate answers before start-up is done.
+	code, body := post(t, c, "/Plugin.Activate", "")
+	var m struct{ Implements []string }
+	if code != 200 || json.Unmarshal([]byte(body), &m) != nil || strings.Join(m.Implements, ",") != "NetworkDriver,IpamDriver" {
+		t.Fatalf("Activate = %d %s", code, body)
+	}
+	// API calls wait for ready.
+	done := make(chan string, 1)
+	go func() {
+		_, body := post(t, c, "/NetworkDriver.GetCapabilities", "{}")
+		done <- body
+	}()
+	select {
+	case b := <-done:
+		t.Fatalf("call answered before ready: %s", b)
+	case <-time.After(100 * time.Millisecond):
+	}
+	drivers.Network, drivers.IPAM = stubNet{}, stubIPAM{}
+	close(ready)
+	if b := <-done; !strings.Contains(b, `"Scope":"local"`) {
+		t.Fatalf("GetCapabilities = %s", b)
+	}
+	if code, body := post(t, c, "/IpamDriver.RequestPool", `{"Pool":"10.0.2.0/24"}`); code != 200 || !strings.Contains(body, `"PoolID":"vr-1"`) {
+		t.Fatalf("RequestPool = %d %s", code, body)
+	}
+	if code, body := post(t, c, "/NetworkDriver.CreateNetwork", `{"NetworkID":"bad"}`); code != 500 || !strings.Contains(body, `"Err":"subnet overlaps: choose another"`) {
+		t.Fatalf("failing CreateNetwork = %d %s", code, body)
+	}
+	if code, _ := post(t, c, "/IpamDriver.RequestPool", `{not json`); code != 400 {
+		t.Fatalf("bad JSON = %d", code)
+	}
+	// A second instance refuses to steal the socket.
+	if _, err := Listen(sock); err == nil || !strings.Contains(err.Error(), "another vpcroute") {
+		t.Fatalf("second Listen = %v", err)
+	}
+}
+
+func TestListenReplacesStaleSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "vpcroute.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A killed process leaves the file but nobody listens.
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	l, err = Listen(sock)
+	if err != nil {
+		t.Fatalf("Listen over a stale socket: %v", err)
+	}
+	l.Close()
+}
