@@ -6,6 +6,11 @@
 //	vpcroute-bed status                                      show ECSs and their engines
 //	vpcroute-bed down                                        remove everything
 //	vpcroute-bed env ECS                                     print `export DOCKER_HOST=...` for ECS
+//	vpcroute-bed demo [-plugin bin/vpcroute] [-keep]         Huawei's guide with vpcroute, on the
+//	                                                         emulated cloud (what `make demo` runs)
+//
+// All verbs take -prefix and -state-dir, so several beds can coexist; a bed's commands
+// must use the same values.
 package main
 
 import (
@@ -34,7 +39,7 @@ func main() {
 	}
 }
 
-var errUsage = errors.New("usage: vpcroute-bed up|down|status|env ECS [-ecs N] [-prefix P] [-state-dir DIR] [-v]")
+var errUsage = errors.New("usage: vpcroute-bed up|down|status|env ECS|demo [-ecs N] [-prefix P] [-state-dir DIR] [-plugin BIN] [-keep] [-v]")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -49,6 +54,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.StateDir, "state-dir", "", "state directory (default /var/lib/PREFIX-bed)")
 	fs.StringVar(&cfg.StorageDriver, "storage-driver", "", "dockerd storage driver (default: dockerd's choice)")
 	verbose := fs.Bool("v", false, "log progress to stderr")
+	var demoOpts demoOptions
+	fs.StringVar(&demoOpts.plugin, "plugin", "", "vpcroute binary for demo (default: vpcroute next to this program)")
+	fs.BoolVar(&demoOpts.keep, "keep", false, "demo: keep the bed up until Ctrl-C")
 	var pos []string
 	// Allow the ECS name of `env` before or after the flags.
 	for {
@@ -82,6 +90,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printBed(ctx, stdout, bed)
 		return nil
+	case "demo":
+		demoOpts.bed = cfg
+		return demo(ctx, demoOpts, stdout)
 	case "env":
 		if len(pos) != 1 {
 			return errUsage
