@@ -43,6 +43,25 @@
 // /www (an index.html naming the ECS) on port 80. Busybox wget segfaults in such an image
 // (static glibc looks for NSS libraries that are absent): use nc for HTTP, see HTTPGetCmd.
 //
+// # Running commands
+//
+// Exec runs a program in any of the bed's network namespaces (RouterExec, OutsideExec for
+// the two fixed ones); ECS.Exec runs it on an ECS as a shell there would, in the ECS's
+// network and mount namespaces; ECS.Docker runs Debian's docker CLI against the ECS's engine.
+// InNetns runs Go code in a namespace, for example to listen as the outside host or as the
+// metadata service (169.254.169.254 is on the router's loopback).
+//
+// Note on the guide: Docker's own bridge driver masquerades container traffic leaving an
+// ECS, so in the guide's setup ECS 2 sees ECS 1's address and answers it directly across the
+// VPC bridge; only the forward path crosses the router. Without that NAT (vpcroute's case)
+// replies cross the router too, and the TTL rule is what keeps ping at ttl=62 both ways.
+//
+// # Concurrent beds
+//
+// Beds with different prefixes (and state directories, which follow the prefix by default)
+// are independent. Up and Down of a prefix remove any bed of that prefix, so each test
+// package should use a prefix of its own; `vpcroute-bed` uses "vr".
+//
 // # Cleaning up
 //
 // Down removes everything a bed with the same prefix and state directory may have left,

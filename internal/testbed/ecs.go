@@ -215,7 +215,8 @@ func (e *ECS) StartDocker(ctx context.Context) error {
 		return fmt.Errorf("open dockerd log of %s: %w", e.Name, err)
 	}
 	defer logf.Close()
-	cmd := exec.Command("nsenter", e.nsenter(holder, append([]string{e.cfg.Dockerd}, args...)...)[1:]...)
+	argv := e.nsenter(holder, append([]string{e.cfg.Dockerd}, args...)...)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = baseEnv()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own session: the engine outlives `vpcroute-bed up` and ignores the terminal.
