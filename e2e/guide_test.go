@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vpcroute/vpcroute/internal/cloudbed"
 	"github.com/vpcroute/vpcroute/internal/testbed"
@@ -47,8 +48,20 @@ func ecsOf(t *testing.T, env *cloudbed.Env, name string) *testbed.ECS {
 // TestGuide is Huawei's guide, literally, with vpcroute doing the by-hand steps: the
 // subnets, the VPC routes and FORWARD.
 func TestGuide(t *testing.T) {
-	env := startCloud(t, "vrg", cloudbed.Options{})
+	// ECS 2 opens FORWARD the guide's way (policy ACCEPT); ECS 1 with rules of its own.
+	env := startCloud(t, "vrg", cloudbed.Options{ECSEnv: map[string][]string{"ecs2": {"VPCROUTE_FORWARD=accept"}}})
 	ecs1, ecs2 := ecsOf(t, env, "ecs1"), ecsOf(t, env, "ecs2")
+	docker(t, ecs2, "network", "ls") // returns once the plugin finished start-up
+	for e, want := range map[*testbed.ECS]string{ecs1: "-P FORWARD DROP", ecs2: "-P FORWARD ACCEPT"} {
+		var out string
+		ok := waitFor(ctxT(t), 5*time.Second, func() bool {
+			out, _ = e.Exec(ctxT(t), "iptables", "-S", "FORWARD")
+			return strings.HasPrefix(out, want)
+		})
+		if !ok {
+			t.Errorf("%s: FORWARD policy: want %q, got %q", e.Name, want, firstLine(out))
+		}
+	}
 	before := env.CustomRoutes()
 
 	docker(t, ecs1, "network", "create", "-d", "vpcroute", "--subnet", "10.0.2.0/24", "my-net")
@@ -103,6 +116,8 @@ func traceHops(out string) []string {
 	}
 	return hops
 }
+
+func firstLine(s string) string { return strings.SplitN(s, "\n", 2)[0] }
 
 func atoi(s string) int {
 	n := 0

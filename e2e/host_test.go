@@ -27,6 +27,10 @@ func TestHostOnly(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = bed.Down(context.Background()) })
 	ecs := bed.ECSs[0]
+	// As Docker leaves it on a fresh host: FORWARD dropped unless vpcroute opens it.
+	if _, err := ecs.Exec(ctx, "iptables", "-P", "FORWARD", "DROP"); err != nil {
+		t.Fatal(err)
+	}
 	stateDir := filepath.Join(ecs.Dir, "vpcroute")
 	env := []string{"VPCROUTE_CLOUD=none", "VPCROUTE_STATE_DIR=" + stateDir, "VPCROUTE_LOG_LEVEL=debug"}
 	plugin, err := ecs.StartPlugin(vpcrouteBin, env)

@@ -135,6 +135,14 @@ func (e *Env) start(ctx context.Context) error {
 		return fmt.Errorf("router sync: %w", err)
 	}
 	e.stops = append(e.stops, stop)
+	// Docker sets FORWARD to DROP on a host where it had to enable forwarding, as on a
+	// fresh ECS; the bed's ECSs forward already, so do it here, or every test would pass
+	// without vpcroute's FORWARD rules.
+	for _, ecs := range e.Bed.ECSs {
+		if _, err := ecs.Exec(ctx, "iptables", "-P", "FORWARD", "DROP"); err != nil {
+			return fmt.Errorf("FORWARD policy on %s: %w", ecs.Name, err)
+		}
+	}
 	if e.opts.Plugin == "" {
 		return nil
 	}
