@@ -38,14 +38,18 @@ demo: build
 plugin: build
 	./scripts/plugin-rootfs.sh build/plugin
 
+# The host paths the plugin's mounts need (contrib/tmpfiles.d/vpcroute.conf keeps them
+# across reboots).
 plugin-enable: plugin
+	install -d -m 0700 /var/lib/vpcroute
+	[ -e /run/xtables.lock ] || install -m 0600 /dev/null /run/xtables.lock
 	-docker plugin disable -f $(PLUGIN):$(TAG)
 	-docker plugin rm -f $(PLUGIN):$(TAG)
 	docker plugin create $(PLUGIN):$(TAG) build/plugin
 	docker plugin enable $(PLUGIN):$(TAG)
 
 push:
-	docker build -t $(REPO)-rootfs:$(VERSION) .
+	docker build --build-arg VERSION=$(VERSION) -t $(REPO)-rootfs:$(VERSION) .
 	rm -rf build/push && mkdir -p build/push/rootfs
 	id=$$(docker create $(REPO)-rootfs:$(VERSION)) && docker export $$id | tar -x -C build/push/rootfs && docker rm $$id
 	cp plugin/config.json build/push/
