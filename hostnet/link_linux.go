@@ -216,8 +216,8 @@ func OwnedBridges() (map[string]string, error) {
 }
 
 // EnsureVeth creates the veth pair hostName/peerName, or repairs it: the
-// host end is marked "vpcroute:veth", enslaved to bridge, given mtu and set
-// up. The peer stays in the current namespace, down, for Docker to move into
+// host end is marked "vpcroute:veth", enslaved to bridge in hairpin mode,
+// given mtu and set up. The peer stays in the current namespace, down, for Docker to move into
 // the container and rename. A same-name link that is not a vpcroute veth is
 // refused with ErrNotOwned.
 func EnsureVeth(hostName, peerName, bridge string, mtu int) error {
@@ -241,6 +241,12 @@ func EnsureVeth(hostName, peerName, bridge string, mtu int) error {
 		if err := netlink.LinkSetMaster(host, br); err != nil {
 			return fmt.Errorf("attach veth %s to bridge %s: %w", hostName, bridge, err)
 		}
+	}
+	// Hairpin: with br_netfilter (which Docker loads), a container's
+	// connection to a port published by itself is DNATed in the bridge and
+	// must go back out of the port it came in on.
+	if err := netlink.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("set hairpin mode on veth %s: %w", hostName, err)
 	}
 	if err := netlink.LinkSetUp(host); err != nil {
 		return fmt.Errorf("set veth %s up: %w", hostName, err)

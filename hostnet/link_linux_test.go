@@ -250,16 +250,15 @@ func TestEnsureVeth(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
-		{name: "repair detached and down", before: func(t *testing.T) {
+		{name: "repair hairpin off, detached and down", before: func(t *testing.T) {
 			if err := EnsureVeth("vr-h", "vr-p", br, 1400); err != nil {
 				t.Fatal(err)
 			}
 			h := mustLink(t, "vr-h")
-			if err := netlink.LinkSetNoMaster(h); err != nil {
-				t.Fatal(err)
-			}
-			if err := netlink.LinkSetDown(h); err != nil {
-				t.Fatal(err)
+			for _, err := range []error{netlink.LinkSetHairpin(h, false), netlink.LinkSetNoMaster(h), netlink.LinkSetDown(h)} {
+				if err != nil {
+					t.Fatal(err)
+				}
 			}
 		}},
 		{name: "refuse foreign link", before: func(t *testing.T) { addOther(t, "vr-h", "") }, wantErr: ErrNotOwned},
@@ -290,6 +289,9 @@ func TestEnsureVeth(t *testing.T) {
 			a := h.Attrs()
 			if a.Alias != "vpcroute:veth" || a.MasterIndex != mustLink(t, br).Attrs().Index || a.Flags&net.FlagUp == 0 || a.MTU != 1400 {
 				t.Errorf("host end: alias %q master %d up %v MTU %d", a.Alias, a.MasterIndex, a.Flags&net.FlagUp != 0, a.MTU)
+			}
+			if pi, err := netlink.LinkGetProtinfo(h); err != nil || !pi.Hairpin {
+				t.Errorf("host end hairpin = %v (%v), want on", pi.Hairpin, err)
 			}
 			p := mustLink(t, "vr-p") // the peer stays here for Docker to move
 			if p.Attrs().MTU != 1400 {
