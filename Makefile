@@ -30,8 +30,11 @@ unit:
 e2e:
 	$(GO) test -count=1 -p 1 -timeout 40m $(BED_PKGS)
 
+# The demo's bed has its own prefix, so that it never tears down a bed brought up with
+# `vpcroute-bed up` (prefix vr).
+DEMO_PREFIX ?= vrdemo
 demo: build
-	./bin/vpcroute-bed demo
+	./bin/vpcroute-bed demo -prefix $(DEMO_PREFIX)
 
 # A managed plugin directory (config.json + rootfs) built offline from this machine's
 # Debian iptables; `make push` builds the same from the Dockerfile for publishing.
