@@ -193,12 +193,9 @@ func (f *Firewall) add(rl rule) error {
 	return nil
 }
 
-// remove deletes rl if present.
+// remove deletes rl if present, with a single -D: iptables reports a
+// missing rule (or chain) as "does not exist", which counts as done.
 func (f *Firewall) remove(rl rule) error {
-	ok, err := f.exists(rl)
-	if err != nil || !ok {
-		return err
-	}
 	if err := f.ipt.Delete(rl.table, rl.chain, rl.spec...); err != nil && !isNotExist(err) {
 		return fmt.Errorf("delete rule %s: %w", rl, err)
 	}

@@ -4,7 +4,6 @@ package hostnet
 
 import (
 	"bytes"
-	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -285,5 +284,4 @@ func TestNewFirewallDetects(t *testing.T) {
 		t.Fatalf("Backend() = %q", b)
 	}
 	t.Logf("backend in an empty namespace: %s", f.Backend())
-	_ = fmt.Sprint()
 }

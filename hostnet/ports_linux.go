@@ -22,8 +22,8 @@ func (f *Firewall) EnsurePort(p PortMap) error {
 	return nil
 }
 
-// DeletePort removes exactly the rule EnsurePort added for p; a port that is
-// not published is not an error.
+// DeletePort removes exactly the rule EnsurePort added for p, with one
+// delete and no check; a port that is not published is not an error.
 func (f *Firewall) DeletePort(p PortMap) error {
 	rl, err := portRule(p)
 	if err != nil {
