@@ -1,0 +1,41 @@
+#!/bin/sh
+# Measures vpcroute against its budgets and rewrites docs/benchmarks.md (see that file
+# for the budgets and figures). Needs root: the Go benchmarks make throwaway network
+# namespaces, and the rest runs on the two-ECS test bed (prefix "vrb") with the emulated
+# Huawei Cloud. Takes about 4 minutes on 2 cores.
+#
+#   sudo ./scripts/bench.sh                 # everything
+#   VRBENCH_ARGS="-iperf-runs 2" sudo -E ./scripts/bench.sh   # pass knobs to vrbench
+#   GOBENCH_COUNT=1 sudo -E ./scripts/bench.sh                  # fewer Go benchmark runs
+set -eu
+
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "bench.sh: needs root (network namespaces, dockerd, iptables); run: sudo $0" >&2
+	exit 1
+fi
+for tool in iperf3 nsenter ip iptables /usr/sbin/dockerd /usr/bin/docker /bin/busybox; do
+	if ! command -v "$tool" >/dev/null 2>&1; then
+		echo "bench.sh: $tool is missing; install docker.io, iptables, iproute2, util-linux, busybox-static and iperf3" >&2
+		exit 1
+	fi
+done
+
+GO=${GO:-go}
+out=$(mktemp -d /tmp/vpcroute-bench.XXXXXX)
+trap 'rm -rf "$out"' EXIT
+
+echo "bench.sh: Go benchmarks of the driver (kernel in throwaway namespaces)" >&2
+$GO test -run '^$' -bench 'BenchmarkContainerPath|BenchmarkNetworkCreate' -benchmem \
+	-benchtime "${GOBENCH_TIME:-30x}" -count "${GOBENCH_COUNT:-3}" ./driver | tee "$out/gobench.txt"
+status=0
+if ! grep -q '^ok' "$out/gobench.txt"; then
+	echo "bench.sh: the driver benchmarks failed (see above); the report is written anyway" >&2
+	status=1
+fi
+
+echo "bench.sh: budgets on the test bed" >&2
+# shellcheck disable=SC2086 # VRBENCH_ARGS is a list of flags
+$GO run ./scripts/bench/vrbench -gobench "$out/gobench.txt" -out docs/benchmarks.md ${VRBENCH_ARGS:-}
+exit $status

@@ -1,0 +1,477 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Budgets, as the project states them.
+const (
+	budgetActivate  = 100 * time.Millisecond
+	budgetRSSkB     = 25 * 1024
+	budgetOwnCreate = 20 * time.Millisecond
+	budgetGrowth    = 1.25 // cost with 200 containers / cost with 10, allowing for noise
+	budgetDatapath  = 0.95
+)
+
+// report collects every figure of one run.
+type report struct {
+	Started                                 time.Time
+	Took                                    time.Duration
+	StartNone, StartHuawei, StartHuaweiSlow []startSample
+	Host                                    *hostFigures
+	Datapath                                *datapathFigures
+	GoBench                                 map[string]map[string][]float64 // benchmark -> unit -> values
+	GoBenchRaw                              string
+}
+
+func median[T int | float64 | time.Duration](v []T) T {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// p95 is the nearest-rank 95th percentile.
+func p95[T int | float64 | time.Duration](v []T) T {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	i := int(math.Ceil(0.95*float64(len(s)))) - 1
+	return s[max(i, 0)]
+}
+
+func activates(s []startSample) []time.Duration {
+	var out []time.Duration
+	for _, x := range s {
+		out = append(out, x.Activate)
+	}
+	return out
+}
+
+func readies(s []startSample) []time.Duration {
+	var out []time.Duration
+	for _, x := range s {
+		out = append(out, x.Ready)
+	}
+	return out
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
+
+func mb(kB int) string { return fmt.Sprintf("%.1f MB", float64(kB)/1024) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "**met**"
+	}
+	return "**missed**"
+}
+
+// readGoBench reads `go test -bench` output: for every benchmark line, each value
+// with its unit (ns/op, B/op, and the custom metrics).
+func (r *report) readGoBench(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read Go benchmark output: %w", err)
+	}
+	r.GoBenchRaw = string(b)
+	r.GoBench = map[string]map[string][]float64{}
+	sc := bufio.NewScanner(strings.NewReader(r.GoBenchRaw))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := f[0]
+		if i := strings.LastIndex(name, "-"); i > 0 {
+			if _, err := strconv.Atoi(name[i+1:]); err == nil {
+				name = name[:i] // GOMAXPROCS suffix
+			}
+		}
+		m := r.GoBench[name]
+		if m == nil {
+			m = map[string][]float64{}
+			r.GoBench[name] = m
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			m[f[i+1]] = append(m[f[i+1]], v)
+		}
+	}
+	return sc.Err()
+}
+
+// bench returns the median of a Go benchmark metric and whether it was measured.
+func (r *report) bench(name, unit string) (float64, bool) {
+	v, ok := r.GoBench[name][unit]
+	if !ok || len(v) == 0 {
+		return 0, false
+	}
+	return median(v), true
+}
+
+// row is one line of the summary table.
+type row struct {
+	budget, figure, limit string
+	ok                    bool
+}
+
+func (r *report) rows() []row {
+	var rows []row
+	if len(r.StartNone) > 0 {
+		a := activates(r.StartNone)
+		rows = append(rows, row{"1. socket answers after start (none)",
+			fmt.Sprintf("median %s, p95 %s", ms(median(a)), ms(p95(a))), "< 100 ms", p95(a) < budgetActivate})
+	}
+	if len(r.StartHuawei) > 0 {
+		a := activates(r.StartHuawei)
+		rows = append(rows, row{"1. socket answers after start (huaweicloud)",
+			fmt.Sprintf("median %s, p95 %s (start-up done: median %s)", ms(median(a)), ms(p95(a)), ms(median(readies(r.StartHuawei)))),
+			"< 100 ms", p95(a) < budgetActivate})
+	}
+	if len(r.StartHuaweiSlow) > 0 {
+		a, rd := activates(r.StartHuaweiSlow), readies(r.StartHuaweiSlow)
+		ok := slices.Max(a) < budgetActivate
+		for i := range a {
+			ok = ok && a[i] < rd[i]
+		}
+		rows = append(rows, row{"1. socket answers before cloud start-up ends",
+			fmt.Sprintf("answered after at most %s; start-up ended after %s to %s (metadata %s late)", ms(slices.Max(a)), ms(slices.Min(rd)), ms(slices.Max(rd)), slowCloud),
+			"answers first, < 100 ms", ok})
+	}
+	if h := r.Host; h != nil {
+		rows = append(rows, row{"2. idle RSS after start", mb(h.MemStart.RSS), "< 25 MB", h.MemStart.RSS < budgetRSSkB})
+		rows = append(rows, row{fmt.Sprintf("2. idle RSS after %d networks + %d containers", h.Networks, h.Containers+1),
+			fmt.Sprintf("%s (peak %s)", mb(h.MemLoaded.RSS), mb(h.MemLoaded.HWM)), "< 25 MB", h.MemLoaded.RSS < budgetRSSkB})
+		var reads, writes []int
+		var took []time.Duration
+		for _, c := range h.Creates {
+			reads, writes, took = append(reads, c.Reads), append(writes, c.Writes), append(took, c.Took)
+		}
+		rows = append(rows, row{"3. cloud requests per `docker network create`",
+			fmt.Sprintf("at most %d read + %d write (of %d creates)", slices.Max(reads), slices.Max(writes), len(h.Creates)),
+			"≤ 1 read + 1 write", slices.Max(reads) <= 1 && slices.Max(writes) <= 1})
+		rows = append(rows, row{"3. plugin time per create (took=, bed)",
+			fmt.Sprintf("median %s, p95 %s (cloud on the bed included)", ms(median(took)), ms(p95(took))),
+			"< 20 ms", median(took) < budgetOwnCreate})
+	}
+	if own, ok := r.bench("BenchmarkNetworkCreate", "own-ms/op"); ok {
+		rd, _ := r.bench("BenchmarkNetworkCreate", "cloud-reads/op")
+		wr, _ := r.bench("BenchmarkNetworkCreate", "cloud-writes/op")
+		ipt, _ := r.bench("BenchmarkNetworkCreate", "iptables-ms/op")
+		rows = append(rows, row{"3. plugin's own time per create (Go benchmark, cloud excluded)",
+			fmt.Sprintf("%.1f ms, of which iptables %.1f ms; %.0f read + %.0f write", own, ipt, rd, wr),
+			"< 20 ms, ≤ 1 + 1", own < float64(budgetOwnCreate.Milliseconds()) && rd <= 1 && wr <= 1})
+	}
+	for _, kind := range []string{"join-leave", "join-port-leave"} {
+		a, ok1 := r.bench("BenchmarkContainerPath/"+kind+"/containers=10", "ns/op")
+		b, ok2 := r.bench("BenchmarkContainerPath/"+kind+"/containers=200", "ns/op")
+		if !ok1 || !ok2 {
+			continue
+		}
+		var cloudCalls, scans float64
+		for _, n := range []string{"10", "200"} {
+			c, _ := r.bench("BenchmarkContainerPath/"+kind+"/containers="+n, "cloud-calls/op")
+			s, _ := r.bench("BenchmarkContainerPath/"+kind+"/containers="+n, "fw-scans/op")
+			cloudCalls, scans = cloudCalls+c, scans+s
+		}
+		what := "Join + Leave"
+		if kind == "join-port-leave" {
+			what = "Join + one port + Leave"
+		}
+		rows = append(rows, row{"4. " + what + ", 10 → 200 containers",
+			fmt.Sprintf("%.1f → %.1f ms (×%.2f); %.0f cloud calls, %.0f rule scans", a/1e6, b/1e6, b/a, cloudCalls, scans),
+			fmt.Sprintf("no calls, ×≤%.2f", budgetGrowth), cloudCalls == 0 && scans == 0 && b/a <= budgetGrowth})
+	}
+	if h := r.Host; h != nil {
+		var counts []string
+		constant := true
+		keys := sortedKeys(h.RulesAt)
+		for _, k := range keys {
+			counts = append(counts, fmt.Sprintf("%d", h.RulesAt[k].All))
+			constant = constant && h.RulesAt[k].All == h.RulesAt[keys[0]].All
+		}
+		rows = append(rows, row{fmt.Sprintf("4. iptables rules with %s containers on one network", joinInts(keys)),
+			strings.Join(counts, ", ") + fmt.Sprintf("; +%d per network, +%d per published port", median(h.RulesPerNetwork), h.RulesPort.All-h.RulesAt[keys[len(keys)-1]].All),
+			"constant per container", constant})
+		rows = append(rows, row{fmt.Sprintf("4. cloud requests during %d container starts", h.Containers),
+			fmt.Sprint(h.RequestsDuringRuns), "0", h.RequestsDuringRuns == 0})
+	}
+	if d := r.Datapath; d != nil && len(d.Vpcroute) > 0 {
+		v, h := median(d.Vpcroute), median(d.Hand)
+		rows = append(rows, row{"5. TCP across ECSs, vpcroute vs hand-built",
+			fmt.Sprintf("%.2f vs %.2f Gbit/s (%.1f%%)", v/1e9, h/1e9, 100*v/h), "≥ 95%", v/h >= budgetDatapath})
+	}
+	return rows
+}
+
+func sortedKeys(m map[int]ruleCounts) []int {
+	var k []int
+	for x := range m {
+		k = append(k, x)
+	}
+	sort.Ints(k)
+	return k
+}
+
+func joinInts(v []int) string {
+	var s []string
+	for _, x := range v {
+		s = append(s, strconv.Itoa(x))
+	}
+	return strings.Join(s, ", ")
+}
+
+func (r *report) printSummary(w io.Writer) {
+	fmt.Fprintln(w, "budget | figure | limit | verdict")
+	for _, x := range r.rows() {
+		v := "met"
+		if !x.ok {
+			v = "MISSED"
+		}
+		fmt.Fprintf(w, "%s | %s | %s | %s\n", x.budget, x.figure, x.limit, v)
+	}
+}
+
+// machine describes where the figures were taken.
+func machine() []string {
+	cpu := "unknown"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				cpu = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	cmd := func(name string, args ...string) string {
+		out, err := exec.Command(name, args...).Output()
+		if err != nil {
+			return "unknown"
+		}
+		return strings.TrimSpace(strings.SplitN(string(out), "\n", 2)[0])
+	}
+	mem := "unknown"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		if f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0]); len(f) >= 2 {
+			if kB, err := strconv.Atoi(f[1]); err == nil {
+				mem = fmt.Sprintf("%.1f GB", float64(kB)/1024/1024)
+			}
+		}
+	}
+	return []string{
+		fmt.Sprintf("CPUs (nproc): %d × %s", runtime.NumCPU(), cpu),
+		"Memory: " + mem,
+		"Kernel: " + strings.TrimSpace(string(kernel)),
+		"iptables: " + cmd("iptables", "--version"),
+		"Docker Engine: " + cmd("/usr/sbin/dockerd", "--version"),
+		"iperf3: " + cmd("iperf3", "--version"),
+		"Go: " + runtime.Version(),
+		"Commit: " + cmd("git", "describe", "--always", "--dirty"),
+	}
+}
+
+// write renders the report as Markdown.
+func (r *report) write(path string) error {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	p("# vpcroute benchmarks")
+	p("")
+	p("Figures against the project's budgets, written by `scripts/bench.sh` (`sudo make bench`) on %s; the run took %s. Do not edit by hand: run the script again.",
+		r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Took.Round(time.Second))
+	p("")
+	p("## Machine")
+	p("")
+	for _, m := range machine() {
+		p("- %s", m)
+	}
+	p("")
+	p("## Summary")
+	p("")
+	p("| Budget | Figure | Limit | Verdict |")
+	p("|---|---|---|---|")
+	for _, x := range r.rows() {
+		p("| %s | %s | %s | %s |", x.budget, x.figure, x.limit, verdict(x.ok))
+	}
+	p("")
+	r.writeDetails(p)
+	p("## How to reproduce")
+	p("")
+	p("As root on a machine with `docker.io` (20.10), `iptables`, `iproute2`, `busybox-static` and `iperf3`:")
+	p("")
+	p("```sh")
+	p("sudo make bench          # Go benchmarks of alloc, hostnet, ipam, driver, then scripts/bench.sh")
+	p("sudo ./scripts/bench.sh  # only the budgets; rewrites docs/benchmarks.md")
+	p("```")
+	p("")
+	p("`scripts/bench.sh` runs `go test -run '^$' -bench 'ContainerPath|NetworkCreate' -count 3 ./driver` (kernel work in throwaway network namespaces) and then `go run ./scripts/bench/vrbench`, which builds the plugin, measures start-up in none mode in throwaway namespaces, brings up the two-ECS test bed with the emulated Huawei Cloud under the prefix `vrb` (namespaces `vrb-vpc`, `vrb-ecs1`, `vrb-ecs2`, plus `vrb-hand1`/`vrb-hand2` for the hand-built path), measures, and tears it all down. Nothing changes in the root network namespace. `go run ./scripts/bench/vrbench -h` lists the knobs (runs, networks, containers, iperf3 runs).")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func (r *report) writeDetails(p func(string, ...any)) {
+	p("## 1. Start-up: the socket answers within 100 ms")
+	p("")
+	p("Time from exec of the plugin to the first successful `Plugin.Activate` over its unix socket (polled every 0.2 ms, a fresh connection each time), and to the end of start-up (the first API call answered: calls wait for state, cloud and firewall to be ready).")
+	p("")
+	p("| Mode | Runs | Activate median | Activate p95 | Activate max | Start-up done, median |")
+	p("|---|---|---|---|---|---|")
+	for _, m := range []struct {
+		name string
+		s    []startSample
+	}{
+		{"`VPCROUTE_CLOUD=none`, fresh netns", r.StartNone},
+		{"`huaweicloud` on ECS 1 against the emulator", r.StartHuawei},
+		{fmt.Sprintf("`huaweicloud`, metadata answering %s late", slowCloud), r.StartHuaweiSlow},
+	} {
+		if len(m.s) == 0 {
+			continue
+		}
+		a := activates(m.s)
+		p("| %s | %d | %s | %s | %s | %s |", m.name, len(m.s), ms(median(a)), ms(p95(a)), ms(slices.Max(a)), ms(median(readies(m.s))))
+	}
+	p("")
+	p("In huaweicloud mode start-up reads the metadata (identity, network data, agency credentials), the primary port, the route tables and the quota; with the metadata service slowed down the socket still answers at once, and API calls wait for the cloud.")
+	p("")
+	if h := r.Host; h != nil {
+		p("## 2. Memory")
+		p("")
+		p("VmRSS of the plugin on ECS 1 (huaweicloud mode, debug logging), idle.")
+		p("")
+		p("| When | VmRSS | VmHWM |")
+		p("|---|---|---|")
+		p("| after start | %s | %s |", mb(h.MemStart.RSS), mb(h.MemStart.HWM))
+		p("| after %d networks and %d containers | %s | %s |", h.Networks, h.Containers+1, mb(h.MemLoaded.RSS), mb(h.MemLoaded.HWM))
+		p("")
+		p("## 3. Network create")
+		p("")
+		p("Each `docker network create -d vpcroute --ipam-driver vpcroute` on ECS 1, against the emulator's request log (start-up excluded) and the plugin's `took=` debug lines (RequestPool + RequestAddress + CreateNetwork; the cloud is on the bed, sub-millisecond away).")
+		p("")
+		var reads, writes, other []int
+		var took, wall, pool, addr, create []time.Duration
+		for _, c := range h.Creates {
+			reads, writes, other = append(reads, c.Reads), append(writes, c.Writes), append(other, c.Other)
+			took, wall = append(took, c.Took), append(wall, c.Wall)
+			pool = append(pool, c.Calls["IpamDriver.RequestPool"])
+			addr = append(addr, c.Calls["IpamDriver.RequestAddress"])
+			create = append(create, c.Calls["NetworkDriver.CreateNetwork"])
+		}
+		p("| Creates | Route table reads (max) | Writes (max) | Other requests (max) | took= sum median (p95) | RequestPool | RequestAddress | CreateNetwork | `docker network create` wall |")
+		p("|---|---|---|---|---|---|---|---|---|")
+		p("| %d | %d | %d | %d | %s (%s) | %s | %s | %s | %s |", len(h.Creates), slices.Max(reads), slices.Max(writes), slices.Max(other),
+			ms(median(took)), ms(p95(took)), ms(median(pool)), ms(median(addr)), ms(median(create)), ms(median(wall)))
+		p("")
+	}
+	if own, ok := r.bench("BenchmarkNetworkCreate", "own-ms/op"); ok {
+		get := func(u string) float64 { v, _ := r.bench("BenchmarkNetworkCreate", u); return v }
+		p("Go benchmark `BenchmarkNetworkCreate` (package driver): RequestPool + gateway RequestAddress + CreateNetwork on the real kernel in a throwaway namespace, the real Huawei client against the in-process emulator on loopback; the time inside the cloud client is measured apart.")
+		p("")
+		p("| Own time | Cloud time | RequestPool | RequestAddress | CreateNetwork | of which iptables | of which bridge | Reads | Writes |")
+		p("|---|---|---|---|---|---|---|---|---|")
+		p("| %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.0f | %.0f |", own, get("cloud-ms/op"), get("RequestPool-ms/op"),
+			get("RequestAddress-ms/op"), get("CreateNetwork-ms/op"), get("iptables-ms/op"), get("bridge-ms/op"), get("cloud-reads/op"), get("cloud-writes/op"))
+		p("")
+		if own >= float64(budgetOwnCreate.Milliseconds()) {
+			p("The own-time budget is missed by the firewall: `hostnet.Firewall.EnsureNetwork` (hostnet/firewall_linux.go) runs one `iptables -C` and one `iptables -A`/`-I` process per rule of the network (8 rules with masquerade and two no-NAT prefixes: 16 execs of iptables, about 4 ms each here). Applying a new network's rules with one `iptables-restore --noflush` (after one listing of vpcroute's own chains, for idempotence) would bring it to a few execs.")
+			p("")
+		}
+	}
+	p("## 4. The container path")
+	p("")
+	if len(r.GoBench) > 0 {
+		p("Go benchmark `BenchmarkContainerPath` (package driver): on the real kernel in a throwaway namespace, with 10 and 200 containers already joined to the network (in the port case each has a published port of its own). Medians of the runs below. `own` is the driver's time without the kernel's veth work and without the iptables processes.")
+		p("")
+		p("| Path | Containers | Total | Join (+port) | Leave (+unpublish) | veth (kernel) | iptables | own | Cloud calls | Rule scans | Port rule calls | Allocs |")
+		p("|---|---|---|---|---|---|---|---|---|---|---|---|")
+		for _, kind := range []string{"join-leave", "join-port-leave"} {
+			for _, n := range []string{"10", "200"} {
+				name := "BenchmarkContainerPath/" + kind + "/containers=" + n
+				if _, ok := r.GoBench[name]; !ok {
+					continue
+				}
+				g := func(u string) float64 { v, _ := r.bench(name, u); return v }
+				p("| %s | %s | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.1f ms | %.0f | %.0f | %.0f | %.0f |", kind, n, g("ns/op")/1e6,
+					g("join-µs/op")/1e3, g("leave-µs/op")/1e3, g("veth-µs/op")/1e3, g("iptables-µs/op")/1e3, g("own-µs/op")/1e3,
+					g("cloud-calls/op"), g("fw-scans/op"), g("fw-port-calls/op"), g("allocs/op"))
+			}
+		}
+		p("")
+		p("Cloud calls and rule scans are counted by wrappers around the driver's cloud and firewall; the benchmark fails if the path makes any, or more than one port rule call each way.")
+		p("")
+	}
+	if h := r.Host; h != nil {
+		p("On the bed (ECS 1, `iptables-save` in its namespace, Docker's own rules included):")
+		p("")
+		p("| State | All rules | vpcroute's |")
+		p("|---|---|---|")
+		p("| plugin started, no network | %d | %d |", h.RulesBase.All, h.RulesBase.Vpcroute)
+		for _, k := range sortedKeys(h.RulesAt) {
+			p("| %d networks, %d container(s) on one | %d | %d |", h.Networks, k, h.RulesAt[k].All, h.RulesAt[k].Vpcroute)
+		}
+		p("| plus one container with `-p 8080:80` | %d | %d |", h.RulesPort.All, h.RulesPort.Vpcroute)
+		p("")
+		p("Rules added by each network create: %v. Cloud requests during the %d container starts: %d. Median `docker run -d`: %s.",
+			h.RulesPerNetwork, h.Containers, h.RequestsDuringRuns, ms(h.ContainerStart))
+		p("")
+	}
+	if d := r.Datapath; d != nil && len(d.Vpcroute) > 0 {
+		p("## 5. Data path")
+		p("")
+		p("iperf3 (one TCP stream, %d s per run, the host's binary run with nsenter in the containers' network namespaces) from a container on ECS 1 (%s) to one on ECS 2 (%s) through vpcroute, and the same between plain network namespaces on hand-made bridges with hand routes in the VPC router (%s → %s), on the same bed and the same VPC router; runs interleaved.",
+			d.Seconds, d.VpcrouteFrom, d.VpcrouteTo, d.HandFrom, d.HandTo)
+		p("")
+		p("| Path | Runs (Gbit/s) | Median |")
+		p("|---|---|---|")
+		gb := func(v []float64) string {
+			var s []string
+			for _, x := range v {
+				s = append(s, fmt.Sprintf("%.2f", x/1e9))
+			}
+			return strings.Join(s, ", ")
+		}
+		p("| vpcroute | %s | %.2f |", gb(d.Vpcroute), median(d.Vpcroute)/1e9)
+		p("| hand-built | %s | %.2f |", gb(d.Hand), median(d.Hand)/1e9)
+		p("")
+		p("Ratio of medians: %.1f%%.", 100*median(d.Vpcroute)/median(d.Hand))
+		p("")
+	}
+	if r.GoBenchRaw != "" {
+		p("## Raw Go benchmark output")
+		p("")
+		p("```")
+		for _, l := range strings.Split(strings.TrimSpace(r.GoBenchRaw), "\n") {
+			if strings.HasPrefix(l, "Benchmark") || strings.HasPrefix(l, "goos") || strings.HasPrefix(l, "cpu") || strings.HasPrefix(l, "pkg") {
+				p("%s", l)
+			}
+		}
+		p("```")
+		p("")
+	}
+}
