@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/vpcroute/vpcroute/state"
 )
 
 // Restore reconciles the host with the saved state at start-up: it re-creates what is
@@ -40,18 +42,7 @@ func (d *Driver) Restore(ctx context.Context, forwardAccept bool) error {
 			errs = append(errs, fmt.Errorf("restore network %s: %w", short(n.ID), err))
 			continue
 		}
-		eps, err := d.store.Endpoints(n.ID)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, ep := range eps {
-			for _, p := range ep.Ports {
-				if err := d.fw.EnsurePort(portMap(n, ep, p)); err != nil {
-					errs = append(errs, fmt.Errorf("restore port %s: %w", portString(p), err))
-				}
-			}
-		}
+		errs = append(errs, d.ensurePorts(n))
 	}
 	owned, err := d.links.OwnedBridges()
 	if err != nil {
@@ -105,7 +96,24 @@ func (d *Driver) repair(forwardAccept bool) error {
 		if n.Creating {
 			continue
 		}
-		errs = append(errs, d.ensureNetwork(n))
+		errs = append(errs, d.ensureNetwork(n), d.ensurePorts(n))
+	}
+	return errors.Join(errs...)
+}
+
+// ensurePorts re-adds the published ports of a network's endpoints.
+func (d *Driver) ensurePorts(n state.Network) error {
+	eps, err := d.store.Endpoints(n.ID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, ep := range eps {
+		for _, p := range ep.Ports {
+			if err := d.fw.EnsurePort(portMap(n, ep, p)); err != nil {
+				errs = append(errs, fmt.Errorf("port %s: %w", portString(p), err))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
