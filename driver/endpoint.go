@@ -49,15 +49,8 @@ func (d *Driver) CreateEndpoint(req *dnet.CreateEndpointRequest) (*dnet.CreateEn
 func (d *Driver) DeleteEndpoint(req *dnet.DeleteEndpointRequest) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ep, err := d.store.Endpoint(req.NetworkID, req.EndpointID)
-	if errors.Is(err, state.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	n, err := d.store.Network(req.NetworkID)
-	if err != nil && !errors.Is(err, state.ErrNotFound) {
+	n, ep, found, err := d.endpointOf(req.NetworkID, req.EndpointID)
+	if !found || err != nil {
 		return err
 	}
 	if err := d.removeEndpointObjects(n, ep); err != nil {
@@ -66,14 +59,37 @@ func (d *Driver) DeleteEndpoint(req *dnet.DeleteEndpointRequest) error {
 	return d.store.DeleteEndpoint(req.NetworkID, req.EndpointID)
 }
 
-// removeEndpointObjects deletes the endpoint's port rules and veth.
-func (d *Driver) removeEndpointObjects(n state.Network, ep state.Endpoint) error {
+// endpointOf loads an endpoint and its network for the teardown calls. found is false
+// when the endpoint is already gone, so that Docker's retries succeed.
+func (d *Driver) endpointOf(networkID, endpointID string) (n state.Network, ep state.Endpoint, found bool, err error) {
+	ep, err = d.store.Endpoint(networkID, endpointID)
+	if errors.Is(err, state.ErrNotFound) {
+		return n, ep, false, nil
+	}
+	if err != nil {
+		return n, ep, false, err
+	}
+	n, err = d.store.Network(networkID)
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return n, ep, false, err
+	}
+	return n, ep, true, nil
+}
+
+// removePorts deletes the endpoint's published ports.
+func (d *Driver) removePorts(n state.Network, ep state.Endpoint) error {
 	var errs []error
 	for _, p := range ep.Ports {
 		if err := d.fw.DeletePort(portMap(n, ep, p)); err != nil {
-			errs = append(errs, fmt.Errorf("port %s: %w", portString(p), err))
+			errs = append(errs, fmt.Errorf("unpublish %s: %w", portString(p), err))
 		}
 	}
+	return errors.Join(errs...)
+}
+
+// removeEndpointObjects deletes the endpoint's port rules and veth.
+func (d *Driver) removeEndpointObjects(n state.Network, ep state.Endpoint) error {
+	errs := []error{d.removePorts(n, ep)}
 	if ep.HostVeth != "" {
 		if err := d.links.DeleteVeth(ep.HostVeth); err != nil {
 			errs = append(errs, fmt.Errorf("veth %s: %w", ep.HostVeth, err))
@@ -130,15 +146,8 @@ func (d *Driver) Join(req *dnet.JoinRequest) (*dnet.JoinResponse, error) {
 func (d *Driver) Leave(req *dnet.LeaveRequest) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ep, err := d.store.Endpoint(req.NetworkID, req.EndpointID)
-	if errors.Is(err, state.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	n, err := d.store.Network(req.NetworkID)
-	if err != nil && !errors.Is(err, state.ErrNotFound) {
+	n, ep, found, err := d.endpointOf(req.NetworkID, req.EndpointID)
+	if !found || err != nil {
 		return err
 	}
 	if err := d.removeEndpointObjects(n, ep); err != nil {

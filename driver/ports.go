@@ -2,7 +2,6 @@ package driver
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -239,24 +238,11 @@ func clashing(p state.Port, inUse []state.Port) bool {
 func (d *Driver) RevokeExternalConnectivity(req *dnet.RevokeExternalConnectivityRequest) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	ep, err := d.store.Endpoint(req.NetworkID, req.EndpointID)
-	if errors.Is(err, state.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
+	n, ep, found, err := d.endpointOf(req.NetworkID, req.EndpointID)
+	if !found || err != nil {
 		return err
 	}
-	n, err := d.store.Network(req.NetworkID)
-	if err != nil && !errors.Is(err, state.ErrNotFound) {
-		return err
-	}
-	var errs []error
-	for _, p := range ep.Ports {
-		if err := d.fw.DeletePort(portMap(n, ep, p)); err != nil {
-			errs = append(errs, fmt.Errorf("unpublish %s: %w", portString(p), err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := d.removePorts(n, ep); err != nil {
 		return err
 	}
 	ep.Ports = nil
