@@ -65,10 +65,10 @@ func TestTwoECSAutomatic(t *testing.T) {
 			members = append(members, member{e, c, containerIP(t, e, c, net)})
 		}
 	}
-	routes := diffRoutes(before, env.CustomRoutes())
+	routes := cloudbed.AddedRoutes(before, env.CustomRoutes())
 	checkRoutes := func(when string) {
 		t.Helper()
-		routes := diffRoutes(before, env.CustomRoutes())
+		routes := cloudbed.AddedRoutes(before, env.CustomRoutes())
 		if len(routes) != len(subnets) {
 			t.Errorf("%s: route table gained %d routes; want %d: %+v", when, len(routes), len(subnets), routes)
 		}
@@ -153,7 +153,7 @@ func TestTwoECSAutomatic(t *testing.T) {
 			docker(t, e, "network", "rm", fmt.Sprintf("auto%d", i))
 		}
 	}
-	if left := diffRoutes(before, env.CustomRoutes()); len(left) != 0 {
+	if left := cloudbed.AddedRoutes(before, env.CustomRoutes()); len(left) != 0 {
 		t.Errorf("after removal the route table keeps %+v", left)
 	}
 	for _, e := range ecss {

@@ -74,7 +74,7 @@ func TestCompose(t *testing.T) {
 			t.Errorf("network %s_%s: drivers %q; want vpcroute vpcroute", project, n, d)
 		}
 	}
-	added := diffRoutes(before, env.CustomRoutes())
+	added := cloudbed.AddedRoutes(before, env.CustomRoutes())
 	want := map[string]bool{front.String(): true, "10.0.50.0/24": true}
 	if len(added) != len(want) {
 		t.Errorf("up -d added %d routes; want %d (%v): %+v", len(added), len(want), want, added)
@@ -120,7 +120,7 @@ func TestCompose(t *testing.T) {
 	if nets := docker(t, ecs1, "network", "ls", "-q", "--filter", "name="+project+"_"); nets != "" {
 		t.Errorf("after down, networks %q remain", nets)
 	}
-	if added := diffRoutes(before, env.CustomRoutes()); len(added) != 0 {
+	if added := cloudbed.AddedRoutes(before, env.CustomRoutes()); len(added) != 0 {
 		t.Errorf("after down the route table still has %+v", added)
 	}
 }

@@ -3,14 +3,12 @@
 package e2e
 
 import (
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vpcroute/vpcroute/internal/cloudbed"
 	"github.com/vpcroute/vpcroute/internal/testbed"
-	"github.com/vpcroute/vpcroute/sim"
 )
 
 // startCloud builds a two-ECS bed with the emulated cloud and a vpcroute on each ECS.
@@ -75,7 +73,7 @@ func TestGuide(t *testing.T) {
 		t.Errorf("ping 10.0.3.2 from ECS 1's container: want 3 replies with ttl=62:\n%s", out)
 	}
 	out = docker(t, ecs1, "exec", "nginx", "traceroute", "-n", "-w", "2", "-q", "1", "10.0.3.2")
-	if hops := traceHops(out); strings.Join(hops, " ") != "10.0.2.1 192.168.0.3 10.0.3.2" {
+	if hops := testbed.TraceHops(out); strings.Join(hops, " ") != "10.0.2.1 192.168.0.3 10.0.3.2" {
 		t.Errorf("traceroute -n 10.0.3.2: hops %v; want [10.0.2.1 192.168.0.3 10.0.3.2]:\n%s", hops, out)
 	}
 	for _, target := range [][2]string{{"10.0.3.2", "80"}, {"192.168.0.3", "8080"}} {
@@ -85,7 +83,7 @@ func TestGuide(t *testing.T) {
 		}
 	}
 
-	added := diffRoutes(before, env.CustomRoutes())
+	added := cloudbed.AddedRoutes(before, env.CustomRoutes())
 	want := map[string]string{"10.0.2.0/24": cloudbed.InstanceID("ecs1"), "10.0.3.0/24": cloudbed.InstanceID("ecs2")}
 	if len(added) != 2 {
 		t.Errorf("route table gained %d routes; want exactly 2: %+v", len(added), added)
@@ -101,20 +99,9 @@ func TestGuide(t *testing.T) {
 		docker(t, e, "rm", "-f", "nginx")
 		docker(t, e, "network", "rm", "my-net")
 	}
-	if added := diffRoutes(before, env.CustomRoutes()); len(added) != 0 {
+	if added := cloudbed.AddedRoutes(before, env.CustomRoutes()); len(added) != 0 {
 		t.Errorf("after network rm the route table still has %+v", added)
 	}
-}
-
-var hopRE = regexp.MustCompile(`(?m)^\s*\d+\s+(\S+)`)
-
-// traceHops returns the addresses of a busybox `traceroute -n` output.
-func traceHops(out string) []string {
-	var hops []string
-	for _, m := range hopRE.FindAllStringSubmatch(out, -1) {
-		hops = append(hops, m[1])
-	}
-	return hops
 }
 
 func firstLine(s string) string { return strings.SplitN(s, "\n", 2)[0] }
@@ -125,19 +112,4 @@ func atoi(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
-}
-
-// diffRoutes returns the routes of after that are not in before.
-func diffRoutes(before, after []sim.Route) []sim.Route {
-	seen := map[sim.Route]bool{}
-	for _, r := range before {
-		seen[r] = true
-	}
-	var out []sim.Route
-	for _, r := range after {
-		if !seen[r] {
-			out = append(out, r)
-		}
-	}
-	return out
 }

@@ -245,7 +245,7 @@ func TestManagedPlugin(t *testing.T) {
 	}
 	httpOK("plugin enabled")
 
-	added := diffRoutes(before, env.CustomRoutes())
+	added := cloudbed.AddedRoutes(before, env.CustomRoutes())
 	want := map[string]string{"10.0.2.0/24": cloudbed.InstanceID("ecs1"), remoteSubnet.String(): cloudbed.InstanceID("ecs2")}
 	if len(added) != 2 {
 		t.Errorf("route table gained %d routes; want exactly 2 (%v): %+v", len(added), want, added)
@@ -284,7 +284,7 @@ func TestManagedPlugin(t *testing.T) {
 		if !strings.Contains(out, "reached") {
 			t.Errorf("a new container after re-enable cannot reach %s: %q", remote, out)
 		}
-		if got := diffRoutes(before, env.CustomRoutes()); len(got) != 2 {
+		if got := cloudbed.AddedRoutes(before, env.CustomRoutes()); len(got) != 2 {
 			t.Errorf("after disable/enable the table has %d vpcroute routes; want 2: %+v", len(got), got)
 		}
 	})
@@ -293,7 +293,7 @@ func TestManagedPlugin(t *testing.T) {
 		docker(t, e, "rm", "-f", "nginx")
 		docker(t, e, "network", "rm", "my-net")
 	}
-	if added := diffRoutes(before, env.CustomRoutes()); len(added) != 0 {
+	if added := cloudbed.AddedRoutes(before, env.CustomRoutes()); len(added) != 0 {
 		t.Errorf("after network rm the route table still has %+v", added)
 	}
 	// Nothing of the network is left on the host.

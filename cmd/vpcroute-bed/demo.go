@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/vpcroute/vpcroute/internal/cloudbed"
 	"github.com/vpcroute/vpcroute/internal/testbed"
-	"github.com/vpcroute/vpcroute/sim"
 )
 
 // demoOptions are the settings of `vpcroute-bed demo`.
@@ -145,7 +143,7 @@ func (d *demoRun) run(ctx context.Context, opts cloudbed.Options, keep bool) (er
 		"10.0.2.0/24": cloudbed.InstanceID("ecs1"), "10.0.3.0/24": cloudbed.InstanceID("ecs2"),
 		autos["ecs1"]: cloudbed.InstanceID("ecs1"), autos["ecs2"]: cloudbed.InstanceID("ecs2"),
 	}
-	added := diffRoutes(before, env.CustomRoutes())
+	added := cloudbed.AddedRoutes(before, env.CustomRoutes())
 	okRoutes := len(added) == len(want) && len(want) == 4
 	for _, r := range added {
 		okRoutes = okRoutes && want[r.Destination] == r.NextHop && r.Type == "ecs" && strings.HasPrefix(r.Description, "vpcroute")
@@ -164,7 +162,7 @@ func (d *demoRun) run(ctx context.Context, opts cloudbed.Options, keep bool) (er
 	d.check(err == nil && strings.Contains(out, "3 packets received") && strings.Contains(out, "ttl=62"),
 		"3 replies with ttl=62: two hops that route (ECS1, ECS2); the VPC fabric is not a hop")
 	out, err = d.docker(ctx, ecs1, "exec", "nginx", "traceroute", "-n", "-q", "1", "-w", "2", "10.0.3.2")
-	hops := traceHops(out)
+	hops := testbed.TraceHops(out)
 	okTrace := err == nil && strings.Join(hops, " ") == "10.0.2.1 192.168.0.3 10.0.3.2"
 	d.check(okTrace, "hops 10.0.2.1 (ECS1's bridge) -> 192.168.0.3 (ECS2) -> 10.0.3.2: no NAT, no overlay%s",
 		map[bool]string{true: "", false: " (got " + strings.Join(hops, " -> ") + ")"}[okTrace])
@@ -195,7 +193,7 @@ func (d *demoRun) run(ctx context.Context, opts cloudbed.Options, keep bool) (er
 	}
 	d.section("The VPC route table after")
 	d.routeTable()
-	left := diffRoutes(before, env.CustomRoutes())
+	left := cloudbed.AddedRoutes(before, env.CustomRoutes())
 	d.check(len(left) == 0, "the route table is back to how it was (%d routes left)", len(left))
 
 	d.say("")
@@ -272,32 +270,6 @@ func (d *demoRun) routeTable() {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", r.Destination, r.Type, hop, desc)
 	}
 	tw.Flush()
-}
-
-var hopRE = regexp.MustCompile(`(?m)^\s*\d+\s+(\S+)`)
-
-// traceHops returns the addresses of a busybox `traceroute -n` output.
-func traceHops(out string) []string {
-	var hops []string
-	for _, m := range hopRE.FindAllStringSubmatch(out, -1) {
-		hops = append(hops, m[1])
-	}
-	return hops
-}
-
-// diffRoutes returns the routes of after that are not in before.
-func diffRoutes(before, after []sim.Route) []sim.Route {
-	seen := map[sim.Route]bool{}
-	for _, r := range before {
-		seen[r] = true
-	}
-	var out []sim.Route
-	for _, r := range after {
-		if !seen[r] {
-			out = append(out, r)
-		}
-	}
-	return out
 }
 
 func indent(s string) string {

@@ -206,3 +206,18 @@ func (e *Env) Close() error {
 	errs = append(errs, e.Bed.Down(context.Background()))
 	return errors.Join(errs...)
 }
+
+// AddedRoutes returns the routes of after that are not in before.
+func AddedRoutes(before, after []sim.Route) []sim.Route {
+	seen := map[sim.Route]bool{}
+	for _, r := range before {
+		seen[r] = true
+	}
+	var out []sim.Route
+	for _, r := range after {
+		if !seen[r] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
