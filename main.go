@@ -51,7 +51,9 @@ func run() error {
 		return err
 	}
 	ready := make(chan struct{})
-	drivers := &server.Drivers{}
+	drivers := &server.Drivers{Capabilities: server.Capabilities{
+		Network: driver.Capabilities(), IPAM: ipam.Capabilities(), Spaces: ipam.AddressSpaces(),
+	}}
 	srv := &http.Server{
 		Handler:           server.Handler(drivers, ready, log),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -111,7 +113,9 @@ func run() error {
 		"subnet_size", settings.SubnetSize, "vpc_cidrs", id.VPCCIDRs, "iptables", fw.Backend())
 
 	go nd.KeepUp(ctx, 30*time.Second, settings.ForwardAccept)
-	go ip.ReconcileLoop(ctx, 5*time.Minute)
+	if settings.Cloud != config.CloudNone {
+		go ip.ReconcileLoop(ctx, 5*time.Minute)
+	}
 
 	<-ctx.Done()
 	// SIGTERM leaves the data plane as it is: containers keep their traffic while

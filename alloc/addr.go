@@ -15,7 +15,6 @@ type AddrPool struct {
 	Subnet  netip.Prefix
 	Range   netip.Prefix // --ip-range; the whole subnet when unset
 	Gateway netip.Addr
-	Aux     []netip.Addr // --aux-address: reserved, never handed out
 }
 
 // DefaultGateway is the first usable address of subnet, as Docker's bridge uses.
@@ -33,11 +32,6 @@ func (p AddrPool) reserved(a netip.Addr) string {
 		return "the broadcast address"
 	case a == p.Gateway:
 		return "the gateway"
-	}
-	for _, x := range p.Aux {
-		if x == a {
-			return "an --aux-address"
-		}
 	}
 	return ""
 }

@@ -111,7 +111,6 @@ func TestAddrPool(t *testing.T) {
 		{"after last", base, "10.0.2.3", none, "10.0.2.4"},
 		{"wraps, skips network and gateway", base, "10.0.2.6", none, "10.0.2.2"},
 		{"skips used", base, "", usedSet("10.0.2.2", "10.0.2.3"), "10.0.2.4"},
-		{"skips aux", AddrPool{Subnet: base.Subnet, Gateway: base.Gateway, Aux: []netip.Addr{a("10.0.2.2")}}, "", none, "10.0.2.3"},
 		{"ip-range", AddrPool{Subnet: netip.MustParsePrefix("10.0.2.0/24"), Range: netip.MustParsePrefix("10.0.2.128/25"), Gateway: a("10.0.2.1")}, "", none, "10.0.2.128"},
 		{"ip-range skips broadcast", AddrPool{Subnet: netip.MustParsePrefix("10.0.2.0/24"), Range: netip.MustParsePrefix("10.0.2.254/31"), Gateway: a("10.0.2.1")}, "10.0.2.254", usedSet("10.0.2.254"), ""},
 		{"full", base, "", usedSet("10.0.2.2", "10.0.2.3", "10.0.2.4", "10.0.2.5", "10.0.2.6"), ""},
@@ -138,7 +137,7 @@ func TestAddrPool(t *testing.T) {
 
 func TestAddrPoolCheck(t *testing.T) {
 	a := netip.MustParseAddr
-	p := AddrPool{Subnet: netip.MustParsePrefix("10.0.2.0/24"), Gateway: a("10.0.2.1"), Aux: []netip.Addr{a("10.0.2.9")}}
+	p := AddrPool{Subnet: netip.MustParsePrefix("10.0.2.0/24"), Gateway: a("10.0.2.1")}
 	used := func(x netip.Addr) bool { return x == a("10.0.2.7") }
 	tests := []struct {
 		addr, wantErr string
@@ -148,7 +147,6 @@ func TestAddrPoolCheck(t *testing.T) {
 		{"10.0.2.0", "network address"},
 		{"10.0.2.255", "broadcast"},
 		{"10.0.2.1", "gateway"},
-		{"10.0.2.9", "aux-address"},
 		{"10.0.2.7", "already in use"},
 	}
 	for _, tt := range tests {

@@ -6,7 +6,7 @@ import (
 )
 
 // None is the cloud for VPCROUTE_CLOUD=none: a single host, or routes managed
-// elsewhere. Nothing is taken in a VPC and claims always succeed.
+// elsewhere. Only the VPC's own ranges (Identity.VPCCIDRs) are taken; no route is made.
 type None struct{ ID Identity }
 
 var _ VPC = None{}
@@ -14,15 +14,21 @@ var _ VPC = None{}
 // Identity returns the configured identity.
 func (n None) Identity() Identity { return n.ID }
 
-// Taken returns no ranges.
-func (None) Taken(context.Context) ([]netip.Prefix, error) { return nil, nil }
+// Taken returns the VPC's ranges.
+func (n None) Taken(context.Context) ([]netip.Prefix, error) { return n.ID.VPCCIDRs, nil }
 
-// Claim returns the wanted subnet, or the first one Pick chooses.
-func (None) Claim(_ context.Context, req ClaimRequest) (netip.Prefix, error) {
+// Claim returns the wanted subnet unless it overlaps the VPC, or the first one Pick
+// chooses outside the VPC.
+func (n None) Claim(_ context.Context, req ClaimRequest) (netip.Prefix, error) {
 	if req.Want.IsValid() {
+		for _, v := range n.ID.VPCCIDRs {
+			if v.Overlaps(req.Want) {
+				return netip.Prefix{}, &ConflictError{Want: req.Want, Existing: v, NextHop: "local"}
+			}
+		}
 		return req.Want, nil
 	}
-	return req.Pick(nil)
+	return req.Pick(append([]netip.Prefix(nil), n.ID.VPCCIDRs...))
 }
 
 // Release does nothing.

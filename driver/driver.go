@@ -16,6 +16,7 @@ import (
 	dnet "github.com/docker/go-plugins-helpers/network"
 
 	"github.com/vpcroute/vpcroute/hostnet"
+	"github.com/vpcroute/vpcroute/ipam"
 	"github.com/vpcroute/vpcroute/state"
 )
 
@@ -55,7 +56,7 @@ type Store interface {
 // Claimer claims a subnet that Docker's default IPAM chose, so a network created
 // with `-d vpcroute` alone is routed like one with `--ipam-driver vpcroute`.
 type Claimer interface {
-	ClaimForNetwork(ctx context.Context, networkID string, subnet netip.Prefix) (owner string, err error)
+	ClaimForNetwork(ctx context.Context, owner string, subnet netip.Prefix) error
 	ReleaseForNetwork(ctx context.Context, subnet netip.Prefix, owner string) error
 }
 
@@ -96,10 +97,13 @@ func New(cfg Config, links Links, fw Firewall, store Store, claimer Claimer) *Dr
 	return &Driver{cfg: cfg, links: links, fw: fw, store: store, claimer: claimer}
 }
 
-// GetCapabilities: networks are local to a host; the VPC does the routing.
-func (d *Driver) GetCapabilities() (*dnet.CapabilitiesResponse, error) {
-	return &dnet.CapabilitiesResponse{Scope: dnet.LocalScope, ConnectivityScope: dnet.LocalScope}, nil
+// Capabilities: networks are local to a host; the VPC does the routing.
+func Capabilities() *dnet.CapabilitiesResponse {
+	return &dnet.CapabilitiesResponse{Scope: dnet.LocalScope, ConnectivityScope: dnet.LocalScope}
 }
+
+// GetCapabilities returns Capabilities.
+func (d *Driver) GetCapabilities() (*dnet.CapabilitiesResponse, error) { return Capabilities(), nil }
 
 // AllocateNetwork is for swarm's global scope, which vpcroute does not serve.
 func (d *Driver) AllocateNetwork(*dnet.AllocateNetworkRequest) (*dnet.AllocateNetworkResponse, error) {
@@ -178,7 +182,7 @@ func (d *Driver) CreateNetwork(req *dnet.CreateNetworkRequest) error {
 		return fmt.Errorf("gateway %q from IPAM is not an address with prefix length: give --gateway inside the subnet", data.Gateway)
 	}
 
-	if old, err := d.store.Network(req.NetworkID); err == nil && !old.Creating {
+	if old, err := d.store.Network(req.NetworkID); err == nil && !old.Creating && !old.Deleting {
 		// Docker retried: make sure everything is there.
 		return d.ensureNetwork(old)
 	}
@@ -209,19 +213,25 @@ func (d *Driver) CreateNetwork(req *dnet.CreateNetworkRequest) error {
 		}
 	}
 
+	ours, err := d.fromOurIPAM(data.AddressSpace, subnet)
+	if err != nil {
+		return err
+	}
+	if !ours {
+		n.ClaimOwner = "net-" + short(req.NetworkID)
+	}
+	// Saved before the claim and the kernel, so a crash mid-way is cleaned up at
+	// start, and the reconcile loop never takes the claim for an orphan.
+	if err := d.store.PutNetwork(n); err != nil {
+		return fmt.Errorf("save network %s: %w", short(n.ID), err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if !d.fromOurIPAM(data.AddressSpace, subnet) {
-		owner, err := d.claimer.ClaimForNetwork(ctx, req.NetworkID, subnet)
-		if err != nil {
+	if n.ClaimOwner != "" {
+		if err := d.claimer.ClaimForNetwork(ctx, n.ClaimOwner, subnet); err != nil {
+			_ = d.store.DeleteNetwork(n.ID)
 			return err
 		}
-		n.ClaimOwner = owner
-	}
-	// Saved before the kernel is touched, so a crash mid-way is cleaned up at start.
-	if err := d.store.PutNetwork(n); err != nil {
-		d.releaseClaim(ctx, n)
-		return fmt.Errorf("save network %s: %w", short(n.ID), err)
 	}
 	if err := d.ensureNetwork(n); err != nil {
 		if terr := d.teardownNetwork(n); terr != nil {
@@ -247,20 +257,20 @@ func (d *Driver) CreateNetwork(req *dnet.CreateNetworkRequest) error {
 
 // fromOurIPAM tells whether vpcroute's IPAM handed out this subnet (and so already
 // claimed it).
-func (d *Driver) fromOurIPAM(space string, subnet netip.Prefix) bool {
-	if space != "vpcroute-local" && space != "vpcroute-global" {
-		return false
+func (d *Driver) fromOurIPAM(space string, subnet netip.Prefix) (bool, error) {
+	if space != ipam.LocalSpace && space != ipam.GlobalSpace {
+		return false, nil
 	}
 	pools, err := d.store.Pools()
 	if err != nil {
-		return false
+		return false, fmt.Errorf("read pools: %w", err)
 	}
 	for _, p := range pools {
-		if p.Subnet == subnet {
-			return true
+		if p.Subnet == subnet && !p.Releasing {
+			return true, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 func (d *Driver) releaseClaim(ctx context.Context, n state.Network) {
@@ -284,6 +294,24 @@ func (d *Driver) DeleteNetwork(req *dnet.DeleteNetworkRequest) error {
 	if err != nil {
 		return err
 	}
+	// Docker forgets the network whatever we answer: mark it first, so that a
+	// teardown that fails or is cut short is finished by the repair loop.
+	if !n.Deleting {
+		n.Deleting = true
+		if err := d.store.PutNetwork(n); err != nil {
+			return fmt.Errorf("save network %s: %w", short(n.ID), err)
+		}
+	}
+	if err := d.finishDelete(n); err != nil {
+		return fmt.Errorf("delete network %s (vpcroute retries it): %w", short(n.ID), err)
+	}
+	d.cfg.Log.Info("network deleted", "network", short(n.ID), "subnet", n.Subnet)
+	return nil
+}
+
+// finishDelete removes a network's endpoints' leftovers, its rules and bridge, gives
+// back a claim the driver made, and forgets it.
+func (d *Driver) finishDelete(n state.Network) error {
 	eps, err := d.store.Endpoints(n.ID)
 	if err != nil {
 		return err
@@ -294,16 +322,14 @@ func (d *Driver) DeleteNetwork(req *dnet.DeleteNetworkRequest) error {
 	}
 	errs = append(errs, d.teardownNetwork(n))
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("delete network %s: %w", short(n.ID), err)
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	// A release that fails leaves an orphan route, which the IPAM's reconcile loop
+	// gives back once the network is forgotten.
 	d.releaseClaim(ctx, n)
-	if err := d.store.DeleteNetwork(n.ID); err != nil {
-		return fmt.Errorf("forget network %s: %w", short(n.ID), err)
-	}
-	d.cfg.Log.Info("network deleted", "network", short(n.ID), "subnet", n.Subnet)
-	return nil
+	return d.store.DeleteNetwork(n.ID)
 }
 
 func short(id string) string {

@@ -22,6 +22,7 @@ type fakeHost struct {
 	nets    map[string]hostnet.NetworkRules
 	ports   map[hostnet.PortMap]bool
 	failFW  error
+	failDel error
 	pruned  map[string]bool
 }
 
@@ -67,6 +68,9 @@ func (h *fakeHost) EnsureNetwork(r hostnet.NetworkRules) error {
 	return nil
 }
 func (h *fakeHost) DeleteNetwork(r hostnet.NetworkRules) error {
+	if h.failDel != nil {
+		return h.failDel
+	}
 	delete(h.nets, r.NetworkID)
 	return nil
 }
@@ -90,12 +94,12 @@ func (h *fakeHost) Prune(keep map[string]bool) error {
 
 type fakeClaimer struct{ claimed map[netip.Prefix]string }
 
-func (c *fakeClaimer) ClaimForNetwork(_ context.Context, id string, s netip.Prefix) (string, error) {
-	if _, ok := c.claimed[s]; ok {
-		return "", fmt.Errorf("subnet %s overlaps: add --ipam-driver vpcroute", s)
+func (c *fakeClaimer) ClaimForNetwork(_ context.Context, owner string, s netip.Prefix) error {
+	if o, ok := c.claimed[s]; ok && o != owner {
+		return fmt.Errorf("subnet %s overlaps: add --ipam-driver vpcroute", s)
 	}
-	c.claimed[s] = "net-" + short(id)
-	return c.claimed[s], nil
+	c.claimed[s] = owner
+	return nil
 }
 func (c *fakeClaimer) ReleaseForNetwork(_ context.Context, s netip.Prefix, owner string) error {
 	if c.claimed[s] == owner {
@@ -372,4 +376,84 @@ func TestRestore(t *testing.T) {
 	if !h.pruned[netID] || h.pruned["half"] {
 		t.Fatalf("prune keep set = %v", h.pruned)
 	}
+}
+
+// Docker forgets a network whatever DeleteNetwork answers: a failed teardown must be
+// finished by the repair loop, never undone by it.
+func TestFailedDeleteIsFinishedLater(t *testing.T) {
+	d, h, c, db := newTestDriver(t)
+	if err := d.CreateNetwork(createReq(netID, "10.0.2.0/24", "10.0.2.1/24", nil)); err != nil {
+		t.Fatal(err)
+	}
+	h.failDel = errors.New("iptables: resource busy")
+	if err := d.DeleteNetwork(&dnet.DeleteNetworkRequest{NetworkID: netID}); err == nil {
+		t.Fatal("DeleteNetwork succeeded with a failing firewall")
+	}
+	if err := d.repair(false); err == nil {
+		t.Fatal("repair succeeded with a failing firewall")
+	}
+	if _, ok := h.nets[netID]; !ok {
+		t.Fatal("rules vanished although deletion failed")
+	}
+	n, err := db.Network(netID)
+	if err != nil || !n.Deleting {
+		t.Fatalf("network after failed delete = %+v, %v; want it marked Deleting", n, err)
+	}
+	h.failDel = nil
+	if err := d.repair(false); err != nil {
+		t.Fatal(err)
+	}
+	nets, _ := db.Networks()
+	if len(h.nets)+len(h.bridges)+len(c.claimed)+len(nets) != 0 {
+		t.Fatalf("after repair: rules %v bridges %v claims %v state %v", h.nets, h.bridges, c.claimed, nets)
+	}
+}
+
+func TestFailedEndpointDeleteIsFinishedLater(t *testing.T) {
+	d, h, _, db := newTestDriver(t)
+	if err := d.CreateNetwork(createReq(netID, "10.0.2.0/24", "10.0.2.1/24", nil)); err != nil {
+		t.Fatal(err)
+	}
+	const ep = "eeeeeeeeeeee1111"
+	_, _ = d.CreateEndpoint(&dnet.CreateEndpointRequest{NetworkID: netID, EndpointID: ep, Interface: &dnet.EndpointInterface{Address: "10.0.2.2/24"}})
+	_, _ = d.Join(&dnet.JoinRequest{NetworkID: netID, EndpointID: ep})
+	pm := map[string]interface{}{portMapOption: []interface{}{map[string]interface{}{"Proto": 6, "Port": 80, "HostPort": 8080}}}
+	if err := d.ProgramExternalConnectivity(&dnet.ProgramExternalConnectivityRequest{NetworkID: netID, EndpointID: ep, Options: pm}); err != nil {
+		t.Fatal(err)
+	}
+	// Programming again (a Docker retry) replaces, it does not add.
+	if err := d.ProgramExternalConnectivity(&dnet.ProgramExternalConnectivityRequest{NetworkID: netID, EndpointID: ep, Options: pm}); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.ports) != 1 {
+		t.Fatalf("ports after programming twice: %v", h.ports)
+	}
+	fw := &failingPorts{fakeHost: h, fail: true}
+	d.fw = fw
+	if err := d.DeleteEndpoint(&dnet.DeleteEndpointRequest{NetworkID: netID, EndpointID: ep}); err == nil {
+		t.Fatal("DeleteEndpoint succeeded with a failing firewall")
+	}
+	if e, err := db.Endpoint(netID, ep); err != nil || !e.Gone {
+		t.Fatalf("endpoint after failed delete = %+v, %v; want it marked Gone", e, err)
+	}
+	fw.fail = false
+	if err := d.repair(false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Endpoint(netID, ep); !errors.Is(err, state.ErrNotFound) || len(h.ports) != 0 {
+		t.Fatalf("after repair: endpoint err %v, ports %v", err, h.ports)
+	}
+}
+
+// failingPorts fails DeletePort while fail is set.
+type failingPorts struct {
+	*fakeHost
+	fail bool
+}
+
+func (f *failingPorts) DeletePort(p hostnet.PortMap) error {
+	if f.fail {
+		return errors.New("iptables: resource busy")
+	}
+	return f.fakeHost.DeletePort(p)
 }

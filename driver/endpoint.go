@@ -54,7 +54,13 @@ func (d *Driver) DeleteEndpoint(req *dnet.DeleteEndpointRequest) error {
 		return err
 	}
 	if err := d.removeEndpointObjects(n, ep); err != nil {
-		return err
+		// Docker forgets the endpoint whatever we answer: keep it marked, so the
+		// repair loop removes its leftovers and never restores them.
+		ep.Gone = true
+		if perr := d.store.PutEndpoint(ep); perr != nil {
+			return errors.Join(err, perr)
+		}
+		return fmt.Errorf("delete endpoint %s (vpcroute retries it): %w", short(ep.ID), err)
 	}
 	return d.store.DeleteEndpoint(req.NetworkID, req.EndpointID)
 }
@@ -122,8 +128,8 @@ func (d *Driver) Join(req *dnet.JoinRequest) (*dnet.JoinResponse, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	n, err := d.store.Network(req.NetworkID)
-	if err != nil {
-		return nil, fmt.Errorf("network %s is unknown to vpcroute: %w", short(req.NetworkID), err)
+	if err != nil || n.Deleting {
+		return nil, fmt.Errorf("network %s is unknown to vpcroute (%v): re-create it", short(req.NetworkID), err)
 	}
 	ep, err := d.store.Endpoint(req.NetworkID, req.EndpointID)
 	if err != nil {

@@ -150,9 +150,13 @@ func (d *Driver) ProgramExternalConnectivity(req *dnet.ProgramExternalConnectivi
 	}
 	var inUse []state.Port
 	for _, o := range all {
-		if o.ID != ep.ID {
+		if o.ID != ep.ID || o.NetworkID != ep.NetworkID {
 			inUse = append(inUse, o.Ports...)
 		}
+	}
+	// Docker may program an endpoint again: what an earlier call published goes first.
+	if err := d.removePorts(n, ep); err != nil {
+		return err
 	}
 	var added []state.Port
 	undo := func() {

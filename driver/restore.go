@@ -28,12 +28,14 @@ func (d *Driver) Restore(ctx context.Context, forwardAccept bool) error {
 	keep := map[string]bool{}
 	bridges := map[string]bool{}
 	for _, n := range nets {
-		if n.Creating {
-			// The plugin died inside CreateNetwork: Docker saw it fail.
-			errs = append(errs, d.teardownNetwork(n))
-			d.releaseClaim(ctx, n)
-			errs = append(errs, d.store.DeleteNetwork(n.ID))
-			d.cfg.Log.Info("removed half-made network", "network", short(n.ID))
+		if n.Creating || n.Deleting {
+			// The plugin died inside CreateNetwork (Docker saw it fail), or Docker
+			// removed the network and its teardown did not finish.
+			if err := d.finishDelete(n); err != nil {
+				errs = append(errs, fmt.Errorf("remove network %s: %w", short(n.ID), err))
+			} else {
+				d.cfg.Log.Info("removed unfinished network", "network", short(n.ID))
+			}
 			continue
 		}
 		keep[n.ID] = true
@@ -93,10 +95,12 @@ func (d *Driver) repair(forwardAccept bool) error {
 	}
 	var errs []error
 	for _, n := range nets {
-		if n.Creating {
-			continue
+		switch {
+		case n.Deleting:
+			errs = append(errs, d.finishDelete(n))
+		case !n.Creating:
+			errs = append(errs, d.ensureNetwork(n), d.ensurePorts(n))
 		}
-		errs = append(errs, d.ensureNetwork(n), d.ensurePorts(n))
 	}
 	return errors.Join(errs...)
 }
@@ -109,6 +113,15 @@ func (d *Driver) ensurePorts(n state.Network) error {
 	}
 	var errs []error
 	for _, ep := range eps {
+		if ep.Gone {
+			// Docker deleted it but its teardown failed: finish that instead.
+			if err := d.removeEndpointObjects(n, ep); err != nil {
+				errs = append(errs, err)
+			} else {
+				errs = append(errs, d.store.DeleteEndpoint(n.ID, ep.ID))
+			}
+			continue
+		}
 		for _, p := range ep.Ports {
 			if err := d.fw.EnsurePort(portMap(n, ep, p)); err != nil {
 				errs = append(errs, fmt.Errorf("port %s: %w", portString(p), err))

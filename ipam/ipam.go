@@ -40,7 +40,7 @@ type Store interface {
 	Pool(id string) (state.Pool, error)
 	Pools() ([]state.Pool, error)
 	DeletePool(id string) error
-	Allocate(poolID string, pick func(state.Pool, func(netip.Addr) bool) (netip.Addr, error)) (netip.Addr, error)
+	Allocate(poolID string, pick func(*state.Pool, func(netip.Addr) bool) (netip.Addr, error)) (netip.Addr, error)
 	Free(poolID string, a netip.Addr) error
 	Networks() ([]state.Network, error)
 }
@@ -62,9 +62,10 @@ type Driver struct {
 	cfg   Config
 	store Store
 	vpc   cloud.VPC
-	// mu serialises pool requests and releases on this host, so two networks created
-	// at once never pick the same subnet. It is never held while another package's
-	// lock is taken.
+	// mu serialises pool requests, releases and reconciliation on this host, so two
+	// networks created at once never pick the same subnet. Lock order: driver.Driver.mu
+	// (held when the network driver claims a subnet) before mu; mu is held across the
+	// cloud call of one claim or release.
 	mu sync.Mutex
 }
 
@@ -84,14 +85,22 @@ func New(cfg Config, store Store, vpc cloud.VPC) *Driver {
 	return &Driver{cfg: cfg, store: store, vpc: vpc}
 }
 
-// GetCapabilities says vpcroute needs no MAC address to allocate.
-func (d *Driver) GetCapabilities() (*dipam.CapabilitiesResponse, error) {
-	return &dipam.CapabilitiesResponse{RequiresMACAddress: false}, nil
+// Capabilities says vpcroute needs no MAC address to allocate.
+func Capabilities() *dipam.CapabilitiesResponse {
+	return &dipam.CapabilitiesResponse{RequiresMACAddress: false}
 }
 
-// GetDefaultAddressSpaces names vpcroute's address spaces.
+// AddressSpaces names vpcroute's address spaces.
+func AddressSpaces() *dipam.AddressSpacesResponse {
+	return &dipam.AddressSpacesResponse{LocalDefaultAddressSpace: LocalSpace, GlobalDefaultAddressSpace: GlobalSpace}
+}
+
+// GetCapabilities returns Capabilities.
+func (d *Driver) GetCapabilities() (*dipam.CapabilitiesResponse, error) { return Capabilities(), nil }
+
+// GetDefaultAddressSpaces returns AddressSpaces.
 func (d *Driver) GetDefaultAddressSpaces() (*dipam.AddressSpacesResponse, error) {
-	return &dipam.AddressSpacesResponse{LocalDefaultAddressSpace: LocalSpace, GlobalDefaultAddressSpace: GlobalSpace}, nil
+	return AddressSpaces(), nil
 }
 
 func newPoolID() string {
@@ -148,7 +157,7 @@ func (d *Driver) localTaken(skip string) ([]netip.Prefix, []string, error) {
 		return nil, nil, err
 	}
 	for _, n := range nets {
-		if n.ID != skip {
+		if n.ID != skip && n.ClaimOwner != skip {
 			taken = append(taken, n.Subnet)
 			why = append(why, "subnet "+n.Subnet.String()+" of network "+short(n.ID)+" on this host")
 		}
@@ -260,12 +269,25 @@ func (d *Driver) ReleasePool(req *dipam.ReleasePoolRequest) error {
 	if err != nil {
 		return err
 	}
+	// Docker ignores ReleasePool errors and never asks again: mark the pool first, so
+	// that a failed or interrupted release is finished by the reconcile loop.
+	if !p.Releasing {
+		p.Releasing = true
+		if err := d.store.PutPool(p); err != nil {
+			return fmt.Errorf("save pool %s: %w", p.ID, err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.Timeout)
 	defer cancel()
-	if err := d.vpc.Release(ctx, p.Subnet, p.ID); err != nil {
-		// Docker ignores ReleasePool errors, so keep the pool: the reconcile loop
-		// retries the release, instead of leaking a route in the VPC.
-		return fmt.Errorf("release route of %s in the VPC (it will be retried): %w", p.Subnet, err)
+	return d.finishRelease(ctx, p)
+}
+
+// finishRelease gives back the route of a pool marked Releasing and forgets the pool.
+func (d *Driver) finishRelease(ctx context.Context, p state.Pool) error {
+	if p.Subnet.IsValid() {
+		if err := d.vpc.Release(ctx, p.Subnet, p.ID); err != nil {
+			return fmt.Errorf("release route of %s in the VPC (vpcroute retries it): %w", p.Subnet, err)
+		}
 	}
 	if err := d.store.DeletePool(p.ID); err != nil {
 		return fmt.Errorf("forget pool %s: %w", p.ID, err)
@@ -287,9 +309,9 @@ func (d *Driver) RequestAddress(req *dipam.RequestAddressRequest) (*dipam.Reques
 	}
 	gateway := req.Options[requestAddressType] == gatewayOption
 	var subnet netip.Prefix
-	a, err := d.store.Allocate(req.PoolID, func(p state.Pool, used func(netip.Addr) bool) (netip.Addr, error) {
+	a, err := d.store.Allocate(req.PoolID, func(p *state.Pool, used func(netip.Addr) bool) (netip.Addr, error) {
 		subnet = p.Subnet
-		ap := alloc.AddrPool{Subnet: p.Subnet, Range: p.Range, Gateway: p.Gateway, Aux: p.Aux}
+		ap := alloc.AddrPool{Subnet: p.Subnet, Range: p.Range, Gateway: p.Gateway}
 		if gateway {
 			if !asked.IsValid() {
 				asked = alloc.DefaultGateway(p.Subnet)
@@ -299,6 +321,9 @@ func (d *Driver) RequestAddress(req *dipam.RequestAddressRequest) (*dipam.Reques
 		if asked.IsValid() {
 			if err := ap.Check(asked, used); err != nil {
 				return netip.Addr{}, err
+			}
+			if gateway {
+				p.Gateway = asked
 			}
 			return asked, nil
 		}
@@ -310,24 +335,7 @@ func (d *Driver) RequestAddress(req *dipam.RequestAddressRequest) (*dipam.Reques
 	if err != nil {
 		return nil, err
 	}
-	if gateway {
-		if err := d.setGateway(req.PoolID, a); err != nil {
-			_ = d.store.Free(req.PoolID, a)
-			return nil, err
-		}
-	}
 	return &dipam.RequestAddressResponse{Address: netip.PrefixFrom(a, subnet.Bits()).String()}, nil
-}
-
-func (d *Driver) setGateway(poolID string, a netip.Addr) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	p, err := d.store.Pool(poolID)
-	if err != nil {
-		return err
-	}
-	p.Gateway = a
-	return d.store.PutPool(p)
 }
 
 // ReleaseAddress frees an address; freeing a free one succeeds.
@@ -341,22 +349,23 @@ func (d *Driver) ReleaseAddress(req *dipam.ReleaseAddressRequest) error {
 
 // ClaimForNetwork claims, for the network driver, a subnet that Docker's default
 // IPAM chose (a network created with `-d vpcroute` but without `--ipam-driver
-// vpcroute`, as the guide's `--subnet 10.0.2.0/24` does). It returns the claim's owner.
-func (d *Driver) ClaimForNetwork(ctx context.Context, networkID string, subnet netip.Prefix) (string, error) {
+// vpcroute`, as the guide's `--subnet 10.0.2.0/24` does), on behalf of owner. The
+// network being created is saved already, under its own subnet: it is not checked
+// against itself.
+func (d *Driver) ClaimForNetwork(ctx context.Context, owner string, subnet netip.Prefix) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	hint := " (Docker's default IPAM picked it: add --ipam-driver vpcroute to get a free subnet, or give a free --subnet)"
 	if _, err := ParseSubnet(subnet.String()); err != nil {
-		return "", fmt.Errorf("%w%s", err, hint)
+		return fmt.Errorf("%w%s", err, hint)
 	}
-	if err := d.checkLocal(subnet, networkID); err != nil {
-		return "", fmt.Errorf("%w%s", err, hint)
+	if err := d.checkLocal(subnet, owner); err != nil {
+		return fmt.Errorf("%w%s", err, hint)
 	}
-	owner := "net-" + short(networkID)
 	if _, err := d.vpc.Claim(ctx, cloud.ClaimRequest{Owner: owner, Want: subnet}); err != nil {
-		return "", fmt.Errorf("claim %s in the VPC: %w%s", subnet, err, hint)
+		return fmt.Errorf("claim %s in the VPC: %w%s", subnet, err, hint)
 	}
-	return owner, nil
+	return nil
 }
 
 // ReleaseForNetwork gives back a claim made by ClaimForNetwork.

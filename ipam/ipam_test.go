@@ -211,7 +211,8 @@ func TestAddresses(t *testing.T) {
 		wantErr string
 	}{
 		{name: "gateway defaults to the first address", opts: gwOpt, want: "10.0.2.1/24"},
-		{name: "aux address outside the range is reserved", addr: "10.0.2.5", want: "10.0.2.5/24"},
+		{name: "--aux-address outside the --ip-range is reserved", addr: "10.0.2.5", want: "10.0.2.5/24"},
+		{name: "the aux address is not handed out twice", addr: "10.0.2.5", wantErr: "already in use"},
 		{name: "first from the ip-range", want: "10.0.2.128/24"},
 		{name: "next", want: "10.0.2.129/24"},
 		{name: "--ip", addr: "10.0.2.200", want: "10.0.2.200/24"},
@@ -274,17 +275,22 @@ func TestReleasePool(t *testing.T) {
 	if err := d.ReleasePool(&dipam.ReleasePoolRequest{PoolID: pool.PoolID}); err == nil {
 		t.Fatal("ReleasePool succeeded while the cloud failed")
 	}
-	if _, err := db.Pool(pool.PoolID); err != nil {
-		t.Fatalf("pool forgotten although its route is still in the VPC: %v", err)
+	if p, err := db.Pool(pool.PoolID); err != nil || !p.Releasing {
+		t.Fatalf("pool after a failed release = %+v, %v; want it kept, marked Releasing", p, err)
 	}
+	// Docker never asks again: the reconcile loop finishes the release.
 	vpc.fail = nil
-	for i := 0; i < 2; i++ {
-		if err := d.ReleasePool(&dipam.ReleasePoolRequest{PoolID: pool.PoolID}); err != nil {
-			t.Fatalf("ReleasePool #%d: %v", i, err)
-		}
+	if err := d.Reconcile(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 	if len(vpc.routes) != 0 {
 		t.Fatalf("routes left: %v", vpc.routes)
+	}
+	if _, err := db.Pool(pool.PoolID); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("released pool kept: %v", err)
+	}
+	if err := d.ReleasePool(&dipam.ReleasePoolRequest{PoolID: pool.PoolID}); err != nil {
+		t.Fatalf("ReleasePool of a released pool: %v", err)
 	}
 }
 
@@ -323,12 +329,15 @@ func TestReconcile(t *testing.T) {
 func TestClaimForNetwork(t *testing.T) {
 	vpc := newFakeVPC("10.0.3.0/24")
 	d, _ := newTestIPAM(t, vpc, "172.17.0.0/16")
-	owner, err := d.ClaimForNetwork(context.Background(), "abcdef0123456789", netip.MustParsePrefix("10.0.2.0/24"))
-	if err != nil || owner != "net-abcdef012345" {
-		t.Fatalf("ClaimForNetwork = %q, %v", owner, err)
+	const owner = "net-abcdef012345"
+	if err := d.ClaimForNetwork(context.Background(), owner, netip.MustParsePrefix("10.0.2.0/24")); err != nil {
+		t.Fatalf("ClaimForNetwork: %v", err)
+	}
+	if vpc.routes[netip.MustParsePrefix("10.0.2.0/24")] != owner {
+		t.Fatalf("routes = %v", vpc.routes)
 	}
 	for _, bad := range []string{"10.0.3.0/24", "172.17.0.0/16"} {
-		_, err := d.ClaimForNetwork(context.Background(), "n2", netip.MustParsePrefix(bad))
+		err := d.ClaimForNetwork(context.Background(), "net-n2", netip.MustParsePrefix(bad))
 		if err == nil || !strings.Contains(err.Error(), "--ipam-driver vpcroute") {
 			t.Errorf("ClaimForNetwork(%s) = %v; want an error suggesting --ipam-driver vpcroute", bad, err)
 		}

@@ -38,15 +38,26 @@ func (d *Driver) Reconcile(ctx context.Context) error {
 			d.cfg.Log.Info("dropped unfinished pool", "pool", p.ID, "subnet", p.Subnet)
 			continue
 		}
+		if p.Releasing {
+			// Docker removed the network; the release failed or was cut short.
+			if err := d.finishRelease(ctx, p); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		owners[p.ID] = p.Subnet
 	}
 	nets, err := d.store.Networks()
 	if err != nil {
 		return err
 	}
+	// Routes of networks the driver is creating or deleting are the driver's to
+	// claim or release: keep them, but never claim them again.
+	busy := map[string]bool{}
 	for _, n := range nets {
 		if n.ClaimOwner != "" {
 			owners[n.ClaimOwner] = n.Subnet
+			busy[n.ClaimOwner] = n.Creating || n.Deleting
 		}
 	}
 	owned, err := d.vpc.Owned(ctx)
@@ -68,7 +79,7 @@ func (d *Driver) Reconcile(ctx context.Context) error {
 		d.cfg.Log.Info("released orphan route", "subnet", r.Destination, "owner", r.Owner)
 	}
 	for owner, sub := range owners {
-		if present[owner] {
+		if present[owner] || busy[owner] {
 			continue
 		}
 		d.cfg.Log.Warn("route of a saved network is missing from the VPC route table; claiming it again", "subnet", sub, "owner", owner)

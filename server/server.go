@@ -24,8 +24,17 @@ const contentType = "application/vnd.docker.plugins.v1.1+json"
 // Manifest is the answer to Plugin.Activate: both APIs on one socket.
 const Manifest = `{"Implements": ["NetworkDriver", "IpamDriver"]}`
 
+// Capabilities are the answers that never change; they are served before start-up
+// is done, because Docker asks for them right after Activate and gives up quickly.
+type Capabilities struct {
+	Network *dnet.CapabilitiesResponse
+	IPAM    *dipam.CapabilitiesResponse
+	Spaces  *dipam.AddressSpacesResponse
+}
+
 // Drivers are the two APIs' implementations.
 type Drivers struct {
+	Capabilities
 	Network dnet.Driver
 	IPAM    dipam.Ipam
 }
@@ -43,7 +52,7 @@ func Handler(drivers *Drivers, ready <-chan struct{}, log *slog.Logger) http.Han
 	nd := lateNetwork{drivers}
 	ipam := lateIPAM{drivers}
 
-	on(h, "/NetworkDriver.GetCapabilities", func(*struct{}) (any, error) { return nd.d.Network.GetCapabilities() })
+	static(h, "/NetworkDriver.GetCapabilities", drivers.Capabilities.Network)
 	on(h, "/NetworkDriver.CreateNetwork", func(r *dnet.CreateNetworkRequest) (any, error) { return empty, nd.d.Network.CreateNetwork(r) })
 	on(h, "/NetworkDriver.DeleteNetwork", func(r *dnet.DeleteNetworkRequest) (any, error) { return empty, nd.d.Network.DeleteNetwork(r) })
 	on(h, "/NetworkDriver.AllocateNetwork", func(r *dnet.AllocateNetworkRequest) (any, error) { return nd.d.Network.AllocateNetwork(r) })
@@ -62,8 +71,8 @@ func Handler(drivers *Drivers, ready <-chan struct{}, log *slog.Logger) http.Han
 		return empty, nd.d.Network.RevokeExternalConnectivity(r)
 	})
 
-	on(h, "/IpamDriver.GetCapabilities", func(*struct{}) (any, error) { return ipam.d.IPAM.GetCapabilities() })
-	on(h, "/IpamDriver.GetDefaultAddressSpaces", func(*struct{}) (any, error) { return ipam.d.IPAM.GetDefaultAddressSpaces() })
+	static(h, "/IpamDriver.GetCapabilities", drivers.Capabilities.IPAM)
+	static(h, "/IpamDriver.GetDefaultAddressSpaces", drivers.Capabilities.Spaces)
 	on(h, "/IpamDriver.RequestPool", func(r *dipam.RequestPoolRequest) (any, error) { return ipam.d.IPAM.RequestPool(r) })
 	on(h, "/IpamDriver.ReleasePool", func(r *dipam.ReleasePoolRequest) (any, error) { return empty, ipam.d.IPAM.ReleasePool(r) })
 	on(h, "/IpamDriver.RequestAddress", func(r *dipam.RequestAddressRequest) (any, error) { return ipam.d.IPAM.RequestAddress(r) })
@@ -116,6 +125,11 @@ func on[Req any](h *handlers, path string, fn func(*Req) (any, error)) {
 		h.log.Debug("request", "call", path[1:], "took", time.Since(start).Round(time.Microsecond))
 		write(w, http.StatusOK, res)
 	})
+}
+
+// static serves a constant answer at once.
+func static(h *handlers, path string, v any) {
+	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) { write(w, http.StatusOK, v) })
 }
 
 func write(w http.ResponseWriter, status int, v any) {

@@ -19,9 +19,6 @@ import (
 
 type stubNet struct{ dnet.Driver }
 
-func (stubNet) GetCapabilities() (*dnet.CapabilitiesResponse, error) {
-	return &dnet.CapabilitiesResponse{Scope: "local"}, nil
-}
 func (stubNet) CreateNetwork(r *dnet.CreateNetworkRequest) error {
 	if r.NetworkID == "bad" {
 		return errors.New("subnet overlaps: choose another")
@@ -60,7 +57,7 @@ func TestBothAPIsOnOneSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
-	drivers := &Drivers{}
+	drivers := &Drivers{Capabilities: Capabilities{Network: &dnet.CapabilitiesResponse{Scope: "local"}}}
 	srv := &http.Server{Handler: Handler(drivers, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 	go srv.Serve(l)
 	defer srv.Close()
@@ -72,10 +69,14 @@ func TestBothAPIsOnOneSocket(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &m) != nil || strings.Join(m.Implements, ",") != "NetworkDriver,IpamDriver" {
 		t.Fatalf("Activate = %d %s", code, body)
 	}
-	// API calls wait for ready.
+	// Capabilities are answered at once: Docker asks right after Activate.
+	if _, body := post(t, c, "/NetworkDriver.GetCapabilities", "{}"); !strings.Contains(body, `"Scope":"local"`) {
+		t.Fatalf("GetCapabilities before ready = %s", body)
+	}
+	// Other API calls wait for ready.
 	done := make(chan string, 1)
 	go func() {
-		_, body := post(t, c, "/NetworkDriver.GetCapabilities", "{}")
+		_, body := post(t, c, "/IpamDriver.RequestPool", `{"Pool":"10.0.9.0/24"}`)
 		done <- body
 	}()
 	select {
@@ -85,8 +86,8 @@ func TestBothAPIsOnOneSocket(t *testing.T) {
 	}
 	drivers.Network, drivers.IPAM = stubNet{}, stubIPAM{}
 	close(ready)
-	if b := <-done; !strings.Contains(b, `"Scope":"local"`) {
-		t.Fatalf("GetCapabilities = %s", b)
+	if b := <-done; !strings.Contains(b, `"Pool":"10.0.9.0/24"`) {
+		t.Fatalf("RequestPool after ready = %s", b)
 	}
 	if code, body := post(t, c, "/IpamDriver.RequestPool", `{"Pool":"10.0.2.0/24"}`); code != 200 || !strings.Contains(body, `"PoolID":"vr-1"`) {
 		t.Fatalf("RequestPool = %d %s", code, body)

@@ -21,12 +21,15 @@ type Pool struct {
 	Subnet  netip.Prefix `json:"subnet"`
 	Range   netip.Prefix `json:"range,omitzero"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
-	Aux     []netip.Addr `json:"aux,omitempty"`
 	// Claiming is set while the cloud claim is in flight: a pool found in this state
 	// at start-up was never returned to Docker, so its route is released.
-	Claiming bool       `json:"claiming,omitempty"`
-	LastAddr netip.Addr `json:"last_addr,omitzero"`
-	Created  time.Time  `json:"created"`
+	Claiming bool `json:"claiming,omitempty"`
+	// Releasing is set before the route is given back: Docker ignores ReleasePool
+	// errors, so a release that failed or was cut short by a crash is finished by the
+	// reconcile loop instead of leaking the route.
+	Releasing bool       `json:"releasing,omitempty"`
+	LastAddr  netip.Addr `json:"last_addr,omitzero"`
+	Created   time.Time  `json:"created"`
 }
 
 // Network is a Docker network served by the network driver.
@@ -40,9 +43,14 @@ type Network struct {
 	Internal   bool         `json:"internal"`
 	// ClaimOwner is set when the driver itself claimed the subnet in the cloud
 	// (Docker's default IPAM gave it); release it with the network.
-	ClaimOwner string    `json:"claim_owner,omitempty"`
-	Creating   bool      `json:"creating,omitempty"`
-	Created    time.Time `json:"created"`
+	ClaimOwner string `json:"claim_owner,omitempty"`
+	// Creating is set until CreateNetwork has finished; a network found so at start
+	// never reached Docker and is removed.
+	Creating bool `json:"creating,omitempty"`
+	// Deleting is set when Docker removed the network but its teardown failed: Docker
+	// ignores DeleteNetwork errors, so vpcroute finishes it in its repair loop.
+	Deleting bool      `json:"deleting,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // Port is one published port of an endpoint.
@@ -58,9 +66,12 @@ type Endpoint struct {
 	NetworkID string     `json:"network_id"`
 	ID        string     `json:"id"`
 	Addr      netip.Addr `json:"addr"`
-	HostVeth  string     `json:"host_veth,omitempty"`
-	PeerVeth  string     `json:"peer_veth,omitempty"`
-	Ports     []Port     `json:"ports,omitempty"`
+	// Gone is set when Docker deleted the endpoint but its teardown failed; the
+	// repair loop finishes it.
+	Gone     bool   `json:"gone,omitempty"`
+	HostVeth string `json:"host_veth,omitempty"`
+	PeerVeth string `json:"peer_veth,omitempty"`
+	Ports    []Port `json:"ports,omitempty"`
 }
 
 var (
@@ -170,8 +181,9 @@ func (d *DB) DeletePool(id string) error {
 }
 
 // Allocate reserves an address in a pool in one transaction: pick is given the pool
-// and a membership test of addresses in use, and returns the address to reserve.
-func (d *DB) Allocate(poolID string, pick func(p Pool, used func(netip.Addr) bool) (netip.Addr, error)) (netip.Addr, error) {
+// (which it may update, e.g. its gateway) and a membership test of addresses in use,
+// and returns the address to reserve.
+func (d *DB) Allocate(poolID string, pick func(p *Pool, used func(netip.Addr) bool) (netip.Addr, error)) (netip.Addr, error) {
 	var got netip.Addr
 	err := d.db.Update(func(tx *bolt.Tx) error {
 		var p Pool
@@ -183,7 +195,7 @@ func (d *DB) Allocate(poolID string, pick func(p Pool, used func(netip.Addr) boo
 			return fmt.Errorf("pool %s has no address bucket", poolID)
 		}
 		used := func(a netip.Addr) bool { return addrs.Get(a.AsSlice()) != nil }
-		a, err := pick(p, used)
+		a, err := pick(&p, used)
 		if err != nil {
 			return err
 		}

@@ -17,7 +17,7 @@ func TestPoolsAndAddresses(t *testing.T) {
 	if err := db.PutPool(p); err != nil {
 		t.Fatal(err)
 	}
-	next := func(p Pool, used func(netip.Addr) bool) (netip.Addr, error) {
+	next := func(p *Pool, used func(netip.Addr) bool) (netip.Addr, error) {
 		a := p.Gateway.Next()
 		for used(a) {
 			a = a.Next()
