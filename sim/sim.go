@@ -426,6 +426,13 @@ func (s *Sim) ResetRequests() {
 }
 
 // SetSrcDstCheck turns the source/destination check of an ECS's primary port on
+// SetRouteQuota changes the route quota, as raising it in the console does.
+func (s *Sim) SetRouteQuota(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.RouteQuota = n
+}
+
 // or off, as a person would in the console. Unknown IDs are ignored.
 func (s *Sim) SetSrcDstCheck(ecsID string, on bool) {
 	s.mu.Lock()

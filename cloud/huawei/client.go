@@ -331,7 +331,12 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 		}
 		n, err := c.checkQuota(routes)
 		if err != nil {
-			return netip.Prefix{}, err
+			// The quota may have been raised since it was read (the error tells the
+			// user to): read it again before refusing.
+			c.readQuota(ctx)
+			if n, err = c.checkQuota(routes); err != nil {
+				return netip.Prefix{}, err
+			}
 		}
 		want := req.Want
 		if !explicit {

@@ -356,6 +356,11 @@ func TestQuotaFull(t *testing.T) {
 	if n := countMatching(b.requests(), "PUT "); n != 0 {
 		t.Errorf("the client wrote %d times to a table it knew was full", n)
 	}
+	// The user raises the quota, as the error says: the next claim works without a restart.
+	b.sim.SetRouteQuota(4)
+	if _, err := c.Claim(ctx, cloud.ClaimRequest{Owner: "pool-c", Pick: pick}); err != nil {
+		t.Fatalf("claim after the quota was raised: %v", err)
+	}
 	// The existing claim is still idempotent on a full table.
 	if _, err := c.Claim(ctx, cloud.ClaimRequest{Owner: "pool-a", Pick: pick}); err != nil {
 		t.Errorf("re-claim on a full table: %v", err)
