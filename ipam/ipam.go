@@ -254,6 +254,7 @@ func (d *Driver) RequestPool(req *dipam.RequestPoolRequest) (*dipam.RequestPoolR
 		return nil, fmt.Errorf("save pool %s: %w", pool.ID, err)
 	}
 	d.cfg.Log.Info("pool claimed", "pool", pool.ID, "subnet", got, "requested", req.Pool)
+	d.warnOutsidePool(got)
 	return &dipam.RequestPoolResponse{PoolID: pool.ID, Pool: got.String()}, nil
 }
 
@@ -365,7 +366,18 @@ func (d *Driver) ClaimForNetwork(ctx context.Context, owner string, subnet netip
 	if _, err := d.vpc.Claim(ctx, cloud.ClaimRequest{Owner: owner, Want: subnet}); err != nil {
 		return fmt.Errorf("claim %s in the VPC: %w%s", subnet, err, hint)
 	}
+	d.warnOutsidePool(subnet)
 	return nil
+}
+
+// warnOutsidePool says when a subnet lies outside VPCROUTE_POOL: every host masquerades
+// traffic to destinations outside the VPC and the pool, so containers elsewhere reach
+// this subnet's containers under their host's address instead of their own.
+func (d *Driver) warnOutsidePool(subnet netip.Prefix) {
+	if !d.cfg.Pool.Contains(subnet.Addr()) || subnet.Bits() < d.cfg.Pool.Bits() {
+		d.cfg.Log.Warn("subnet is outside VPCROUTE_POOL: traffic from containers on other hosts arrives masqueraded; use a subnet inside the pool, or widen VPCROUTE_POOL on every host",
+			"subnet", subnet, "pool", d.cfg.Pool)
+	}
 }
 
 // ReleaseForNetwork gives back a claim made by ClaimForNetwork.
