@@ -65,7 +65,6 @@ func TestTwoECSAutomatic(t *testing.T) {
 			members = append(members, member{e, c, containerIP(t, e, c, net)})
 		}
 	}
-	routes := cloudbed.AddedRoutes(before, env.CustomRoutes())
 	checkRoutes := func(when string) {
 		t.Helper()
 		routes := cloudbed.AddedRoutes(before, env.CustomRoutes())
@@ -103,6 +102,11 @@ func TestTwoECSAutomatic(t *testing.T) {
 	rulesBefore := map[string]string{}
 	for _, e := range ecss {
 		rulesBefore[e.Name] = vpcrouteRules(t, e)
+		for i := 0; i < perECS; i++ {
+			if s := subnetOf(t, e, fmt.Sprintf("auto%d", i)); !strings.Contains(rulesBefore[e.Name], s.String()) {
+				t.Fatalf("%s: no vpcroute rule for %s in iptables-save:\n%s", e.Name, s, rulesBefore[e.Name])
+			}
+		}
 	}
 
 	// kill -9 the plugins, then restart them; then restart each dockerd.
@@ -167,7 +171,6 @@ func TestTwoECSAutomatic(t *testing.T) {
 			t.Errorf("%s: bridges remain:\n%s", e.Name, links)
 		}
 	}
-	_ = routes
 }
 
 // vpcrouteRules returns the ECS's iptables rules that carry vpcroute's mark, sorted
