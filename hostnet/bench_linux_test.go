@@ -3,9 +3,12 @@
 package hostnet
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // BenchmarkEnsurePort publishes and unpublishes one port next to 10 and to
@@ -40,6 +43,69 @@ func BenchmarkEnsurePort(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
+			})
+		}
+	}
+}
+
+// BenchmarkEnsureNetwork creates and deletes one network, the host side of
+// `docker network create` and `docker network rm`, next to 0 and to 30
+// other networks. Besides ns/op (all of it) it reports, per operation:
+//
+//	create-ms     EnsureBridge + EnsureNetwork: the budget is 20 ms
+//	ensurenet-ms  EnsureNetwork alone
+//	rerun-ms      EnsureNetwork again with nothing to do (the driver's
+//	              periodic repair does this for every network)
+//	deletenet-ms  DeleteNetwork
+//	delete-ms     DeleteNetwork + DeleteBridge
+//
+// Run it with:
+//
+//	go test -run '^$' -bench EnsureNetwork -benchtime 20x ./hostnet
+func BenchmarkEnsureNetwork(b *testing.B) {
+	for _, backend := range backends(b) {
+		for _, others := range []int{0, 30} {
+			b.Run(fmt.Sprintf("%s/others=%d", backend, others), func(b *testing.B) {
+				f := testFirewall(b, backend)
+				spec := func(i int) (BridgeSpec, NetworkRules) {
+					sum := sha256.Sum256([]byte{byte(i)})
+					id := hex.EncodeToString(sum[:]) // like Docker's: 64 random hex digits
+					subnet := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 0}), 24)
+					br := BridgeSpec{Name: fmt.Sprintf("vr-b%d", i), NetworkID: id, Gateway: netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 1}), 24), MTU: 1500}
+					return br, NetworkRules{NetworkID: id, Bridge: br.Name, Subnet: subnet, Masquerade: true, NoNAT: noNAT}
+				}
+				for i := range others {
+					br, r := spec(i)
+					mustDo(b, EnsureBridge(br))
+					mustDo(b, f.EnsureNetwork(r))
+				}
+				br, r := spec(others)
+				var create, ensure, rerun, deleteNet, del time.Duration
+				b.ResetTimer()
+				for range b.N {
+					t0 := time.Now()
+					mustDo(b, EnsureBridge(br))
+					t1 := time.Now()
+					mustDo(b, f.EnsureNetwork(r))
+					t2 := time.Now()
+					mustDo(b, f.EnsureNetwork(r))
+					t3 := time.Now()
+					mustDo(b, f.DeleteNetwork(r))
+					t4 := time.Now()
+					mustDo(b, DeleteBridge(br.Name, br.NetworkID))
+					t5 := time.Now()
+					create += t2.Sub(t0)
+					ensure += t2.Sub(t1)
+					rerun += t3.Sub(t2)
+					deleteNet += t4.Sub(t3)
+					del += t5.Sub(t3)
+				}
+				ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / float64(b.N) }
+				b.ReportMetric(ms(create), "create-ms/op")
+				b.ReportMetric(ms(ensure), "ensurenet-ms/op")
+				b.ReportMetric(ms(rerun), "rerun-ms/op")
+				b.ReportMetric(ms(deleteNet), "deletenet-ms/op")
+				b.ReportMetric(ms(del), "delete-ms/op")
 			})
 		}
 	}

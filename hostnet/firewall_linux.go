@@ -3,10 +3,13 @@
 package hostnet
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 
 	"github.com/coreos/go-iptables/iptables"
@@ -17,9 +20,21 @@ import (
 type Firewall struct {
 	ipt     *iptables.IPTables
 	backend string
+	// restorePath and savePath are iptables-restore and iptables-save of
+	// the same backend, next to the iptables binary in use: rules a restore
+	// of the other backend writes would be invisible to the host's.
+	restorePath, savePath string
+	// restoreArgs are --noflush and, where iptables-restore has it, the
+	// wait for the xtables lock that go-iptables uses for iptables.
+	restoreArgs []string
+
 	// mu serialises check-then-change sequences (-C then -A) so that two
-	// concurrent calls cannot add the same rule twice. It guards no data.
+	// concurrent calls cannot add the same rule twice, and guards known.
 	mu sync.Mutex
+	// known maps the IDs of networks whose chains this Firewall has
+	// written, or written and since found intact, to the restore input
+	// that checks them (see ensureChains). Guarded by mu.
+	known map[string]string
 }
 
 // NewFirewall returns a Firewall on the iptables backend the host uses
@@ -47,25 +62,48 @@ func NewFirewallBackend(backend string) (*Firewall, error) {
 			return nil, fmt.Errorf("find %s or iptables: %w; install the iptables package", bin, err)
 		}
 	}
-	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Path(path), iptables.Timeout(10))
+	ipt, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Path(path), iptables.Timeout(waitSeconds))
 	if err != nil {
 		return nil, fmt.Errorf("set up iptables (%s): %w", path, err)
 	}
-	return &Firewall{ipt: ipt, backend: backend}, nil
+	// The tools of one backend sit side by side: iptables-nft and
+	// iptables-nft-restore, or plain iptables and iptables-restore.
+	f := &Firewall{ipt: ipt, backend: backend, restorePath: path + "-restore", savePath: path + "-save", known: map[string]string{}}
+	for _, p := range []string{f.restorePath, f.savePath} {
+		if _, err := exec.LookPath(p); err != nil {
+			return nil, fmt.Errorf("find %s next to %s: %w; install the iptables package", filepath.Base(p), path, err)
+		}
+	}
+	f.restoreArgs = []string{"--noflush"}
+	if v1, v2, v3 := ipt.GetIptablesVersion(); v1 > 1 || v1 == 1 && (v2 > 6 || v2 == 6 && v3 >= 2) {
+		// iptables-restore takes the xtables lock since 1.6.2 (legacy; the
+		// nft backend has no lock and accepts the option).
+		f.restoreArgs = append(f.restoreArgs, fmt.Sprintf("--wait=%d", waitSeconds))
+	}
+	return f, nil
 }
+
+// waitSeconds is how long iptables commands wait for the xtables lock that
+// Docker and other tools hold while they change rules.
+const waitSeconds = 10
 
 // Backend reports the iptables backend in use: "nft" or "legacy".
 func (f *Firewall) Backend() string { return f.backend }
 
 // EnsureBase creates vpcroute's chains and the jumps into them from filter
 // FORWARD and INPUT and nat PREROUTING, OUTPUT and POSTROUTING. When the
-// jumps are in place it costs one check per jump, so the driver can re-run it
-// often to undo a Docker restart or a flush. forwardPolicyAccept sets the
-// filter FORWARD policy to ACCEPT, as Huawei's guide does; otherwise the
-// policy is left alone and vpcroute's own rules admit its traffic.
+// jumps are in place it costs one iptables-restore that checks them all, so
+// the driver can re-run it often to undo a Docker restart or a flush.
+// forwardPolicyAccept sets the filter FORWARD policy to ACCEPT, as Huawei's
+// guide does; otherwise the policy is left alone and vpcroute's own rules
+// admit its traffic.
 func (f *Firewall) EnsureBase(forwardPolicyAccept bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.restore(baseCheckScript(forwardPolicyAccept)) == nil {
+		return nil
+	}
+	// Something is missing: find out what, one jump at a time.
 	for _, j := range baseJumps() {
 		ok, err := f.exists(j)
 		if err != nil {
@@ -102,23 +140,31 @@ func (f *Firewall) ensureChain(table, chain string) error {
 	return fmt.Errorf("create chain %s in table %s: %w", chain, table, err)
 }
 
-// EnsureNetwork adds the rules of one network: FORWARD accepts for its
-// subnet (or, for an internal network, drops for everything leaving or
-// entering the bridge), masquerade of outbound traffic to destinations
-// outside NoNAT, hairpin and host-local masquerade for published ports, and
-// route_localnet on the bridge with a guard against reaching the host's
-// loopback from containers. EnsureBase must have run; the bridge must exist.
+// EnsureNetwork makes the chains of one network hold its rules: FORWARD
+// accepts for its subnet (or, for an internal network, drops for everything
+// leaving or entering the bridge), masquerade of outbound traffic to
+// destinations outside NoNAT, hairpin and host-local masquerade for
+// published ports, and route_localnet on the bridge with a guard against
+// reaching the host's loopback from containers. EnsureBase must have run;
+// the bridge must exist.
+//
+// The rules live in chains of the network's own (VPCROUTE-F-<id>,
+// VPCROUTE-I-<id>, VPCROUTE-P-<id>, VPCROUTE-N-<id>, see networkChains),
+// reached by marked jumps from vpcroute's base chains. For a new network
+// one iptables-restore creates them all; a re-run by the same Firewall
+// checks them all with one more and, only if something drifted, rewrites
+// them (repairing deleted or changed rules) in one transaction per table.
+// The first run over existing chains after a restart rewrites them, so
+// that rules of settings that changed meanwhile go.
 func (f *Firewall) EnsureNetwork(r NetworkRules) error {
-	rules, err := networkRules(r)
+	chains, err := networkChains(r)
 	if err != nil {
 		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, rl := range rules {
-		if err := f.ensure(rl); err != nil {
-			return fmt.Errorf("network %s: %w", r.NetworkID, err)
-		}
+	if err := f.ensureChains(r.NetworkID, chains); err != nil {
+		return fmt.Errorf("network %s: %w", r.NetworkID, err)
 	}
 	if !r.Internal {
 		// Only now that the INPUT guard is in place.
@@ -129,11 +175,76 @@ func (f *Firewall) EnsureNetwork(r NetworkRules) error {
 	return nil
 }
 
-// DeleteNetwork removes exactly the rules EnsureNetwork added for r, and
-// turns route_localnet off again if the bridge still exists. Rules already
-// gone are not an error.
+// ensureChains brings the chains of network id, and the jumps into them, to
+// what chains says, in as few iptables processes as the state allows:
+//
+//   - A network this Firewall has not seen: one restore creates its chains
+//     and jumps, and succeeds if, as for a new network, none of the chains
+//     exists (see createScript).
+//   - A network it wrote these same rules for: one restore checks every
+//     rule and jump, and succeeds if nothing was deleted since.
+//   - Otherwise (drift; rules of an earlier process, whose settings may
+//     have been others; settings that changed): rewrite the chains, which
+//     also drops rules the settings no longer ask for, and add the jumps
+//     that are missing.
+func (f *Firewall) ensureChains(id string, chains []netChain) error {
+	check := checkScript(id, chains)
+	switch prev, seen := f.known[id]; {
+	case !seen:
+		if f.restore(createScript(id, chains)) == nil {
+			f.known[id] = check
+			return nil
+		}
+	case prev == check:
+		if f.restore(check) == nil {
+			return nil
+		}
+	}
+	delete(f.known, id)
+	missing := map[string]bool{}
+	var jumps restoreInput
+	for _, c := range chains {
+		j := c.jump(id)
+		jumps.line(j.table, join("-C", j.chain, j.spec)...)
+	}
+	if f.restore(jumps.String()) != nil {
+		// Some jump is missing: find out which, one at a time.
+		for _, c := range chains {
+			ok, err := f.exists(c.jump(id))
+			if err != nil {
+				return err
+			}
+			missing[c.name] = !ok
+		}
+	}
+	if err := f.restore(repairScript(id, chains, missing)); err != nil {
+		if base := f.missingBaseChain(); base != "" {
+			return fmt.Errorf("write chains: %w (vpcroute's chain %s is missing: run EnsureBase first)", err, base)
+		}
+		return fmt.Errorf("write chains: %w", err)
+	}
+	f.known[id] = check
+	return nil
+}
+
+// missingBaseChain returns the first of vpcroute's base chains that does
+// not exist, or "", to explain a failure.
+func (f *Firewall) missingBaseChain() string {
+	for _, c := range baseChains {
+		if ok, err := f.ipt.ChainExists(c.table, c.chain); err == nil && !ok {
+			return c.chain
+		}
+	}
+	return ""
+}
+
+// DeleteNetwork removes the chains EnsureNetwork made for r and the jumps
+// into them, and turns route_localnet off again if the bridge still exists.
+// Usually that is one iptables-restore; chains and jumps already gone (in
+// part or in full) are not an error. It finds the network's chains by its
+// ID, so it removes them even if r's other settings changed.
 func (f *Firewall) DeleteNetwork(r NetworkRules) error {
-	rules, err := networkRules(r)
+	chains, err := networkChains(r)
 	if err != nil {
 		return err
 	}
@@ -145,14 +256,66 @@ func (f *Firewall) DeleteNetwork(r NetworkRules) error {
 			return fmt.Errorf("network %s: %w", r.NetworkID, err)
 		}
 	}
-	var errs []error
-	for i := len(rules) - 1; i >= 0; i-- {
-		if err := f.remove(rules[i]); err != nil {
-			errs = append(errs, err)
+	delete(f.known, r.NetworkID)
+	if f.restore(deleteScript(r.NetworkID, chains)) == nil {
+		return nil
+	}
+	if err := f.deleteChains(r.NetworkID); err != nil {
+		return fmt.Errorf("network %s: %w", r.NetworkID, err)
+	}
+	return nil
+}
+
+// maxJumps bounds how many copies of one jump deleteChains removes; only a
+// person or a bug makes more than one.
+const maxJumps = 8
+
+// deleteChains removes whichever of network id's chains exist, and every
+// jump into them: the careful way, for when the one-restore delete failed
+// because something was already gone.
+func (f *Firewall) deleteChains(id string) error {
+	var present []netChain
+	for _, c := range allNetChains(id) {
+		ok, err := f.ipt.ChainExists(c.table, c.name)
+		if err != nil {
+			return fmt.Errorf("look for chain %s in table %s: %w", c.name, c.table, err)
+		}
+		if ok {
+			present = append(present, c)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("network %s: %w", r.NetworkID, err)
+	if len(present) == 0 {
+		return nil // no chain, so no jump to one either
+	}
+	for _, c := range present {
+		for range maxJumps {
+			if err := f.ipt.Delete(c.table, c.from, c.jump(id).spec...); err != nil {
+				if isNotExist(err) {
+					break
+				}
+				return fmt.Errorf("delete rule %s: %w", c.jump(id), err)
+			}
+		}
+	}
+	if err := f.restore(dropChainsScript(present)); err != nil {
+		return fmt.Errorf("delete chains: %w", err)
+	}
+	return nil
+}
+
+// restore feeds input to iptables-restore --noflush of the Firewall's
+// backend. Each table's block is one transaction: on error that table is
+// unchanged (tables before it in input may have been committed).
+func (f *Firewall) restore(input string) error {
+	if input == "" {
+		return nil
+	}
+	cmd := exec.Command(f.restorePath, f.restoreArgs...)
+	cmd.Stdin = strings.NewReader(input)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s", filepath.Base(f.restorePath), err, strings.TrimSpace(stderr.String()))
 	}
 	return nil
 }

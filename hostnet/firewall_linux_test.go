@@ -4,6 +4,7 @@ package hostnet
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -284,4 +285,335 @@ func TestNewFirewallDetects(t *testing.T) {
 		t.Fatalf("Backend() = %q", b)
 	}
 	t.Logf("backend in an empty namespace: %s", f.Backend())
+}
+
+// saveAll returns every table of the current namespace exactly as
+// iptables-save prints it, without its timestamp lines and with the
+// built-in chains' counters as [0:0]: the kernel itself sends a packet now
+// and then (IGMP when a bridge comes up), which those count.
+func saveAll(t testing.TB, f *Firewall) string {
+	t.Helper()
+	return save(t, f)
+}
+
+// saveCounters is saveAll with each rule's counters, which show whether a
+// rule was rewritten.
+func saveCounters(t testing.TB, f *Firewall) string {
+	t.Helper()
+	return save(t, f, "-c")
+}
+
+func save(t testing.TB, f *Firewall, args ...string) string {
+	t.Helper()
+	out, err := exec.Command("iptables-"+f.backend+"-save", args...).Output()
+	if err != nil {
+		t.Fatalf("iptables-%s-save %v: %v", f.backend, args, err)
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(string(out), "\n") {
+		switch {
+		case strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, ":"):
+			b.WriteString(counters.ReplaceAllString(line, "[0:0]"))
+		default:
+			b.WriteString(line)
+		}
+	}
+	return b.String()
+}
+
+// foreignRules puts rules of other tools around vpcroute's, as Docker and a
+// host firewall would, so that tests see that vpcroute leaves them alone.
+func foreignRules(t testing.TB, f *Firewall) {
+	t.Helper()
+	mustDo(t, f.ipt.NewChain(tableFilter, "DOCKER-USER"))
+	for _, r := range [][]string{
+		{tableFilter, "FORWARD", "-j", "DOCKER-USER"},
+		{tableFilter, "FORWARD", "-o", "docker0", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		{tableFilter, "DOCKER-USER", "-j", "RETURN"},
+		{tableFilter, chainForward, "-s", "10.8.0.0/16", "-m", "comment", "--comment", "someone else", "-j", "ACCEPT"},
+		{tableNAT, "POSTROUTING", "-s", "172.17.0.0/16", "!", "-o", "docker0", "-j", "MASQUERADE"},
+	} {
+		mustDo(t, f.ipt.Append(r[0], r[1], r[2:]...))
+	}
+}
+
+// chainOf returns the chain of the given kind of network n.
+func chainOf(t testing.TB, n NetworkRules, kind byte) netChain {
+	t.Helper()
+	for _, c := range allNetChains(n.NetworkID) {
+		if c.kind == kind {
+			return c
+		}
+	}
+	t.Fatalf("no chain of kind %c", kind)
+	return netChain{}
+}
+
+// TestEnsureNetworkRepairs: whatever someone deleted of a network's rules,
+// chains or jumps, EnsureNetwork puts back exactly what it made, whether
+// the Firewall made the chains itself or finds them after a restart.
+func TestEnsureNetworkRepairs(t *testing.T) {
+	ruleOf := func(t testing.TB, n NetworkRules, kind byte, i int) []string {
+		t.Helper()
+		cs, err := networkChains(n)
+		mustDo(t, err)
+		for _, c := range cs {
+			if c.kind == kind {
+				return c.rules[i]
+			}
+		}
+		t.Fatalf("network %s has no chain of kind %c", n.NetworkID, kind)
+		return nil
+	}
+	drifts := []struct {
+		name  string
+		net   NetworkRules
+		drift func(t *testing.T, f *Firewall, n NetworkRules)
+	}{
+		{"rule deleted inside the forward chain", net1, func(t *testing.T, f *Firewall, n NetworkRules) {
+			c := chainOf(t, n, kindForward)
+			mustDo(t, f.ipt.Delete(c.table, c.name, ruleOf(t, n, kindForward, 1)...))
+		}},
+		{"outbound masquerade deleted", net1, func(t *testing.T, f *Firewall, n NetworkRules) {
+			c := chainOf(t, n, kindNAT)
+			mustDo(t, f.ipt.Delete(c.table, c.name, ruleOf(t, n, kindNAT, 2)...))
+		}},
+		{"internal drop deleted", net3, func(t *testing.T, f *Firewall, n NetworkRules) {
+			c := chainOf(t, n, kindForward)
+			mustDo(t, f.ipt.Delete(c.table, c.name, ruleOf(t, n, kindForward, 0)...))
+		}},
+		{"rule changed inside the chain", net1, func(t *testing.T, f *Firewall, n NetworkRules) {
+			c := chainOf(t, n, kindInput)
+			mustDo(t, f.ipt.Delete(c.table, c.name, ruleOf(t, n, kindInput, 0)...))
+			mustDo(t, f.ipt.Append(c.table, c.name, "-i", n.Bridge, "-j", "ACCEPT"))
+		}},
+		{"jump deleted", net1, func(t *testing.T, f *Firewall, n NetworkRules) {
+			j := chainOf(t, n, kindPorts).jump(n.NetworkID)
+			mustDo(t, f.ipt.Delete(j.table, j.chain, j.spec...))
+		}},
+		{"base chains flushed", net3, func(t *testing.T, f *Firewall, n NetworkRules) {
+			mustDo(t, f.ipt.ClearChain(tableFilter, chainForward))
+			mustDo(t, f.ipt.ClearChain(tableNAT, chainPostrouting))
+			// The other tool puts its rule back.
+			mustDo(t, f.ipt.Append(tableFilter, chainForward, "-s", "10.8.0.0/16", "-m", "comment", "--comment", "someone else", "-j", "ACCEPT"))
+		}},
+		{"chains deleted", net1, func(t *testing.T, f *Firewall, n NetworkRules) {
+			for _, c := range allNetChains(n.NetworkID) {
+				j := c.jump(n.NetworkID)
+				mustDo(t, f.ipt.Delete(j.table, j.chain, j.spec...))
+				mustDo(t, f.ipt.ClearAndDeleteChain(c.table, c.name))
+			}
+		}},
+	}
+	for _, backend := range backends(t) {
+		for _, tc := range drifts {
+			for _, restart := range []bool{false, true} {
+				t.Run(fmt.Sprintf("%s/%s/restart=%v", backend, tc.name, restart), func(t *testing.T) {
+					f := testFirewall(t, backend)
+					setupBridges(t)
+					foreignRules(t, f)
+					other := net2 // its rules must come through untouched
+					mustDo(t, f.EnsureNetwork(other))
+					mustDo(t, f.EnsureNetwork(tc.net))
+					want := saveAll(t, f)
+					if strings.Contains(tc.name, "base chains flushed") {
+						// Flushing takes the other network's jumps too; the
+						// driver re-ensures every network.
+						defer func() { mustDo(t, f.EnsureNetwork(other)) }()
+					}
+					tc.drift(t, f, tc.net)
+					if saveAll(t, f) == want {
+						t.Fatal("the drift changed nothing")
+					}
+					if restart {
+						var err error
+						f, err = NewFirewallBackend(backend)
+						mustDo(t, err)
+					}
+					mustDo(t, f.EnsureNetwork(tc.net))
+					if strings.Contains(tc.name, "base chains flushed") {
+						mustDo(t, f.EnsureNetwork(other))
+					}
+					if got := saveAll(t, f); got != want {
+						t.Errorf("after repair:\n%s\nwant:\n%s", got, want)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestEnsureNetworkNoChangeWhenIntact: re-running EnsureNetwork over intact
+// chains changes nothing, not even counters (the driver does it for every
+// network every 30 seconds); after a restart it rewrites them to the same
+// rules.
+func TestEnsureNetworkNoChangeWhenIntact(t *testing.T) {
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			f := testFirewall(t, backend)
+			setupBridges(t)
+			nets := []NetworkRules{net1, net2, net3}
+			for _, n := range nets {
+				mustDo(t, f.EnsureNetwork(n))
+			}
+			// Counters show whether a chain was rewritten.
+			c := chainOf(t, net1, kindForward)
+			cs, err := networkChains(net1)
+			mustDo(t, err)
+			mustDo(t, f.ipt.Replace(c.table, c.name, 1, join(cs[0].rules[0], "-c", "7", "700")...))
+			want := saveCounters(t, f)
+			if !strings.Contains(want, "[7:700] -A "+c.name) {
+				t.Fatalf("could not set a counter:\n%s", want)
+			}
+			for _, n := range nets {
+				mustDo(t, f.EnsureNetwork(n))
+			}
+			if got := saveCounters(t, f); got != want {
+				t.Errorf("re-run changed the tables:\n%s\nwant:\n%s", got, want)
+			}
+			want = saveAll(t, f)
+			restarted, err := NewFirewallBackend(backend)
+			mustDo(t, err)
+			for _, n := range nets {
+				mustDo(t, restarted.EnsureNetwork(n))
+			}
+			if got := saveAll(t, f); got != want {
+				t.Errorf("re-run after a restart changed the rules:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// TestEnsureNetworkSettingsChange: a network ensured again with other
+// settings (the plugin restarted with VPCROUTE_MASQUERADE or the VPC CIDRs
+// changed) ends up exactly as if it had been made with them.
+func TestEnsureNetworkSettingsChange(t *testing.T) {
+	changed := net1
+	changed.Masquerade = false
+	changed.NoNAT = noNAT[:1]
+	for _, backend := range backends(t) {
+		for _, restart := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/restart=%v", backend, restart), func(t *testing.T) {
+				f := testFirewall(t, backend)
+				setupBridges(t)
+				mustDo(t, f.EnsureNetwork(changed))
+				want := saveAll(t, f)
+				mustDo(t, f.DeleteNetwork(changed))
+				mustDo(t, f.EnsureNetwork(net1))
+				if restart {
+					var err error
+					f, err = NewFirewallBackend(backend)
+					mustDo(t, err)
+				}
+				mustDo(t, f.EnsureNetwork(changed))
+				if got := saveAll(t, f); got != want {
+					t.Errorf("after the change:\n%s\nwant:\n%s", got, want)
+				}
+			})
+		}
+	}
+}
+
+// TestDeleteNetworkByteIdentical: DeleteNetwork leaves every table exactly
+// as it was before EnsureNetwork, byte for byte, among other networks' and
+// other tools' rules, also when part of what it made is already gone.
+func TestDeleteNetworkByteIdentical(t *testing.T) {
+	damages := []struct {
+		name   string
+		damage func(t *testing.T, f *Firewall, n NetworkRules)
+	}{
+		{"as made", func(*testing.T, *Firewall, NetworkRules) {}},
+		{"a jump already gone", func(t *testing.T, f *Firewall, n NetworkRules) {
+			j := chainOf(t, n, kindForward).jump(n.NetworkID)
+			mustDo(t, f.ipt.Delete(j.table, j.chain, j.spec...))
+		}},
+		{"a chain already gone", func(t *testing.T, f *Firewall, n NetworkRules) {
+			c := chainOf(t, n, kindForward)
+			j := c.jump(n.NetworkID)
+			mustDo(t, f.ipt.Delete(j.table, j.chain, j.spec...))
+			mustDo(t, f.ipt.ClearAndDeleteChain(c.table, c.name))
+		}},
+		{"a jump twice", func(t *testing.T, f *Firewall, n NetworkRules) {
+			j := chainOf(t, n, kindForward).jump(n.NetworkID)
+			mustDo(t, f.ipt.Append(j.table, j.chain, j.spec...))
+		}},
+		{"all gone already", func(t *testing.T, f *Firewall, n NetworkRules) {
+			mustDo(t, f.DeleteNetwork(n))
+		}},
+	}
+	for _, backend := range backends(t) {
+		for _, n := range []NetworkRules{net1, net3} {
+			for _, tc := range damages {
+				t.Run(backend+"/"+n.NetworkID+"/"+tc.name, func(t *testing.T) {
+					f := testFirewall(t, backend)
+					setupBridges(t)
+					foreignRules(t, f)
+					mustDo(t, f.EnsureNetwork(net2))
+					mustDo(t, f.EnsurePort(port3))
+					before := saveAll(t, f)
+					mustDo(t, f.EnsureNetwork(n))
+					tc.damage(t, f, n)
+					mustDo(t, f.DeleteNetwork(n))
+					if got := saveAll(t, f); got != before {
+						t.Errorf("after DeleteNetwork:\n%s\nbefore EnsureNetwork:\n%s", got, before)
+					}
+					mustDo(t, f.DeleteNetwork(n))
+					if got := saveAll(t, f); got != before {
+						t.Errorf("a second DeleteNetwork changed the tables:\n%s", got)
+					}
+				})
+			}
+		}
+	}
+}
+
+// TestPruneUpgrade: rules an older vpcroute kept directly in its base
+// chains give way to the per-network chains (Prune runs after the driver
+// has ensured every network), and a chain of a removed network that someone
+// else's rule still jumps to is left, with an error, rather than broken.
+func TestPruneUpgrade(t *testing.T) {
+	c := func(id string) []string { return networkComment(id) }
+	old := [][]string{ // as vpcroute made them before per-network chains
+		join(tableFilter, chainForward, "-s", "10.0.2.0/24", "-i", "vr-net1", c("net1"), "-j", "ACCEPT"),
+		join(tableFilter, chainForward, "-d", "10.0.2.0/24", "-o", "vr-net1", c("net1"), "-j", "ACCEPT"),
+		join(tableFilter, chainInput, "-i", "vr-net1", "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", c("net1"), "-j", "DROP"),
+		join(tableNAT, chainPostrouting, "-s", "10.0.2.0/24", "!", "-o", "vr-net1", c("net1"), "-j", "MASQUERADE"),
+	}
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			f := testFirewall(t, backend)
+			setupBridges(t)
+			foreignRules(t, f)
+			mustDo(t, f.EnsureNetwork(net1))
+			mustDo(t, f.EnsurePort(port1))
+			want := saveAll(t, f)
+			for _, r := range old {
+				mustDo(t, f.ipt.Append(r[0], r[1], r[2:]...))
+			}
+			mustDo(t, f.EnsureNetwork(net2))
+			mustDo(t, f.EnsureNetwork(net3))
+			mustDo(t, f.Prune(map[string]bool{"net1": true, "net3": true}))
+			mustDo(t, f.DeleteNetwork(net3))
+			if got := saveAll(t, f); got != want {
+				t.Errorf("after Prune:\n%s\nwant:\n%s", got, want)
+			}
+
+			// Someone else's jump into a chain of net2.
+			mustDo(t, f.EnsureNetwork(net2))
+			held := chainOf(t, net2, kindForward).name
+			mustDo(t, f.ipt.Append(tableFilter, "DOCKER-USER", "-j", held))
+			err := f.Prune(map[string]bool{"net1": true})
+			if err == nil || !strings.Contains(err.Error(), held) {
+				t.Errorf("Prune error = %v, want one naming %s", err, held)
+			}
+			got := saveAll(t, f)
+			if !strings.Contains(got, ":"+held+" ") {
+				t.Errorf("Prune deleted %s though a foreign rule jumps to it", held)
+			}
+			if strings.Contains(got, "vpcroute:net2\" -j VPCROUTE-") || strings.Contains(got, chainOf(t, net2, kindNAT).name) {
+				t.Errorf("Prune left net2's jumps or other chains:\n%s", got)
+			}
+		})
+	}
 }

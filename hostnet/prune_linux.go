@@ -5,56 +5,42 @@ package hostnet
 import (
 	"errors"
 	"fmt"
-	"strings"
+	"os/exec"
 )
 
-// Prune deletes every vpcroute rule whose network ID is not in keep, in
-// every chain of the filter and nat tables: the start-up reconcile that
-// removes what networks deleted while the driver was down left behind. The
-// base jumps and rules without a vpcroute comment are never touched. It
-// lists whole tables, so it is meant for start-up, not for every request.
+// Prune is the start-up reconcile that removes what networks deleted while
+// the driver was down left behind: in the filter and nat tables, every rule
+// marked "vpcroute:<ID>" whose ID is not in keep, and the per-network chains
+// (VPCROUTE-F-, -I-, -P-, -N-) of networks not in keep. It also removes
+// rules an older vpcroute kept for a network directly in vpcroute's base
+// chains, which the network's own chains have replaced; the driver runs it
+// after EnsureNetwork has made those. The base jumps and rules without a
+// vpcroute comment are never touched. It reads each table with one
+// iptables-save and changes it with one iptables-restore, so it is meant for
+// start-up, not for every request.
 func (f *Firewall) Prune(keep map[string]bool) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	for id := range f.known {
+		if !keep[id] {
+			delete(f.known, id)
+		}
+	}
 	var errs []error
 	for _, table := range []string{tableFilter, tableNAT} {
-		chains, err := f.ipt.ListChains(table)
+		out, err := exec.Command(f.savePath, "-t", table).Output()
 		if err != nil {
-			return fmt.Errorf("list chains of table %s: %w", table, err)
+			return fmt.Errorf("list table %s: %s: %w", table, f.savePath, err)
 		}
-		for _, chain := range chains {
-			lines, err := f.ipt.List(table, chain)
-			if err != nil {
-				if isNotExist(err) {
-					continue
-				}
-				return fmt.Errorf("list chain %s of table %s: %w", chain, table, err)
-			}
-			for _, line := range lines {
-				if err := f.pruneLine(table, chain, line, keep); err != nil {
-					errs = append(errs, err)
-				}
-			}
+		saved, err := parseSave(string(out))
+		if err != nil {
+			return fmt.Errorf("read table %s: %w", table, err)
+		}
+		input, perrs := pruneScript(table, saved, keep)
+		errs = append(errs, perrs...)
+		if err := f.restore(input); err != nil {
+			errs = append(errs, fmt.Errorf("prune table %s: %w", table, err))
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (f *Firewall) pruneLine(table, chain, line string, keep map[string]bool) error {
-	if !strings.HasPrefix(line, "-A ") {
-		return nil
-	}
-	args, err := splitRule(line)
-	if err != nil {
-		return fmt.Errorf("table %s: %w", table, err)
-	}
-	id, ok := ruleNetworkID(args)
-	if !ok || id == "" || keep[id] {
-		return nil
-	}
-	rl := rule{table: table, chain: chain, spec: args[2:]}
-	if err := f.ipt.Delete(table, chain, rl.spec...); err != nil && !isNotExist(err) {
-		return fmt.Errorf("prune rule of network %s: delete %s: %w", id, rl, err)
-	}
-	return nil
 }

@@ -1,6 +1,8 @@
 package hostnet
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -118,54 +120,151 @@ func networkComment(id string) []string {
 	return []string{"-m", "comment", "--comment", commentPrefix + id}
 }
 
-// networkRules returns the rules of one network in the order they are
-// added; DeleteNetwork removes them in reverse.
-func networkRules(r NetworkRules) ([]rule, error) {
+// Kinds of per-network chains. Each network's rules live in chains of its
+// own, named from its ID, so that one iptables-restore can rewrite all of
+// them at once (declaring a chain in a restore flushes it) and DeleteNetwork
+// can drop them whole. The letter says what the chain does:
+const (
+	kindForward = 'F' // filter, from VPCROUTE-FORWARD: accept routed traffic, or isolate an internal network
+	kindInput   = 'I' // filter, from VPCROUTE-INPUT: guard the host's loopback from the bridge
+	kindPorts   = 'P' // nat, from VPCROUTE-POSTROUTING, first: masquerade for published ports
+	kindNAT     = 'N' // nat, from VPCROUTE-POSTROUTING, last: outbound masquerade outside NoNAT
+)
+
+// netChainPrefix starts the name of every per-network chain:
+// "VPCROUTE-<kind>-<suffix>", 27 bytes, within iptables' 28.
+const netChainPrefix = "VPCROUTE-"
+
+// chainSuffixLen is how much of a network ID names its chains. Docker's
+// network IDs are 64 random hex digits; the first 12 are what `docker
+// network ls` shows, so a person can match chains to networks, and 16 (64
+// bits) make two networks sharing chains, which would rewrite each other's
+// rules, as unlikely as two equal IDs.
+const chainSuffixLen = 16
+
+// chainSuffix returns the part of a network's chain names that identifies
+// the network: the first 16 hex digits of a Docker network ID, or, for IDs
+// of another form, the first 16 hex digits of their SHA-256, so that chain
+// names stay short and free of characters iptables would reject.
+func chainSuffix(id string) string {
+	if len(id) == 64 && isLowerHex(id) {
+		return id[:chainSuffixLen]
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])[:chainSuffixLen]
+}
+
+func isLowerHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// netChainName names the chain of kind for the network with the given ID.
+func netChainName(kind byte, id string) string {
+	return netChainPrefix + string(kind) + "-" + chainSuffix(id)
+}
+
+// parseNetChain reports whether name is a per-network chain, and the suffix
+// that identifies its network.
+func parseNetChain(name string) (suffix string, ok bool) {
+	rest, ok := strings.CutPrefix(name, netChainPrefix)
+	if !ok || len(rest) != 2+chainSuffixLen || rest[1] != '-' || !strings.ContainsRune("FIPN", rune(rest[0])) {
+		return "", false
+	}
+	return rest[2:], isLowerHex(rest[2:])
+}
+
+// netChain is one of a network's own chains: its rules, in order, and the
+// marked jump into it from one of vpcroute's base chains.
+type netChain struct {
+	kind        byte
+	table, name string
+	// from is the base chain that jumps here; insert puts the jump first in
+	// from (so it wins over other networks' chains), else last.
+	from   string
+	insert bool
+	rules  [][]string
+}
+
+// jump returns the rule that leads from c.from into c, marked with the
+// network's comment so Prune can tell whose it is.
+func (c netChain) jump(id string) rule {
+	return rule{table: c.table, chain: c.from, insert: c.insert, spec: join(networkComment(id), "-j", c.name)}
+}
+
+// allNetChains returns every chain a network with the given ID may have,
+// empty, whatever its settings: what DeleteNetwork looks for when the
+// kernel does not hold exactly what it expected.
+func allNetChains(id string) []netChain {
+	return []netChain{
+		{kind: kindForward, table: tableFilter, name: netChainName(kindForward, id), from: chainForward},
+		{kind: kindInput, table: tableFilter, name: netChainName(kindInput, id), from: chainInput},
+		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPostrouting, insert: true},
+		{kind: kindNAT, table: tableNAT, name: netChainName(kindNAT, id), from: chainPostrouting},
+	}
+}
+
+// networkChains returns the chains of one network with their rules. An
+// internal network has only its forward chain; any other network has all
+// four, some possibly empty (no outbound NAT without Masquerade), so that
+// the set of chains depends on nothing that can change for a network.
+func networkChains(r NetworkRules) ([]netChain, error) {
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
 	c := networkComment(r.NetworkID)
 	br := r.Bridge
 	subnet := r.Subnet.Masked().String()
-	var rules []rule
+	chains := allNetChains(r.NetworkID)
+	fwd, input, ports, nat := &chains[0], &chains[1], &chains[2], &chains[3]
 	if r.Internal {
-		// The drops are inserted first in the chain so that another
-		// network's accepts cannot let traffic of this one through; they
-		// exclude bridge-to-bridge traffic so their order does not matter.
-		return append(rules,
-			rule{tableFilter, chainForward, true, join([]string{"-i", br, "!", "-o", br}, c, "-j", "DROP")},
-			rule{tableFilter, chainForward, true, join([]string{"!", "-i", br, "-o", br}, c, "-j", "DROP")},
-			rule{tableFilter, chainForward, false, join([]string{"-i", br, "-o", br}, c, "-j", "ACCEPT")},
-		), nil
+		// The jump goes first in VPCROUTE-FORWARD so that another network's
+		// accepts cannot let traffic of this one through; the drops exclude
+		// bridge-to-bridge traffic, which the accept after them lets through.
+		fwd.insert = true
+		fwd.rules = [][]string{
+			join([]string{"!", "-i", br, "-o", br}, c, "-j", "DROP"),
+			join([]string{"-i", br, "!", "-o", br}, c, "-j", "DROP"),
+			join([]string{"-i", br, "-o", br}, c, "-j", "ACCEPT"),
+		}
+		return chains[:1], nil
 	}
-	rules = append(rules,
-		// route_localnet on the bridge (for ports published on 127.0.0.1)
-		// would also let containers reach services bound to the host's
-		// loopback; drop that unless it is the reply to a DNATed connection.
-		rule{tableFilter, chainInput, false, join([]string{"-i", br, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, c, "-j", "DROP")},
-		// Routed traffic in both directions; the source/destination match
-		// keeps spoofed addresses out. Replies need no conntrack rule since
-		// both directions are accepted outright.
-		rule{tableFilter, chainForward, false, join([]string{"-s", subnet, "-i", br}, c, "-j", "ACCEPT")},
-		rule{tableFilter, chainForward, false, join([]string{"-d", subnet, "-o", br}, c, "-j", "ACCEPT")},
-		// Published ports, hairpin: a container reaching a port on the host
-		// that leads back into its own bridge must see the reply come from
-		// the host, else it answers directly and the connection breaks.
-		// Inserted first: the no-NAT accepts below must not shadow it.
-		rule{tableNAT, chainPostrouting, true, join([]string{"-s", subnet, "-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "MASQUERADE")},
-		// Published ports reached from the host itself, 127.0.0.1 included:
-		// a loopback source cannot leave the host.
-		rule{tableNAT, chainPostrouting, true, join([]string{"-o", br, "-m", "addrtype", "--src-type", "LOCAL", "-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "MASQUERADE")},
-	)
+	// Routed traffic in both directions; the source/destination match keeps
+	// spoofed addresses out. Replies need no conntrack rule since both
+	// directions are accepted outright.
+	fwd.rules = [][]string{
+		join([]string{"-s", subnet, "-i", br}, c, "-j", "ACCEPT"),
+		join([]string{"-d", subnet, "-o", br}, c, "-j", "ACCEPT"),
+	}
+	// route_localnet on the bridge (for ports published on 127.0.0.1) would
+	// also let containers reach services bound to the host's loopback; drop
+	// that unless it is the reply to a DNATed connection.
+	input.rules = [][]string{
+		join([]string{"-i", br, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, c, "-j", "DROP"),
+	}
+	// Published ports. Reached from the host itself, 127.0.0.1 included: a
+	// loopback source cannot leave the host. Hairpin: a container reaching a
+	// port on the host that leads back into its own bridge must see the
+	// reply come from the host, else it answers directly and the connection
+	// breaks. The chain is jumped to first: no network's no-NAT accepts may
+	// shadow these.
+	ports.rules = [][]string{
+		join([]string{"-o", br, "-m", "addrtype", "--src-type", "LOCAL", "-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "MASQUERADE"),
+		join([]string{"-s", subnet, "-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "MASQUERADE"),
+	}
 	if r.Masquerade {
 		// ACCEPT (not RETURN) ends nat POSTROUTING for the connection, so
 		// no later rule of another tool masquerades traffic to the VPC.
 		for _, p := range r.NoNAT {
-			rules = append(rules, rule{tableNAT, chainPostrouting, false, join([]string{"-s", subnet, "-d", p.Masked().String()}, c, "-j", "ACCEPT")})
+			nat.rules = append(nat.rules, join([]string{"-s", subnet, "-d", p.Masked().String()}, c, "-j", "ACCEPT"))
 		}
-		rules = append(rules, rule{tableNAT, chainPostrouting, false, join([]string{"-s", subnet, "!", "-o", br}, c, "-j", "MASQUERADE")})
+		nat.rules = append(nat.rules, join([]string{"-s", subnet, "!", "-o", br}, c, "-j", "MASQUERADE"))
 	}
-	return rules, nil
+	return chains, nil
 }
 
 // PortMap is one published port of one container.

@@ -100,16 +100,18 @@ func TestNetworkRulesValidation(t *testing.T) {
 	for _, tc := range tests {
 		r := good
 		tc.modify(&r)
-		rules, err := networkRules(r)
+		chains, err := networkChains(r)
 		switch {
 		case tc.errHas == "" && err != nil:
 			t.Errorf("%s: %v", tc.name, err)
 		case tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas)):
 			t.Errorf("%s: error %v, want one mentioning %q", tc.name, err, tc.errHas)
 		case err == nil:
-			for _, rl := range rules {
-				if id, ok := ruleNetworkID(rl.spec); !ok || id != r.NetworkID {
-					t.Errorf("%s: rule %s is not marked for %s", tc.name, rl, r.NetworkID)
+			for _, c := range chains {
+				for _, spec := range append([][]string{c.jump(r.NetworkID).spec}, c.rules...) {
+					if id, ok := ruleNetworkID(spec); !ok || id != r.NetworkID {
+						t.Errorf("%s: rule %q in/into %s is not marked for %s", tc.name, spec, c.name, r.NetworkID)
+					}
 				}
 			}
 		}
@@ -117,14 +119,22 @@ func TestNetworkRulesValidation(t *testing.T) {
 }
 
 // TestNetworkRulesShape checks the properties the rule order relies on:
-// masquerade for published ports comes before the no-NAT accepts, internal
-// drops go first in FORWARD, and Masquerade=false adds no outbound NAT.
+// masquerade for published ports comes before every network's no-NAT
+// accepts, an internal network's chain goes first in FORWARD, and
+// Masquerade=false adds no outbound NAT.
 func TestNetworkRulesShape(t *testing.T) {
 	base := NetworkRules{NetworkID: "n", Bridge: "br", Subnet: netip.MustParsePrefix("10.0.2.0/24"),
 		NoNAT: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}}
-	count := func(rs []rule, chain, target string) (n int) {
-		for _, r := range rs {
-			if r.chain == chain && r.spec[len(r.spec)-1] == target {
+	byKind := func(cs []netChain) map[byte]netChain {
+		m := map[byte]netChain{}
+		for _, c := range cs {
+			m[c.kind] = c
+		}
+		return m
+	}
+	count := func(c netChain, target string) (n int) {
+		for _, r := range c.rules {
+			if r[len(r)-1] == target {
 				n++
 			}
 		}
@@ -132,31 +142,71 @@ func TestNetworkRulesShape(t *testing.T) {
 	}
 	masq := base
 	masq.Masquerade = true
-	rs, _ := networkRules(masq)
-	if got := count(rs, chainPostrouting, "MASQUERADE"); got != 3 {
+	cs, _ := networkChains(masq)
+	m := byKind(cs)
+	if len(cs) != 4 {
+		t.Fatalf("masquerade network has %d chains, want 4", len(cs))
+	}
+	if got := count(m[kindPorts], "MASQUERADE") + count(m[kindNAT], "MASQUERADE"); got != 3 {
 		t.Errorf("masquerade network: %d MASQUERADE rules, want 3 (hairpin, host-local, outbound)", got)
 	}
-	for _, r := range rs {
-		if r.chain == chainPostrouting && slices.Contains(r.spec, "DNAT") != r.insert {
-			t.Errorf("rule %s: inserted = %v; port masquerade must be inserted, the rest appended", r, r.insert)
+	for _, r := range m[kindPorts].rules {
+		if !slices.Contains(r, "DNAT") {
+			t.Errorf("rule %q in the ports chain does not match DNATed connections", r)
 		}
 	}
-	rs, _ = networkRules(base)
-	if got := count(rs, chainPostrouting, "MASQUERADE"); got != 2 {
+	if !m[kindPorts].insert || m[kindNAT].insert || m[kindPorts].from != m[kindNAT].from {
+		t.Errorf("port masquerade must be jumped to first in %s and outbound NAT last", chainPostrouting)
+	}
+	cs, _ = networkChains(base)
+	m = byKind(cs)
+	if got := count(m[kindPorts], "MASQUERADE"); got != 2 {
 		t.Errorf("Masquerade=false: %d MASQUERADE rules, want only the 2 for published ports", got)
 	}
-	if got := count(rs, chainPostrouting, "ACCEPT"); got != 0 {
-		t.Errorf("Masquerade=false: %d no-NAT accepts, want 0", got)
+	if got := len(m[kindNAT].rules); got != 0 {
+		t.Errorf("Masquerade=false: %d outbound NAT rules, want 0", got)
 	}
 	internal := masq
 	internal.Internal = true
-	rs, _ = networkRules(internal)
-	for _, r := range rs {
-		if r.table != tableFilter || r.chain != chainForward {
-			t.Errorf("internal network has rule outside FORWARD: %s", r)
+	cs, _ = networkChains(internal)
+	if len(cs) != 1 || cs[0].table != tableFilter || cs[0].from != chainForward {
+		t.Fatalf("internal network has chains %v, want only its forward chain", cs)
+	}
+	if !cs[0].insert {
+		t.Errorf("internal chain is jumped to last, so another network's accept could shadow its drops")
+	}
+	if last := cs[0].rules[len(cs[0].rules)-1]; last[len(last)-1] != "ACCEPT" {
+		t.Errorf("internal chain must accept bridge-to-bridge traffic after its drops, ends with %q", last)
+	}
+}
+
+func TestChainNames(t *testing.T) {
+	dockerID := "5f3c2a1b9d8e7f60a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718"
+	tests := []struct {
+		id, want string
+	}{
+		{dockerID, "VPCROUTE-F-5f3c2a1b9d8e7f60"},
+		{"net1", "VPCROUTE-F-" + chainSuffix("net1")},
+		{strings.ToUpper(dockerID), "VPCROUTE-F-" + chainSuffix(strings.ToUpper(dockerID))},
+	}
+	for _, tc := range tests {
+		got := netChainName(kindForward, tc.id)
+		if got != tc.want {
+			t.Errorf("netChainName(%s) = %s, want %s", tc.id, got, tc.want)
 		}
-		if r.spec[len(r.spec)-1] == "DROP" && !r.insert {
-			t.Errorf("internal drop %s is appended, so another network's accept could shadow it", r)
+		if len(got) > 28 {
+			t.Errorf("chain name %s is longer than iptables' 28 bytes", got)
+		}
+		if suffix, ok := parseNetChain(got); !ok || suffix != chainSuffix(tc.id) {
+			t.Errorf("parseNetChain(%s) = %s, %v", got, suffix, ok)
+		}
+	}
+	if chainSuffix("net1") == chainSuffix("net2") || len(chainSuffix("net1")) != 16 {
+		t.Errorf("hashed suffixes: %s, %s", chainSuffix("net1"), chainSuffix("net2"))
+	}
+	for _, name := range []string{chainForward, chainInput, chainPostrouting, chainDNAT, "VPCROUTE-X-5f3c2a1b9d8e7f60", "VPCROUTE-F-5f3c2a1b9d8e7f6", "VPCROUTE-F-5f3c2a1b9d8e7f6g", "DOCKER"} {
+		if _, ok := parseNetChain(name); ok {
+			t.Errorf("parseNetChain(%s) took it for a network's chain", name)
 		}
 	}
 }
