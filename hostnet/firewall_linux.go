@@ -66,13 +66,12 @@ func NewFirewallBackend(backend string) (*Firewall, error) {
 	if err != nil {
 		return nil, fmt.Errorf("set up iptables (%s): %w", path, err)
 	}
-	// The tools of one backend sit side by side: iptables-nft and
-	// iptables-nft-restore, or plain iptables and iptables-restore.
-	f := &Firewall{ipt: ipt, backend: backend, restorePath: path + "-restore", savePath: path + "-save", known: map[string]string{}}
-	for _, p := range []string{f.restorePath, f.savePath} {
-		if _, err := exec.LookPath(p); err != nil {
-			return nil, fmt.Errorf("find %s next to %s: %w; install the iptables package", filepath.Base(p), path, err)
-		}
+	f := &Firewall{ipt: ipt, backend: backend, known: map[string]string{}}
+	if f.restorePath, err = sibling(path, "-restore"); err != nil {
+		return nil, err
+	}
+	if f.savePath, err = sibling(path, "-save"); err != nil {
+		return nil, err
 	}
 	f.restoreArgs = []string{"--noflush"}
 	if v1, v2, v3 := ipt.GetIptablesVersion(); v1 > 1 || v1 == 1 && (v2 > 6 || v2 == 6 && v3 >= 2) {
@@ -81,6 +80,22 @@ func NewFirewallBackend(backend string) (*Firewall, error) {
 		f.restoreArgs = append(f.restoreArgs, fmt.Sprintf("--wait=%d", waitSeconds))
 	}
 	return f, nil
+}
+
+// sibling finds the tool of the same backend as the iptables binary at path:
+// iptables-nft-restore for iptables-nft, iptables-restore for iptables. It
+// looks next to path first, then in $PATH, for hosts that split them
+// between /sbin and /usr/sbin.
+func sibling(path, suffix string) (string, error) {
+	p := path + suffix
+	if _, err := exec.LookPath(p); err == nil {
+		return p, nil
+	}
+	p, err := exec.LookPath(filepath.Base(p))
+	if err != nil {
+		return "", fmt.Errorf("find %s%s: %w; install the iptables package", filepath.Base(path), suffix, err)
+	}
+	return p, nil
 }
 
 // waitSeconds is how long iptables commands wait for the xtables lock that
@@ -241,8 +256,9 @@ func (f *Firewall) missingBaseChain() string {
 // DeleteNetwork removes the chains EnsureNetwork made for r and the jumps
 // into them, and turns route_localnet off again if the bridge still exists.
 // Usually that is one iptables-restore; chains and jumps already gone (in
-// part or in full) are not an error. It finds the network's chains by its
-// ID, so it removes them even if r's other settings changed.
+// part or in full) are not an error. Of r, only NetworkID, Bridge and
+// Internal matter: the chains are named from the ID, and Internal (which
+// Docker never changes for a network) says which chains there are.
 func (f *Firewall) DeleteNetwork(r NetworkRules) error {
 	chains, err := networkChains(r)
 	if err != nil {
