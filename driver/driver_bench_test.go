@@ -366,74 +366,134 @@ func addrAt(i int) string {
 	return netip.AddrFrom4([4]byte{10, 0, byte(i / 256), byte(i % 256)}).String()
 }
 
+// pathSide is one host of BenchmarkContainerPath: its own network namespace, driver
+// and state, with a number of containers already on the network.
+type pathSide struct {
+	containers int
+	ns         netns.NsHandle
+	h          *benchHost
+	ep         endpoint
+
+	total, join, veth, iptables time.Duration
+	mallocs                     uint64
+	cloud0, ports0, scans0      int
+	veth0, iptables0            time.Duration
+}
+
+// newPathSide enters a new network namespace (the thread stays there) and sets up
+// a host in it with existing containers joined, each with a published port when
+// withPorts.
+func newPathSide(b *testing.B, existing int, withPorts bool) *pathSide {
+	b.Helper()
+	ns, err := netns.New()
+	if err != nil {
+		b.Fatalf("create netns: %v", err)
+	}
+	b.Cleanup(func() { ns.Close() })
+	lo, err := netlink.LinkByName("lo")
+	if err == nil {
+		err = netlink.LinkSetUp(lo)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := newBenchHost(b, &countingCloud{}, nil)
+	netID := h.setupNetwork(b, existing, withPorts)
+	s := &pathSide{containers: existing, ns: ns, h: h, ep: endpoint{netID, randomID(), addrAt(1000) + "/22"}}
+	h.create(b, s.ep)
+	s.cloud0, _ = h.cloud.snapshot()
+	s.ports0, s.scans0 = h.fw.snapshot()
+	s.veth0, s.iptables0 = h.links.time(), h.fw.time()
+	return s
+}
+
+// op runs one container's path on this side: Join (and publish), then (unpublish
+// and) Leave.
+func (s *pathSide) op(b *testing.B, ports bool) {
+	if err := netns.Set(s.ns); err != nil {
+		b.Fatalf("enter netns of the %d-container host: %v", s.containers, err)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.ReadMemStats(&m0)
+	t0 := time.Now()
+	s.h.join(b, s.ep)
+	if ports {
+		s.h.publish(b, s.ep, 30000)
+	}
+	t1 := time.Now()
+	if ports {
+		s.h.unpublish(b, s.ep)
+	}
+	s.h.leave(b, s.ep)
+	t2 := time.Now()
+	runtime.ReadMemStats(&m1)
+	s.join += t1.Sub(t0)
+	s.total += t2.Sub(t0)
+	s.mallocs += m1.Mallocs - m0.Mallocs
+}
+
 // BenchmarkContainerPath measures Join+Leave (a container without ports) and
-// Join+ProgramExternalConnectivity(one port)+Revoke+Leave with 10 and with 200
-// containers already on the network (each with a port of its own in the port case,
-// the worst case for the firewall). It fails if the path calls the cloud or makes a
-// firewall call other than its own port's.
+// Join+ProgramExternalConnectivity(one port)+Revoke+Leave on two hosts at once, one
+// with 10 containers already on the network and one with 200 (each with a published
+// port of its own in the port case, the worst case for the firewall). Each host is a
+// network namespace of its own; iterations alternate between them, so drift in the
+// machine's load hits both alike and the growth figure compares like with like. It
+// fails if the path calls the cloud or makes a firewall call other than its own port's.
 func BenchmarkContainerPath(b *testing.B) {
 	for _, ports := range []bool{false, true} {
-		for _, existing := range []int{10, 200} {
-			name := fmt.Sprintf("join-leave/containers=%d", existing)
-			if ports {
-				name = fmt.Sprintf("join-port-leave/containers=%d", existing)
-			}
-			b.Run(name, func(b *testing.B) {
-				enterBenchNetns(b)
-				h := newBenchHost(b, &countingCloud{}, nil)
-				netID := h.setupNetwork(b, existing, ports)
-				ep := endpoint{netID, randomID(), addrAt(1000) + "/22"}
-				h.create(b, ep)
-				cloudBefore, _ := h.cloud.snapshot()
-				portsBefore, scansBefore := h.fw.snapshot()
-				linksBefore, fwBefore := h.links.time(), h.fw.time()
-				var joinT, leaveT time.Duration
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					t0 := time.Now()
-					h.join(b, ep)
-					if ports {
-						h.publish(b, ep, 30000)
-					}
-					t1 := time.Now()
-					if ports {
-						h.unpublish(b, ep)
-					}
-					h.leave(b, ep)
-					joinT += t1.Sub(t0)
-					leaveT += time.Since(t1)
+		name := "join-leave"
+		if ports {
+			name = "join-port-leave"
+		}
+		b.Run(name, func(b *testing.B) {
+			enterBenchNetns(b)
+			sides := []*pathSide{newPathSide(b, 10, ports), newPathSide(b, 200, ports)}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if i%2 == 0 {
+					sides[0].op(b, ports)
+					sides[1].op(b, ports)
+				} else {
+					sides[1].op(b, ports)
+					sides[0].op(b, ports)
 				}
-				b.StopTimer()
-				kernelT := h.links.time() - linksBefore
-				iptT := h.fw.time() - fwBefore
-				cloudCalls, _ := h.cloud.snapshot()
-				portCalls, scans := h.fw.snapshot()
-				cloudCalls -= cloudBefore
-				portCalls -= portsBefore
-				scans -= scansBefore
+			}
+			b.StopTimer()
+			for _, s := range sides {
+				if err := netns.Set(s.ns); err != nil {
+					b.Fatal(err)
+				}
+				cloudCalls, _ := s.h.cloud.snapshot()
+				portCalls, scans := s.h.fw.snapshot()
+				cloudCalls, portCalls, scans = cloudCalls-s.cloud0, portCalls-s.ports0, scans-s.scans0
+				veth, ipt := s.h.links.time()-s.veth0, s.h.fw.time()-s.iptables0
 				if cloudCalls != 0 {
-					b.Errorf("the container path made %d cloud calls in %d iterations; want none", cloudCalls, b.N)
+					b.Errorf("%d containers: the container path made %d cloud calls in %d iterations; want none", s.containers, cloudCalls, b.N)
 				}
 				if scans != 0 {
-					b.Errorf("the container path made %d whole-network firewall calls in %d iterations; want none", scans, b.N)
+					b.Errorf("%d containers: the container path made %d whole-network firewall calls in %d iterations; want none", s.containers, scans, b.N)
 				}
-				wantPortCalls := 0
+				want := 0
 				if ports {
-					wantPortCalls = 2 * b.N // one EnsurePort, one DeletePort
+					want = 2 * b.N // one EnsurePort, one DeletePort
 				}
-				if portCalls != wantPortCalls {
-					b.Errorf("the container path made %d port rule calls in %d iterations; want %d", portCalls, b.N, wantPortCalls)
+				if portCalls != want {
+					b.Errorf("%d containers: the container path made %d port rule calls in %d iterations; want %d", s.containers, portCalls, b.N, want)
 				}
-				b.ReportMetric(float64(joinT.Microseconds())/float64(b.N), "join-µs/op")
-				b.ReportMetric(float64(leaveT.Microseconds())/float64(b.N), "leave-µs/op")
-				b.ReportMetric(float64(kernelT.Microseconds())/float64(b.N), "veth-µs/op")
-				b.ReportMetric(float64(iptT.Microseconds())/float64(b.N), "iptables-µs/op")
-				b.ReportMetric(float64((joinT+leaveT-kernelT-iptT).Microseconds())/float64(b.N), "own-µs/op")
-				b.ReportMetric(float64(cloudCalls)/float64(b.N), "cloud-calls/op")
-				b.ReportMetric(float64(scans)/float64(b.N), "fw-scans/op")
-				b.ReportMetric(float64(portCalls)/float64(b.N), "fw-port-calls/op")
-			})
-		}
+				n, at := float64(b.N), fmt.Sprintf("@%d", s.containers)
+				b.ReportMetric(float64(s.total.Microseconds())/n, "µs"+at+"/op")
+				b.ReportMetric(float64(s.join.Microseconds())/n, "join-µs"+at+"/op")
+				b.ReportMetric(float64((s.total-s.join).Microseconds())/n, "leave-µs"+at+"/op")
+				b.ReportMetric(float64(veth.Microseconds())/n, "veth-µs"+at+"/op")
+				b.ReportMetric(float64(ipt.Microseconds())/n, "iptables-µs"+at+"/op")
+				b.ReportMetric(float64((s.total-veth-ipt).Microseconds())/n, "own-µs"+at+"/op")
+				b.ReportMetric(float64(s.mallocs)/n, "allocs"+at+"/op")
+				b.ReportMetric(float64(cloudCalls)/n, "cloud-calls"+at+"/op")
+				b.ReportMetric(float64(scans)/n, "fw-scans"+at+"/op")
+				b.ReportMetric(float64(portCalls)/n, "fw-port-calls"+at+"/op")
+			}
+			b.ReportMetric(float64(sides[1].total)/float64(sides[0].total), "growth-x")
+		})
 	}
 }
 

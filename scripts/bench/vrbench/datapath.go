@@ -35,6 +35,17 @@ const (
 	iperfPort  = "5201"
 )
 
+// ratios are vpcroute / hand-built for each pair of back-to-back runs.
+func (d *datapathFigures) ratios() []float64 {
+	var out []float64
+	for i := range min(len(d.Vpcroute), len(d.Hand)) {
+		if d.Hand[i] > 0 {
+			out = append(out, d.Vpcroute[i]/d.Hand[i])
+		}
+	}
+	return out
+}
+
 func handNetns(prefix string, i int) string { return fmt.Sprintf("%s-hand%d", prefix, i) }
 
 // handSubnet is the hand-built subnet of the i-th ECS: 10.250.i.0/24.

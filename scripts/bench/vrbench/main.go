@@ -48,6 +48,7 @@ type options struct {
 	iperfRuns  int
 	iperfSecs  int
 	skipBed    bool // only the start-up in none mode and the Go benchmarks
+	hold       bool // keep the bed up after measuring, until interrupted
 }
 
 func main() {
@@ -59,9 +60,10 @@ func main() {
 	flag.IntVar(&o.startRuns, "start-runs", 20, "start-up measurements per mode")
 	flag.IntVar(&o.networks, "networks", 20, "networks to create on ECS 1")
 	flag.IntVar(&o.containers, "containers", 50, "containers to start on one network of ECS 1")
-	flag.IntVar(&o.iperfRuns, "iperf-runs", 4, "iperf3 runs per path")
+	flag.IntVar(&o.iperfRuns, "iperf-runs", 6, "iperf3 runs per path")
 	flag.IntVar(&o.iperfSecs, "iperf-seconds", 5, "length of one iperf3 run")
 	flag.BoolVar(&o.skipBed, "no-bed", false, "skip everything that needs the test bed")
+	flag.BoolVar(&o.hold, "hold", false, "keep the test bed up after measuring until Ctrl-C, to look around")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -145,7 +147,12 @@ func bedBenchmarks(ctx context.Context, o options, work string, r *report) error
 		return err
 	}
 	say("data path: iperf3 through vpcroute and through a hand-built path")
-	return measureDatapath(ctx, o, env, r)
+	err = measureDatapath(ctx, o, env, r)
+	if o.hold {
+		say("holding the test bed up until Ctrl-C (DOCKER_HOST=" + env.Bed.ECSs[0].DockerHost + ")")
+		<-ctx.Done()
+	}
+	return err
 }
 
 // startPlugins starts vpcroute on every ECS as cloudbed does, with debug logs on ECS 1

@@ -22,7 +22,7 @@ import (
 
 // pluginCall posts one plugin API call to a unix socket and returns the body; a fresh
 // connection every time, as Docker's first contact is.
-func pluginCall(ctx context.Context, sock, call string) (string, error) {
+func pluginCall(ctx context.Context, sock, call, body string) (string, error) {
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
@@ -31,7 +31,7 @@ func pluginCall(ctx context.Context, sock, call string) (string, error) {
 		DisableKeepAlives: true,
 	}
 	defer tr.CloseIdleConnections()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://plugin/"+call, strings.NewReader("{}"))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://plugin/"+call, strings.NewReader(body))
 	if err != nil {
 		return "", err
 	}
@@ -41,19 +41,23 @@ func pluginCall(ctx context.Context, sock, call string) (string, error) {
 		return "", err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 	if resp.StatusCode != http.StatusOK {
-		return string(body), fmt.Errorf("%s: %s %s", call, resp.Status, strings.TrimSpace(string(body)))
+		return string(answer), fmt.Errorf("%s: %s %s", call, resp.Status, strings.TrimSpace(string(answer)))
 	}
-	return string(body), nil
+	return string(answer), nil
 }
 
-// waitReady waits until the plugin has finished starting: NetworkDriver.GetCapabilities
-// is answered only then (Plugin.Activate is answered at once).
+// readyProbe is an API call that is answered only once start-up has finished (state,
+// cloud, firewall), and changes nothing: the info of an endpoint that does not exist.
+// Activate and the capabilities are answered at once, so they cannot tell.
+const readyProbe = `{"NetworkID":"vrbench-probe","EndpointID":"vrbench-probe"}`
+
+// waitReady waits until the plugin has finished starting.
 func waitReady(ctx context.Context, sock string) error {
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		_, err := pluginCall(cctx, sock, "NetworkDriver.GetCapabilities")
+		_, err := pluginCall(cctx, sock, "NetworkDriver.EndpointOperInfo", readyProbe)
 		cancel()
 		if err == nil {
 			return nil
@@ -102,7 +106,7 @@ func startOnce(ctx context.Context, bin, sock string, env []string, logPath stri
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		actx, cancel := context.WithTimeout(ctx, time.Second)
-		body, err := pluginCall(actx, sock, "Plugin.Activate")
+		body, err := pluginCall(actx, sock, "Plugin.Activate", "{}")
 		cancel()
 		if err == nil && strings.Contains(body, "NetworkDriver") {
 			s.Activate = time.Since(t0)
