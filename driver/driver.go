@@ -50,6 +50,7 @@ type Store interface {
 	Endpoint(networkID, id string) (state.Endpoint, error)
 	Endpoints(networkID string) ([]state.Endpoint, error)
 	DeleteEndpoint(networkID, id string) error
+	PortBindings(proto string, port uint16) ([]state.PortBinding, error)
 	Pools() ([]state.Pool, error)
 }
 

@@ -144,16 +144,6 @@ func (d *Driver) ProgramExternalConnectivity(req *dnet.ProgramExternalConnectivi
 	if n.Internal {
 		return fmt.Errorf("network %s is --internal: ports cannot be published from it; remove -p or use a network that is not internal", short(n.ID))
 	}
-	all, err := d.store.Endpoints("")
-	if err != nil {
-		return err
-	}
-	var inUse []state.Port
-	for _, o := range all {
-		if o.ID != ep.ID || o.NetworkID != ep.NetworkID {
-			inUse = append(inUse, o.Ports...)
-		}
-	}
 	// Docker may program an endpoint again: what an earlier call published goes first.
 	if err := d.removePorts(n, ep); err != nil {
 		return err
@@ -164,8 +154,28 @@ func (d *Driver) ProgramExternalConnectivity(req *dnet.ProgramExternalConnectivi
 			_ = d.fw.DeletePort(portMap(n, ep, p))
 		}
 	}
+	self := ep.NetworkID + "/" + ep.ID
+	// taken looks up one host port in the state's port index: its cost does not
+	// depend on how many containers there are.
+	taken := func(p state.Port) (bool, error) {
+		for _, a := range added {
+			if clash(p, a) {
+				return true, nil
+			}
+		}
+		held, err := d.store.PortBindings(p.Proto, p.HostPort)
+		if err != nil {
+			return false, err
+		}
+		for _, h := range held {
+			if h.Endpoint != self && clash(p, h.Port) {
+				return true, nil
+			}
+		}
+		return false, nil
+	}
 	for _, b := range bindings {
-		p, err := d.reservePort(b, append(inUse, added...))
+		p, err := d.reservePort(b, taken)
 		if err != nil {
 			undo()
 			return err
@@ -188,7 +198,7 @@ func (d *Driver) ProgramExternalConnectivity(req *dnet.ProgramExternalConnectivi
 }
 
 // reservePort turns one of Docker's bindings into a concrete host port.
-func (d *Driver) reservePort(b dockerPortBinding, inUse []state.Port) (state.Port, error) {
+func (d *Driver) reservePort(b dockerPortBinding, taken func(state.Port) (bool, error)) (state.Port, error) {
 	proto, err := protoName(b.Proto)
 	if err != nil {
 		return state.Port{}, err
@@ -213,7 +223,11 @@ func (d *Driver) reservePort(b dockerPortBinding, inUse []state.Port) (state.Por
 	var lastErr error
 	for port := int(first); port <= int(last); port++ {
 		p.HostPort = uint16(port)
-		if clashing(p, inUse) {
+		held, err := taken(p)
+		if err != nil {
+			return state.Port{}, fmt.Errorf("read published ports: %w", err)
+		}
+		if held {
 			lastErr = fmt.Errorf("host port %d/%s is already published by another vpcroute container", port, proto)
 			continue
 		}
@@ -227,15 +241,6 @@ func (d *Driver) reservePort(b dockerPortBinding, inUse []state.Port) (state.Por
 		return state.Port{}, fmt.Errorf("no free ephemeral host port for %d/%s: %w", b.Port, proto, lastErr)
 	}
 	return state.Port{}, fmt.Errorf("%w: publish on another host port (-p OTHER:%d) or stop what uses it", lastErr, b.Port)
-}
-
-func clashing(p state.Port, inUse []state.Port) bool {
-	for _, o := range inUse {
-		if clash(p, o) {
-			return true
-		}
-	}
-	return false
 }
 
 // RevokeExternalConnectivity removes the endpoint's published ports.

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -79,6 +80,9 @@ var (
 	bAddrs     = []byte("addrs") // sub-bucket per pool ID: address -> ""
 	bNetworks  = []byte("networks")
 	bEndpoints = []byte("endpoints") // key network ID + "/" + endpoint ID
+	// bPorts indexes published host ports, so a clash check reads the bindings of one
+	// port instead of every endpoint: key proto/port/hostIP, value the endpoint key.
+	bPorts = []byte("ports")
 )
 
 // ErrNotFound is returned for a missing record.
@@ -101,7 +105,7 @@ func Open(dir string) (*DB, error) {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPools, bAddrs, bNetworks, bEndpoints} {
+		for _, b := range [][]byte{bPools, bAddrs, bNetworks, bEndpoints, bPorts} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -256,10 +260,14 @@ func (d *DB) Networks() ([]Network, error) { return list[Network](d, bNetworks, 
 // DeleteNetwork removes a network and its endpoints.
 func (d *DB) DeleteNetwork(id string) error {
 	return d.db.Update(func(tx *bolt.Tx) error {
+		var keys []string
 		c := tx.Bucket(bEndpoints).Cursor()
-		prefix := []byte(id + "/")
-		for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Seek(prefix) {
-			if err := c.Delete(); err != nil {
+		prefix := id + "/"
+		for k, _ := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, _ = c.Next() {
+			keys = append(keys, string(k))
+		}
+		for _, k := range keys {
+			if err := deleteEndpoint(tx, k); err != nil {
 				return err
 			}
 		}
@@ -267,9 +275,69 @@ func (d *DB) DeleteNetwork(id string) error {
 	})
 }
 
-// PutEndpoint saves an endpoint.
+func portKey(proto string, port uint16, ip netip.Addr) string {
+	host := "*"
+	if ip.IsValid() && !ip.IsUnspecified() {
+		host = ip.String()
+	}
+	return fmt.Sprintf("%s/%05d/%s", proto, port, host)
+}
+
+// deleteEndpoint removes an endpoint record and its port index entries.
+func deleteEndpoint(tx *bolt.Tx, key string) error {
+	var old Endpoint
+	if err := get(tx, bEndpoints, key, &old); err == nil {
+		for _, p := range old.Ports {
+			k := []byte(portKey(p.Proto, p.HostPort, p.HostIP))
+			if string(tx.Bucket(bPorts).Get(k)) == key {
+				if err := tx.Bucket(bPorts).Delete(k); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return tx.Bucket(bEndpoints).Delete([]byte(key))
+}
+
+// PutEndpoint saves an endpoint and indexes its published ports.
 func (d *DB) PutEndpoint(e Endpoint) error {
-	return d.db.Update(func(tx *bolt.Tx) error { return put(tx, bEndpoints, e.NetworkID+"/"+e.ID, e) })
+	key := e.NetworkID + "/" + e.ID
+	return d.db.Update(func(tx *bolt.Tx) error {
+		if err := deleteEndpoint(tx, key); err != nil {
+			return err
+		}
+		for _, p := range e.Ports {
+			if err := tx.Bucket(bPorts).Put([]byte(portKey(p.Proto, p.HostPort, p.HostIP)), []byte(key)); err != nil {
+				return err
+			}
+		}
+		return put(tx, bEndpoints, key, e)
+	})
+}
+
+// PortBinding is a published host port and the endpoint holding it.
+type PortBinding struct {
+	Port
+	Endpoint string // network ID + "/" + endpoint ID
+}
+
+// PortBindings returns every binding of proto/port, on any host IP. Its cost depends
+// on how many bindings that one port has, not on how many endpoints exist.
+func (d *DB) PortBindings(proto string, port uint16) ([]PortBinding, error) {
+	var out []PortBinding
+	prefix := fmt.Sprintf("%s/%05d/", proto, port)
+	err := d.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bPorts).Cursor()
+		for k, v := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, v = c.Next() {
+			b := PortBinding{Port: Port{Proto: proto, HostPort: port}, Endpoint: string(v)}
+			if host := strings.TrimPrefix(string(k), prefix); host != "*" {
+				b.HostIP, _ = netip.ParseAddr(host)
+			}
+			out = append(out, b)
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Endpoint loads an endpoint.
@@ -290,5 +358,5 @@ func (d *DB) Endpoints(networkID string) ([]Endpoint, error) {
 
 // DeleteEndpoint removes an endpoint; a missing one is not an error.
 func (d *DB) DeleteEndpoint(networkID, id string) error {
-	return d.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bEndpoints).Delete([]byte(networkID + "/" + id)) })
+	return d.db.Update(func(tx *bolt.Tx) error { return deleteEndpoint(tx, networkID+"/"+id) })
 }

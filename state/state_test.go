@@ -88,6 +88,30 @@ func TestNetworksAndEndpoints(t *testing.T) {
 	if err != nil || len(e.Ports) != 1 || e.Ports[0].HostPort != 8080 {
 		t.Fatalf("endpoint e3 = %+v, %v", e, err)
 	}
+	if b, _ := db.PortBindings("tcp", 8080); len(b) != 1 || b[0].Endpoint != "n2/e3" {
+		t.Fatalf("bindings of 8080/tcp = %+v; want n2/e3's", b)
+	}
+	// Re-saving an endpoint without ports drops its index entries.
+	e.Ports = nil
+	if err := db.PutEndpoint(e); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := db.PortBindings("tcp", 8080); len(b) != 0 {
+		t.Fatalf("bindings after unpublishing = %+v", b)
+	}
+	e.Ports = []Port{{Proto: "tcp", HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8080, ContainerPort: 80}}
+	_ = db.PutEndpoint(e)
+	if b, _ := db.PortBindings("tcp", 8080); len(b) != 1 || b[0].HostIP.String() != "127.0.0.1" {
+		t.Fatalf("bindings = %+v; want one on 127.0.0.1", b)
+	}
+	if err := db.DeleteNetwork("n2"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := db.PortBindings("tcp", 8080); len(b) != 0 {
+		t.Fatalf("bindings after deleting the network = %+v", b)
+	}
+	_ = db.PutNetwork(Network{ID: "n2", Bridge: "vr-n2"})
+	_ = db.PutEndpoint(Endpoint{NetworkID: "n2", ID: "e3"})
 	if err := db.DeleteNetwork("n1"); err != nil {
 		t.Fatal(err)
 	}
