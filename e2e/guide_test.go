@@ -94,6 +94,18 @@ func TestGuide(t *testing.T) {
 		}
 	}
 
+	// A container on two networks answers on both: the reply from its second
+	// address leaves through the bridge of its default route.
+	// (On ECS 1, whose FORWARD policy is Docker's DROP.)
+	docker(t, ecs1, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", "second")
+	docker(t, ecs1, "network", "connect", "second", "nginx")
+	second := containerIP(t, ecs1, "nginx", "second")
+	if out, err := dockerErr(t, ecs2, "exec", "nginx", "ping", "-c", "2", "-W", "2", second.String()); err != nil || !strings.Contains(out, "2 packets received") {
+		t.Errorf("ping of ECS 1's container on its second network (%s): %v\n%s", second, err, out)
+	}
+	docker(t, ecs1, "network", "disconnect", "second", "nginx")
+	docker(t, ecs1, "network", "rm", "second")
+
 	// Removal gives everything back.
 	for _, e := range []*testbed.ECS{ecs1, ecs2} {
 		docker(t, e, "rm", "-f", "nginx")

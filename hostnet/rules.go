@@ -234,11 +234,13 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 		return chains[:1], nil
 	}
 	// Routed traffic in both directions; the source/destination match keeps
-	// spoofed addresses out. Replies need no conntrack rule since both
-	// directions are accepted outright.
+	// spoofed addresses out. The conntrack accept is for containers on several
+	// networks: a reply from the address on another network leaves through
+	// the bridge of the default route, with a source outside this subnet.
 	fwd.rules = [][]string{
 		join([]string{"-s", subnet, "-i", br}, c, "-j", "ACCEPT"),
 		join([]string{"-d", subnet, "-o", br}, c, "-j", "ACCEPT"),
+		join([]string{"-i", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, c, "-j", "ACCEPT"),
 	}
 	// route_localnet on the bridge (for ports published on 127.0.0.1) would
 	// also let containers reach services bound to the host's loopback; drop
