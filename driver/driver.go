@@ -81,7 +81,9 @@ type Driver struct {
 	store   Store
 	claimer Claimer
 	// mu serialises every operation that changes networks, endpoints or port
-	// reservations. Lock order: Driver.mu before anything in hostnet or state.
+	// reservations. Lock order: Driver.mu before ipam.Driver.mu (taken by the
+	// Claimer) and anything in hostnet or state. CreateNetwork lets go of it
+	// during its cloud claim.
 	mu sync.Mutex
 }
 
@@ -152,7 +154,11 @@ func (d *Driver) teardownNetwork(n state.Network) error {
 	if err := d.fw.DeleteNetwork(d.rules(n)); err != nil {
 		errs = append(errs, fmt.Errorf("firewall rules of %s: %w", n.Subnet, err))
 	}
-	if err := d.links.DeleteBridge(n.Bridge, n.ID); err != nil {
+	if err := d.links.DeleteBridge(n.Bridge, n.ID); errors.Is(err, hostnet.ErrNotOwned) {
+		// Not vpcroute's (or made by a plugin killed before it could mark it):
+		// never delete it, and do not retry forever either.
+		d.cfg.Log.Warn("leaving a link that is not marked as vpcroute's; remove it with `ip link del` if it is a leftover", "bridge", n.Bridge, "network", short(n.ID))
+	} else if err != nil {
 		errs = append(errs, fmt.Errorf("bridge %s: %w", n.Bridge, err))
 	}
 	return errors.Join(errs...)
@@ -229,7 +235,12 @@ func (d *Driver) CreateNetwork(req *dnet.CreateNetworkRequest) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if n.ClaimOwner != "" {
-		if err := d.claimer.ClaimForNetwork(ctx, n.ClaimOwner, subnet); err != nil {
+		// The cloud may take seconds: let Join and Leave of other networks go on
+		// meanwhile. The saved Creating record keeps this network's name and subnet.
+		d.mu.Unlock()
+		err := d.claimer.ClaimForNetwork(ctx, n.ClaimOwner, subnet)
+		d.mu.Lock()
+		if err != nil {
 			_ = d.store.DeleteNetwork(n.ID)
 			return err
 		}
