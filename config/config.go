@@ -194,3 +194,27 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 	}
 	return s, errors.Join(errs...)
 }
+
+// LogValue keeps the credentials out of logs, should the settings ever be logged.
+func (h Huawei) LogValue() slog.Value {
+	redact := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "***"
+	}
+	return slog.GroupValue(
+		slog.String("metadata_url", h.MetadataURL), slog.String("instance_id", h.InstanceID),
+		slog.String("project_id", h.ProjectID), slog.String("region", h.Region), slog.String("vpc_id", h.VPCID),
+		slog.String("port_id", h.PortID), slog.String("route_table_id", h.RouteTableID),
+		slog.String("vpc_endpoint", h.VPCEndpoint), slog.String("src_dst_check", h.SrcDstCheck),
+		slog.String("ak", redact(h.AK)), slog.String("sk", redact(h.SK)), slog.String("security_token", redact(h.SecurityToken)),
+	)
+}
+
+// String keeps the credentials out of %v and %+v.
+func (h Huawei) String() string {
+	h.AK, h.SK, h.SecurityToken = "***", "***", "***"
+	type plain Huawei
+	return fmt.Sprintf("%+v", plain(h))
+}

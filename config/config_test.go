@@ -2,6 +2,8 @@ package config
 
 import (
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"strings"
@@ -109,6 +111,22 @@ func TestREADMEListsEverySetting(t *testing.T) {
 	for _, s := range All() {
 		if !strings.Contains(string(raw), "`"+s.Name+"`") {
 			t.Errorf("README.md does not document %s", s.Name)
+		}
+	}
+}
+
+func TestSettingsNeverPrintCredentials(t *testing.T) {
+	s, err := FromEnv(env("HUAWEICLOUD_SDK_AK", "AKVISIBLE", "HUAWEICLOUD_SDK_SK", "sk-secret-value", "HUAWEICLOUD_SDK_SECURITY_TOKEN", "token-secret-value"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	slog.New(slog.NewTextHandler(&logged, nil)).Info("settings", "huawei", s.Huawei)
+	for _, out := range []string{logged.String(), fmt.Sprintf("%v %+v %s", s, s, s.Huawei)} {
+		for _, secret := range []string{"AKVISIBLE", "sk-secret-value", "token-secret-value"} {
+			if strings.Contains(out, secret) {
+				t.Errorf("settings printed %q:\n%s", secret, out)
+			}
 		}
 	}
 }
