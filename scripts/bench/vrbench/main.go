@@ -11,8 +11,11 @@
 //  4. container starts make no cloud call and add no iptables rule (rules grow per
 //     network and per published port only); the Go benchmarks of package driver add
 //     the per-call figures;
-//  5. container-to-container TCP throughput across ECSs within 5% of a hand-built
-//     veth + bridge + route path on the same bed.
+//  5. vpcroute's data path adds nothing beyond veth, bridge and routing: TCP across ECSs
+//     between namespaces on vpcroute's bridges within 5% of a hand-built veth + bridge +
+//     route path on the same bed; Docker containers on vpcroute, the hand-built path with
+//     Docker's in-container rules, and Docker's own bridge driver (the guide's setup) are
+//     measured alongside, to show what each part costs.
 //
 // scripts/bench.sh runs it as root after the Go benchmarks, whose output it passes with
 // -gobench. Everything runs in the bed's network namespaces (prefix -prefix, default
@@ -29,6 +32,8 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -47,8 +52,10 @@ type options struct {
 	containers int
 	iperfRuns  int
 	iperfSecs  int
-	skipBed    bool // only the start-up in none mode and the Go benchmarks
-	hold       bool // keep the bed up after measuring, until interrupted
+	skipBed    bool            // only the start-up in none mode and the Go benchmarks
+	sections   map[string]bool // which parts to measure (-only)
+	paths      map[string]bool // data paths to measure (-paths)
+	hold       bool            // keep the bed up after measuring, until interrupted
 }
 
 func main() {
@@ -60,11 +67,24 @@ func main() {
 	flag.IntVar(&o.startRuns, "start-runs", 20, "start-up measurements per mode")
 	flag.IntVar(&o.networks, "networks", 20, "networks to create on ECS 1")
 	flag.IntVar(&o.containers, "containers", 50, "containers to start on one network of ECS 1")
-	flag.IntVar(&o.iperfRuns, "iperf-runs", 6, "iperf3 runs per path")
+	flag.IntVar(&o.iperfRuns, "iperf-runs", 8, "iperf3 rounds: each runs every data path once, in rotating order")
 	flag.IntVar(&o.iperfSecs, "iperf-seconds", 5, "length of one iperf3 run")
 	flag.BoolVar(&o.skipBed, "no-bed", false, "skip everything that needs the test bed")
 	flag.BoolVar(&o.hold, "hold", false, "keep the test bed up after measuring until Ctrl-C, to look around")
+	only := flag.String("only", "startup,host,datapath", "parts to measure, comma-separated: startup (none and huaweicloud modes), host (memory, network creates, containers, rules), datapath (iperf3)")
+	paths := flag.String("paths", strings.Join(slices.DeleteFunc(allPaths(), func(p string) bool { return p == pathGuide }), ","),
+		"data paths to compare, comma-separated, of "+strings.Join(allPaths(), ", ")+"; hand is always measured")
 	flag.Parse()
+	var err error
+	if o.sections, err = parseSet(*only, []string{"startup", "host", "datapath"}); err != nil {
+		fmt.Fprintln(os.Stderr, "vrbench: -only:", err)
+		os.Exit(2)
+	}
+	if o.paths, err = parseSet(*paths, allPaths()); err != nil {
+		fmt.Fprintln(os.Stderr, "vrbench: -paths:", err)
+		os.Exit(2)
+	}
+	o.paths[pathHand] = true
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -95,11 +115,13 @@ func run(ctx context.Context, o options) error {
 	}
 	r := &report{Started: time.Now()}
 
-	say("start-up, none mode")
-	if err := measureStartupNone(ctx, o, work, r); err != nil {
-		return err
+	if o.sections["startup"] {
+		say("start-up, none mode")
+		if err := measureStartupNone(ctx, o, work, r); err != nil {
+			return err
+		}
 	}
-	if !o.skipBed {
+	if !o.skipBed && (o.sections["startup"] || o.sections["host"] || o.sections["datapath"]) {
 		if err := bedBenchmarks(ctx, o, work, r); err != nil {
 			return err
 		}
@@ -136,19 +158,25 @@ func bedBenchmarks(ctx context.Context, o options, work string, r *report) error
 
 	// Start-up first, while no plugin runs on the bed: a second vpcroute on the same
 	// ECS would prune the first one's rules.
-	say("start-up, huaweicloud mode against the emulator")
-	if err := measureStartupHuawei(ctx, o, work, env, r); err != nil {
-		return err
+	if o.sections["startup"] {
+		say("start-up, huaweicloud mode against the emulator")
+		if err := measureStartupHuawei(ctx, o, work, env, r); err != nil {
+			return err
+		}
 	}
 	if err := startPlugins(ctx, o, env); err != nil {
 		return err
 	}
-	if err := measureHost(ctx, o, env, r); err != nil {
-		return err
+	if o.sections["host"] {
+		if err := measureHost(ctx, o, env, r); err != nil {
+			return err
+		}
 	}
-	say("data path: iperf3 through vpcroute and through a hand-built path")
-	err = measureDatapath(ctx, o, env, r)
-	if o.hold {
+	if o.sections["datapath"] {
+		say("data path: iperf3 over " + strings.Join(o.pathList(), ", "))
+		err = measureDatapath(ctx, o, env, r)
+	}
+	if o.hold && !o.sections["datapath"] {
 		say("holding the test bed up until Ctrl-C (DOCKER_HOST=" + env.Bed.ECSs[0].DockerHost + ")")
 		<-ctx.Done()
 	}
@@ -182,6 +210,42 @@ func startPlugins(ctx context.Context, o options, env *cloudbed.Env) error {
 		}
 	}
 	return nil
+}
+
+// allPaths are the keys of every data path, in report order.
+func allPaths() []string {
+	var out []string
+	for _, p := range pathInfos {
+		out = append(out, p.Key)
+	}
+	return out
+}
+
+// pathList are the data paths to measure, in report order.
+func (o options) pathList() []string {
+	var out []string
+	for _, k := range allPaths() {
+		if o.paths[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// parseSet reads a comma-separated list of names out of known.
+func parseSet(list string, known []string) (map[string]bool, error) {
+	set := map[string]bool{}
+	for _, x := range strings.Split(list, ",") {
+		x = strings.TrimSpace(x)
+		if x == "" {
+			continue
+		}
+		if !slices.Contains(known, x) {
+			return nil, fmt.Errorf("unknown %q; choose from %s", x, strings.Join(known, ", "))
+		}
+		set[x] = true
+	}
+	return set, nil
 }
 
 func say(msg string) {

@@ -1,0 +1,119 @@
+//go:build linux
+
+package main
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+)
+
+// ecsFilter is ECS 1's filter table as the data path sees it: the benchmark's hand-built
+// accepts first, Docker's chains, and vpcroute's chains for three networks.
+const ecsFilter = `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:DOCKER-USER - [0:0]
+:VPCROUTE-FORWARD - [0:0]
+:VPCROUTE-F-aaaaaaaaaaaaaaaa - [0:0]
+:VPCROUTE-F-bbbbbbbbbbbbbbbb - [0:0]
+:VPCROUTE-F-cccccccccccccccc - [0:0]
+-A FORWARD -d 10.250.0.0/16 -j ACCEPT
+-A FORWARD -s 10.250.0.0/16 -j ACCEPT
+-A FORWARD -j DOCKER-USER
+-A FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD
+-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A FORWARD -i docker0 ! -o docker0 -j ACCEPT
+-A DOCKER-USER -j RETURN
+-A VPCROUTE-FORWARD -m comment --comment "vpcroute:aaaa" -j VPCROUTE-F-aaaaaaaaaaaaaaaa
+-A VPCROUTE-FORWARD -m comment --comment "vpcroute:bbbb" -j VPCROUTE-F-bbbbbbbbbbbbbbbb
+-A VPCROUTE-FORWARD -m comment --comment "vpcroute:cccc" -j VPCROUTE-F-cccccccccccccccc
+-A VPCROUTE-F-aaaaaaaaaaaaaaaa -s 10.0.0.0/24 -i vr-aaaa -m comment --comment "vpcroute:aaaa" -j ACCEPT
+-A VPCROUTE-F-aaaaaaaaaaaaaaaa -d 10.0.0.0/24 -o vr-aaaa -m comment --comment "vpcroute:aaaa" -j ACCEPT
+-A VPCROUTE-F-aaaaaaaaaaaaaaaa -i vr-aaaa -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "vpcroute:aaaa" -j ACCEPT
+-A VPCROUTE-F-bbbbbbbbbbbbbbbb -s 10.0.1.0/24 -i vr-bbbb -m comment --comment "vpcroute:bbbb" -j ACCEPT
+-A VPCROUTE-F-bbbbbbbbbbbbbbbb -d 10.0.1.0/24 -o vr-bbbb -m comment --comment "vpcroute:bbbb" -j ACCEPT
+-A VPCROUTE-F-bbbbbbbbbbbbbbbb -i vr-bbbb -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "vpcroute:bbbb" -j ACCEPT
+-A VPCROUTE-F-cccccccccccccccc -s 10.0.2.0/24 -i vr-cccc -m comment --comment "vpcroute:cccc" -j ACCEPT
+-A VPCROUTE-F-cccccccccccccccc -d 10.0.2.0/24 -o vr-cccc -m comment --comment "vpcroute:cccc" -j ACCEPT
+COMMIT
+`
+
+func TestFilterWalk(t *testing.T) {
+	fw := parseFilter(ecsFilter)
+	tests := []struct {
+		name   string
+		p      packet
+		want   int
+		accept bool
+	}{
+		{"hand-built: the first rule", packet{src: "10.250.1.2", dst: "10.250.2.2", in: "vrbhand", out: "eth0"}, 1, true},
+		// 2 hand rules, DOCKER-USER jump + its RETURN, the VPCROUTE-FORWARD jump, the
+		// first network's jump and its first rule.
+		{"oldest network", packet{src: "10.0.0.254", dst: "10.0.20.2", in: "vr-aaaa", out: "eth0"}, 7, true},
+		// ... plus the first network's other two rules and the second network's jump
+		// and three rules, then the third's jump and first rule.
+		{"newest network", packet{src: "10.0.2.254", dst: "10.0.20.2", in: "vr-cccc", out: "eth0"}, 7 + 2 + 4 + 2, true},
+		// A spoofed source is walked through every chain and dropped by the policy:
+		// FORWARD's 6 rules, DOCKER-USER's RETURN, 3 jumps and 8 rules.
+		{"spoofed source", packet{src: "10.9.9.9", dst: "10.0.20.2", in: "vr-cccc", out: "eth0"}, 6 + 1 + 3 + 8, false},
+		// Docker's own bridge: after vpcroute's chains, its ! -o rule accepts.
+		{"docker0 outbound", packet{src: "172.17.0.2", dst: "10.0.20.2", in: "docker0", out: "eth0"}, 6 + 1 + 3 + 8, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, ok := fw.walk("FORWARD", tt.p)
+			if n != tt.want || ok != tt.accept {
+				t.Errorf("walk = %d rules, accepted %v; want %d, %v", n, ok, tt.want, tt.accept)
+			}
+		})
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	got := splitWords(`VPCROUTE-FORWARD -m comment --comment "vpcroute:a b" -j X`)
+	want := []string{"VPCROUTE-FORWARD", "-m", "comment", "--comment", "vpcroute:a b", "-j", "X"}
+	if !slices.Equal(got, want) {
+		t.Errorf("splitWords = %q, want %q", got, want)
+	}
+}
+
+func TestLastHost(t *testing.T) {
+	for _, tt := range []struct{ prefix, want string }{
+		{"10.0.20.0/24", "10.0.20.254"},
+		{"10.0.20.7/24", "10.0.20.254"},
+		{"10.1.0.0/16", "10.1.255.254"},
+		{"192.168.0.0/30", "192.168.0.2"},
+	} {
+		if got := lastHost(netip.MustParsePrefix(tt.prefix)); got != tt.want {
+			t.Errorf("lastHost(%s) = %s, want %s", tt.prefix, got, tt.want)
+		}
+	}
+}
+
+func TestRatiosPairRounds(t *testing.T) {
+	d := &datapathFigures{Rounds: 3, Paths: []string{pathHost, pathHand}, Samples: []runSample{
+		{Round: 0, Path: pathHost, Bps: 9}, {Round: 0, Path: pathHand, Bps: 10},
+		{Round: 1, Path: pathHand, Bps: 5}, {Round: 1, Path: pathHost, Bps: 6},
+		{Round: 2, Path: pathHost, Bps: 7}, // its pair is missing: no ratio
+	}}
+	if got, want := d.ratios(pathHost, pathHand), []float64{0.9, 1.2}; !slices.Equal(got, want) {
+		t.Errorf("ratios = %v, want %v", got, want)
+	}
+	if got := median(d.ratios(pathHost, pathHand)); got != 1.05 {
+		t.Errorf("median ratio = %v, want 1.05", got)
+	}
+}
+
+func TestParseSet(t *testing.T) {
+	got, err := parseSet("host, hand,,guide", allPaths())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got[pathHost] || !got[pathHand] || !got[pathGuide] || got[pathContainer] {
+		t.Errorf("parseSet = %v", got)
+	}
+	if _, err := parseSet("host,hands", allPaths()); err == nil {
+		t.Error("parseSet accepted an unknown path")
+	}
+}
