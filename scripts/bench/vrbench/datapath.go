@@ -167,6 +167,18 @@ type datapathFigures struct {
 	// Walk is, per path, how many filter rules a packet from its client evaluates in
 	// ECS 1's FORWARD hook until one accepts it (jumps and returns included).
 	Walk map[string]int
+	// Profile is, per path, the share of CPU samples spent evaluating nftables rules
+	// during one extra run under perf (empty without perf).
+	Profile        map[string]profileShare
+	ProfileSeconds int
+	ProfileNote    string // why there is no profile
+}
+
+// profileShare is what perf saw during one run: the share of all samples (idle
+// included) in nftables rule evaluation, the idle share, and the run's bit/s (lower
+// than unprofiled runs: sampling costs).
+type profileShare struct {
+	Rules, Idle, Bps float64
 }
 
 // runs returns the bit/s of one path, round by round.
@@ -667,6 +679,10 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		}
 		say(fmt.Sprintf("iperf3 round %d/%d (Gbit/s): %s; load %s", round+1, o.iperfRuns, strings.Join(line, ", "), readLoadAvg()))
 	}
+	if o.profileSecs > 0 {
+		d.ProfileSeconds = o.profileSecs
+		d.Profile, d.ProfileNote = profilePaths(ctx, o, d, paths)
+	}
 	if o.hold {
 		// Before the paths are torn down, so that they can be looked at (perf, counters).
 		for _, key := range d.Paths {
@@ -842,4 +858,80 @@ func addrIn(addr, cidr string) bool {
 	}
 	pfx, err := netip.ParsePrefix(cidr)
 	return err == nil && pfx.Contains(a)
+}
+
+// profiledPaths are the paths profiled after the rounds: vpcroute's own, with the
+// oldest network when measured, and the baseline.
+var profiledPaths = []string{pathHost, pathHostFirst, pathHand}
+
+// profilePaths runs iperf3 once more over each profiled path under `perf record -a`
+// and returns the share of CPU samples in nftables rule evaluation: unlike
+// throughput, that share hardly moves with the load of a shared machine, so it shows
+// what vpcroute's rules cost per packet even when the runs are too noisy to.
+func profilePaths(ctx context.Context, o options, d *datapathFigures, paths map[string]*dpPath) (map[string]profileShare, string) {
+	if _, err := exec.LookPath("perf"); err != nil {
+		return nil, "perf is not installed (Debian: linux-perf)"
+	}
+	dir, err := os.MkdirTemp("", "vrbench-perf-")
+	if err != nil {
+		return nil, err.Error()
+	}
+	defer os.RemoveAll(dir)
+	out := map[string]profileShare{}
+	for _, key := range profiledPaths {
+		p, ok := paths[key]
+		if !ok || !d.has(key) {
+			continue
+		}
+		data := dir + "/" + key + ".data"
+		rec := exec.CommandContext(ctx, "perf", "record", "-q", "-a", "-o", data, "--",
+			"nsenter", "--net="+p.client.ns, "--", "iperf3", "-c", p.server.addr, "-p", iperfPort, "-t", strconv.Itoa(o.profileSecs), "-J")
+		stdout, err := rec.Output()
+		if err != nil {
+			return nil, fmt.Sprintf("perf record over path %s: %v", key, err)
+		}
+		var res struct {
+			End struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		_ = json.Unmarshal(stdout, &res)
+		rep, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--no-children", "--sort", "sym", "--stdio").Output()
+		if err != nil {
+			return nil, fmt.Sprintf("perf report over path %s: %v", key, err)
+		}
+		sh := parseProfile(string(rep))
+		sh.Bps = res.End.SumReceived.BitsPerSecond
+		out[key] = sh
+		say(fmt.Sprintf("profile %s: %.2f Gbit/s, %.1f%% of samples in nftables rules", key, sh.Bps/1e9, sh.Rules))
+	}
+	return out, ""
+}
+
+// parseProfile sums `perf report --sort sym` lines: the kernel's nftables evaluation
+// (nft_*, the xtables matches it calls, and the interface-name copies of its meta
+// loads) and the idle loop.
+func parseProfile(report string) profileShare {
+	var sh profileShare
+	for _, line := range strings.Split(report, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || !strings.HasSuffix(f[0], "%") || f[1] != "[k]" {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64)
+		if err != nil {
+			continue
+		}
+		sym := f[2]
+		switch {
+		case strings.HasPrefix(sym, "nft_"), strings.HasPrefix(sym, "xt_"), strings.HasPrefix(sym, "ipt_"),
+			strings.HasPrefix(sym, "comment_mt"), strings.HasPrefix(sym, "conntrack_mt"):
+			sh.Rules += v
+		case strings.Contains(sym, "idle") || strings.Contains(sym, "safe_halt") || sym == "poll_idle":
+			sh.Idle += v
+		}
+	}
+	return sh
 }

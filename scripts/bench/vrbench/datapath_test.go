@@ -117,3 +117,23 @@ func TestParseSet(t *testing.T) {
 		t.Error("parseSet accepted an unknown path")
 	}
 }
+
+func TestParseProfile(t *testing.T) {
+	const report = `# Samples: 33K of event 'cpu-clock:ppp'
+#
+    17.03%  [k] pv_native_safe_halt
+    13.44%  [k] _raw_spin_unlock_irqrestore
+     5.78%  [k] nft_do_chain
+     1.49%  [k] nft_meta_store_ifname
+     1.05%  [k] nft_match_large_eval
+     0.64%  [k] nf_conntrack_tcp_packet
+     0.50%  [.] nft_user_space_symbol
+`
+	got := parseProfile(report)
+	if got.Rules < 8.31 || got.Rules > 8.33 {
+		t.Errorf("rules share = %.2f%%, want 8.32%% (nft_* in the kernel only)", got.Rules)
+	}
+	if got.Idle != 17.03 {
+		t.Errorf("idle share = %.2f%%, want 17.03%%", got.Idle)
+	}
+}

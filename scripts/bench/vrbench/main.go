@@ -43,19 +43,20 @@ import (
 
 // options are the command's flags.
 type options struct {
-	plugin     string // vpcroute binary; empty builds one
-	goBench    string // output of `go test -bench` for package driver
-	out        string // markdown report
-	prefix     string // bed prefix
-	startRuns  int    // start-up measurements per mode
-	networks   int
-	containers int
-	iperfRuns  int
-	iperfSecs  int
-	skipBed    bool            // only the start-up in none mode and the Go benchmarks
-	sections   map[string]bool // which parts to measure (-only)
-	paths      map[string]bool // data paths to measure (-paths)
-	hold       bool            // keep the bed up after measuring, until interrupted
+	plugin      string // vpcroute binary; empty builds one
+	goBench     string // output of `go test -bench` for package driver
+	out         string // markdown report
+	prefix      string // bed prefix
+	startRuns   int    // start-up measurements per mode
+	networks    int
+	containers  int
+	iperfRuns   int
+	iperfSecs   int
+	profileSecs int             // perf profile of the data paths; 0 skips it
+	skipBed     bool            // only the start-up in none mode and the Go benchmarks
+	sections    map[string]bool // which parts to measure (-only)
+	paths       map[string]bool // data paths to measure (-paths)
+	hold        bool            // keep the bed up after measuring, until interrupted
 }
 
 func main() {
@@ -68,7 +69,8 @@ func main() {
 	flag.IntVar(&o.networks, "networks", 20, "networks to create on ECS 1")
 	flag.IntVar(&o.containers, "containers", 50, "containers to start on one network of ECS 1")
 	flag.IntVar(&o.iperfRuns, "iperf-runs", 8, "iperf3 rounds: each runs every data path once, in rotating order")
-	flag.IntVar(&o.iperfSecs, "iperf-seconds", 5, "length of one iperf3 run")
+	flag.IntVar(&o.iperfSecs, "iperf-seconds", 4, "length of one iperf3 run")
+	flag.IntVar(&o.profileSecs, "profile-seconds", 3, "after the rounds, profile one run of this length per vpcroute path and the hand-built one with perf (0: skip)")
 	flag.BoolVar(&o.skipBed, "no-bed", false, "skip everything that needs the test bed")
 	flag.BoolVar(&o.hold, "hold", false, "keep the test bed up after measuring until Ctrl-C, to look around")
 	only := flag.String("only", "startup,host,datapath", "parts to measure, comma-separated: startup (none and huaweicloud modes), host (memory, network creates, containers, rules), datapath (iperf3)")

@@ -553,6 +553,23 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 		p("| %s | %s | %s | %.1f%% | %.1f%% |", label, c.Shows, percents(rs), 100*median(rs), 100*median(d.runs(c.Num))/median(d.runs(c.Den)))
 	}
 	p("")
+	if len(d.Profile) > 0 {
+		p("CPU cost of the rules, from one more run of %d s per path under `perf record -a` after the rounds (throughput under perf is lower: sampling costs): the share of all CPU samples, idle included, in the kernel's nftables rule evaluation (`nft_*` and the xtables matches it calls, such as `-m comment`). Unlike throughput, this share hardly moves with the load of a shared machine.", d.ProfileSeconds)
+		p("")
+		p("| Path | FORWARD rules per packet on ECS 1 | Samples in rule evaluation | Idle | Gbit/s under perf |")
+		p("|---|---|---|---|---|")
+		for _, key := range profiledPaths {
+			sh, ok := d.Profile[key]
+			if !ok {
+				continue
+			}
+			p("| `%s` | %d | %.1f%% | %.1f%% | %.2f |", key, d.Walk[key], sh.Rules, sh.Idle, sh.Bps/1e9)
+		}
+		p("")
+	} else if d.ProfileNote != "" {
+		p("No CPU profile of the rules: %s.", d.ProfileNote)
+		p("")
+	}
 	p("The machine around each run: `/proc/loadavg` (1-minute average, and tasks running at that moment) read just before and just after, and the share of CPU time stolen by the hypervisor and spent busy (iperf3 included) during the run, over all %d CPUs.", runtime.NumCPU())
 	p("")
 	p("| Round | Run | Path | Gbit/s | Load before | Load after | Running before → after | Steal | Busy |")
