@@ -63,15 +63,6 @@ var pathInfos = []pathInfo{
 	{pathGuide, "Docker's bridge driver (guide)", "Huawei's guide: Docker containers on a `docker network create -d bridge` network per ECS (no masquerade), hand routes in the VPC router, forwarding accepted after Docker's chains as the guide's `iptables -P FORWARD ACCEPT`"},
 }
 
-func pathLabel(key string) string {
-	for _, p := range pathInfos {
-		if p.Key == key {
-			return p.Label
-		}
-	}
-	return key
-}
-
 // comparison is one paired ratio the report shows: Num's run over Den's run of the
 // same round.
 type comparison struct {

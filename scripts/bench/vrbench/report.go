@@ -244,7 +244,7 @@ func (r *report) rows() []row {
 				continue
 			}
 			n, m, pr := median(d.runs(c.Num)), median(d.runs(c.Den)), median(d.ratios(c.Num, c.Den))
-			x := row{budget: "5. TCP across ECSs: " + c.Label,
+			x := row{budget: "5. TCP across ECSs: " + d.label(c),
 				figure: fmt.Sprintf("%.2f vs %.2f Gbit/s; median of %d paired ratios %.1f%% (ratio of medians %.1f%%)", n/1e9, m/1e9, len(d.ratios(c.Num, c.Den)), 100*pr, 100*n/m),
 				limit:  "≥ 95%", ok: pr >= budgetDatapath, info: !c.Verdict}
 			if !c.Verdict {
@@ -546,13 +546,14 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 			continue
 		}
 		rs := d.ratios(c.Num, c.Den)
-		label := c.Label
+		label := d.label(c)
 		if c.Verdict {
 			label = "**" + label + "**"
 		}
 		p("| %s | %s | %s | %.1f%% | %.1f%% |", label, c.Shows, percents(rs), 100*median(rs), 100*median(d.runs(c.Num))/median(d.runs(c.Den)))
 	}
 	p("")
+	r.writeDatapathReading(p, d)
 	if len(d.Profile) > 0 {
 		p("CPU cost of the rules, from one more run of %d s per path under `perf record -a` after the rounds (throughput under perf is lower: sampling costs): the share of all CPU samples, idle included, in the kernel's nftables rule evaluation (`nft_*` and the xtables matches it calls, such as `-m comment`). Unlike throughput, this share hardly moves with the load of a shared machine.", d.ProfileSeconds)
 		p("")
@@ -594,4 +595,53 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 		p("```")
 		p("")
 	}
+}
+
+// label names a comparison, with the number of networks where it matters.
+func (d *datapathFigures) label(c comparison) string {
+	if c.Num == pathHost && c.Den == pathHand && d.NetworksECS1 > 1 {
+		return fmt.Sprintf("%s (newest of %d networks)", c.Label, d.NetworksECS1)
+	}
+	return c.Label
+}
+
+// writeDatapathReading says in words what the comparisons show, from this run's
+// figures: which costs are within the budget's 5% and which are not, and, when
+// vpcroute's own path misses, what in its rules costs it.
+func (r *report) writeDatapathReading(p func(string, ...any), d *datapathFigures) {
+	p("What the comparisons show in this run (a median paired ratio within 5%% of 100%% is read as no measurable cost; single runs scatter by ±10%% on this machine):")
+	p("")
+	for _, c := range comparisons {
+		if !d.has(c.Num) || !d.has(c.Den) {
+			continue
+		}
+		m := median(d.ratios(c.Num, c.Den))
+		var reading string
+		switch {
+		case m >= budgetDatapath && m <= 2-budgetDatapath:
+			reading = "no measurable difference"
+		case m < budgetDatapath:
+			reading = fmt.Sprintf("the first %.0f%% slower", 100*(1-m))
+		default:
+			reading = fmt.Sprintf("the first %.0f%% faster", 100*(m-1))
+		}
+		p("- %s: %.1f%%, %s.", d.label(c), 100*m, reading)
+	}
+	p("")
+	host, first := d.ratios(pathHost, pathHand), d.ratios(pathHostFirst, pathHand)
+	if len(host) == 0 || median(host) >= budgetDatapath {
+		return
+	}
+	p("Why vpcroute's own path misses: what differs between it and the hand-built path is the bridge vpcroute made, its FORWARD rules and the route it claimed; the bridge and the route are the same objects the hand-built path has, one each. The rules are not: vpcroute's FORWARD jump leads to `VPCROUTE-FORWARD`, which holds one unconditional jump per network, in the order the networks were created, into that network's chain of accept rules (`VPCROUTE-F-<network ID>`, each rule matching the network's bridge by name and its subnet or conntrack state). A packet of the newest network evaluates %d rules on ECS 1 before it is accepted, one of the oldest %d, the hand-built path 1.",
+		d.Walk[pathHost], d.Walk[pathHostFirst])
+	if sh, ok := d.Profile[pathHost]; ok {
+		hf, hd := d.Profile[pathHostFirst], d.Profile[pathHand]
+		p("Under perf the rule evaluation takes %.1f%% of all CPU samples on the newest network's path, %.1f%% on the oldest's and %.1f%% on the hand-built one. With iptables-nft (this machine: see above), every jump's `-m comment` is an xtables match evaluated through nftables' compat layer on each packet, each `-i`/`-o` copies the interface name, and each rule bumps its counter: the cost is per rule walked, so it grows with every network created before this one.",
+			sh.Rules, hf.Rules, hd.Rules)
+	}
+	if len(first) > 0 {
+		p("The oldest network's path, whose rules come first, measures %.1f%% of the hand-built one: %s.", 100*median(first),
+			map[bool]string{true: "within the budget, so the walk past other networks is what misses it", false: "also short of the budget in this run, so the walk may not be all that costs"}[median(first) >= budgetDatapath])
+	}
+	p("")
 }
