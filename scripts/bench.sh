@@ -2,10 +2,13 @@
 # Measures vpcroute against its budgets and rewrites docs/benchmarks.md (see that file
 # for the budgets and figures). Needs root: the Go benchmarks make throwaway network
 # namespaces, and the rest runs on the two-ECS test bed (prefix "vrb") with the emulated
-# Huawei Cloud. Takes about 4 minutes on 2 cores.
+# Huawei Cloud. Takes about 4 to 5 minutes on 2 cores, of which the data path (five
+# paths in eight rounds of 4 s iperf3 runs, then a perf profile when perf is installed)
+# takes about 3.
 #
 #   sudo ./scripts/bench.sh                 # everything
 #   VRBENCH_ARGS="-iperf-runs 2" sudo -E ./scripts/bench.sh   # pass knobs to vrbench
+#   VRBENCH_ARGS="-paths container,host,hand,guide" sudo -E ./scripts/bench.sh  # other data paths
 #   GOBENCH_COUNT=1 sudo -E ./scripts/bench.sh                  # fewer Go benchmark runs
 set -eu
 
@@ -21,6 +24,9 @@ for tool in iperf3 nsenter ip iptables /usr/sbin/dockerd /usr/bin/docker /bin/bu
 		exit 1
 	fi
 done
+if ! command -v perf >/dev/null 2>&1; then
+	echo "bench.sh: perf is missing (Debian: linux-perf); the data path's CPU profile is left out" >&2
+fi
 
 GO=${GO:-go}
 out=$(mktemp -d /tmp/vpcroute-bench.XXXXXX)
