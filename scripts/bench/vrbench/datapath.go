@@ -587,6 +587,15 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		}
 	}
 
+	// Docker's bridge network before the hand-built paths: creating it makes the engine
+	// insert its own FORWARD rules on top, and the hand-built accepts must stay first.
+	if o.paths[pathGuide] {
+		eps, err := buildGuidePath(ctx, &s, env)
+		if err != nil {
+			return err
+		}
+		paths[pathGuide] = &dpPath{key: pathGuide, client: eps[0], server: eps[1], bridge: guideNet}
+	}
 	withNAT := o.paths[pathHandNAT]
 	var rules []string
 	if withNAT {
@@ -602,13 +611,6 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		paths[pathHandNAT] = &dpPath{key: pathHandNAT,
 			client: endpoint{testbed.NetnsPath(benchNetns(o.prefix, "hnat", 1)), handAddr(1, 3)},
 			server: endpoint{testbed.NetnsPath(benchNetns(o.prefix, "hnat", 2)), handAddr(2, 3)}, bridge: handBridge}
-	}
-	if o.paths[pathGuide] {
-		eps, err := buildGuidePath(ctx, &s, env)
-		if err != nil {
-			return err
-		}
-		paths[pathGuide] = &dpPath{key: pathGuide, client: eps[0], server: eps[1], bridge: guideNet}
 	}
 
 	d.Seconds, d.Rounds = o.iperfSecs, o.iperfRuns
