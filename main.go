@@ -97,6 +97,7 @@ func run() error {
 		ForwardAccept: settings.ForwardAccept,
 		Masquerade:    settings.Masquerade,
 		NoNAT:         noNAT,
+		Pool:          settings.Pool,
 		Log:           log,
 	}
 	if s, ok := vpc.(interface{ SrcDstCheckOn() bool }); ok {

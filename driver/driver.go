@@ -32,7 +32,7 @@ type Links interface {
 
 // Firewall is the host's packet filter as the driver uses it.
 type Firewall interface {
-	EnsureBase(forwardPolicyAccept bool) error
+	EnsureBase(hostnet.Base) error
 	EnsureNetwork(hostnet.NetworkRules) error
 	DeleteNetwork(hostnet.NetworkRules) error
 	EnsurePort(hostnet.PortMap) error
@@ -66,6 +66,9 @@ type Config struct {
 	ForwardAccept bool           // VPCROUTE_FORWARD=accept
 	Masquerade    bool           // VPCROUTE_MASQUERADE
 	NoNAT         []netip.Prefix // VPC CIDRs and the container pool
+	// Pool is the container pool (VPCROUTE_POOL): the base rules accept packets of
+	// established connections to and from it before any network's rules.
+	Pool netip.Prefix
 	// SrcDstCheckOn, when set and true, makes network creation warn that other
 	// hosts cannot reach the containers.
 	SrcDstCheckOn func() bool

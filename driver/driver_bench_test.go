@@ -167,9 +167,9 @@ func (f *countingFirewall) snapshot() (ports, scans int) {
 	return f.ports, f.scans
 }
 
-func (f *countingFirewall) EnsureBase(accept bool) error {
+func (f *countingFirewall) EnsureBase(b hostnet.Base) error {
 	defer f.count(true, time.Now())
-	return f.Firewall.EnsureBase(accept)
+	return f.Firewall.EnsureBase(b)
 }
 func (f *countingFirewall) EnsureNetwork(r hostnet.NetworkRules) error {
 	defer f.count(true, time.Now())

@@ -57,9 +57,9 @@ func (h *fakeHost) EnsureVeth(host, peer, bridge string, mtu int) error {
 	h.veths[host] = bridge
 	return nil
 }
-func (h *fakeHost) DeleteVeth(host string) error { delete(h.veths, host); return nil }
-func (h *fakeHost) UplinkMTU() int               { return 1450 }
-func (h *fakeHost) EnsureBase(bool) error        { return nil }
+func (h *fakeHost) DeleteVeth(host string) error  { delete(h.veths, host); return nil }
+func (h *fakeHost) UplinkMTU() int                { return 1450 }
+func (h *fakeHost) EnsureBase(hostnet.Base) error { return nil }
 func (h *fakeHost) EnsureNetwork(r hostnet.NetworkRules) error {
 	if h.failFW != nil {
 		return h.failFW

@@ -114,7 +114,7 @@ func BenchmarkEnsureNetwork(b *testing.B) {
 	}
 }
 
-// BenchmarkEnsureBase re-runs EnsureBase with its jumps in place, as the
+// BenchmarkEnsureBase re-runs EnsureBase with its jumps and fast path in place, as the
 // driver does every 30 seconds, with and without setting the FORWARD
 // policy:
 //
@@ -124,10 +124,10 @@ func BenchmarkEnsureBase(b *testing.B) {
 		for _, accept := range []bool{false, true} {
 			b.Run(fmt.Sprintf("%s/accept=%v", backend, accept), func(b *testing.B) {
 				f := testFirewall(b, backend)
-				mustDo(b, f.EnsureBase(accept))
+				mustDo(b, f.EnsureBase(Base{ForwardAccept: accept, Pool: testPool}))
 				b.ResetTimer()
 				for range b.N {
-					if err := f.EnsureBase(accept); err != nil {
+					if err := f.EnsureBase(Base{ForwardAccept: accept, Pool: testPool}); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -271,7 +271,7 @@ func TestDatapathInternal(t *testing.T) {
 		t.Run(backend, func(t *testing.T) {
 			b := newBed(t, backend, true)
 			// Accept everything else, so only vpcroute's drops can block.
-			mustDo(t, b.f.EnsureBase(true))
+			mustDo(t, b.f.EnsureBase(Base{ForwardAccept: true, Pool: testPool}))
 			mustDo(t, b.f.EnsureNetwork(NetworkRules{
 				NetworkID: "net1", Bridge: "vr-br", Subnet: netip.MustParsePrefix("10.0.2.0/24"), Internal: true,
 			}))

@@ -21,6 +21,12 @@
 // process instead of two per rule. Published ports are single rules in
 // VPCROUTE-DNAT, added and removed one at a time.
 //
+// VPCROUTE-FORWARD starts with the jumps of internal networks (their drops
+// win over everything), then a fast path that accepts packets of
+// established connections to or from the container pool, so that only a
+// connection's first packets walk the per-network jumps that follow, one
+// per network in creation order.
+//
 // Functions act on the network namespace of the calling thread. Callers that
 // switch namespaces must lock the OS thread first; commands such as iptables
 // are executed from the calling thread and so run in the same namespace.

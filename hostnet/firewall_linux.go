@@ -35,6 +35,10 @@ type Firewall struct {
 	// written, or written and since found intact, to the restore input
 	// that checks them (see ensureChains). Guarded by mu.
 	known map[string]string
+	// baseOrdered is set once EnsureBase has read VPCROUTE-FORWARD and put
+	// it in order; until then (a new process) EnsureBase reads it even when
+	// every rule is in place. Guarded by mu.
+	baseOrdered bool
 }
 
 // NewFirewall returns a Firewall on the iptables backend the host uses
@@ -106,16 +110,39 @@ const waitSeconds = 10
 func (f *Firewall) Backend() string { return f.backend }
 
 // EnsureBase creates vpcroute's chains and the jumps into them from filter
-// FORWARD and INPUT and nat PREROUTING, OUTPUT and POSTROUTING. When the
-// jumps are in place it costs one iptables-restore that checks them all, so
-// the driver can re-run it often to undo a Docker restart or a flush.
-// forwardPolicyAccept sets the filter FORWARD policy to ACCEPT, as Huawei's
-// guide does; otherwise the policy is left alone and vpcroute's own rules
-// admit its traffic.
-func (f *Firewall) EnsureBase(forwardPolicyAccept bool) error {
+// FORWARD and INPUT and nat PREROUTING, OUTPUT and POSTROUTING, and keeps
+// the fast path for packets of established connections of the pool (see
+// fastPathRules) at the top of VPCROUTE-FORWARD, after only the jumps of
+// internal networks. When all of that is in place it costs one
+// iptables-restore that checks it, so the driver can re-run it often to
+// undo a Docker restart or a flush. b.ForwardAccept sets the filter FORWARD
+// policy to ACCEPT, as Huawei's guide does; otherwise the policy is left
+// alone and vpcroute's own rules admit its traffic.
+//
+// The order in VPCROUTE-FORWARD holds whatever runs before or after:
+// EnsureNetwork puts an internal network's jump first and any other's
+// last, so of vpcroute's own steps only removing a fast path rule can leave
+// one out of place, and the check sees that. On its first run in a process,
+// and whenever something is missing, EnsureBase reads the chain and, if its
+// order is wrong (a person may have moved rules), rewrites it in one
+// transaction.
+func (f *Firewall) EnsureBase(b Base) error {
+	if err := b.validate(); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.restore(baseCheckScript(forwardPolicyAccept)) == nil {
+	intact := f.restore(baseCheckScript(b)) == nil
+	if intact && f.baseOrdered {
+		return nil
+	}
+	if intact {
+		// First run of this Firewall: the check cannot see the order of
+		// VPCROUTE-FORWARD, which a person may have changed meanwhile.
+		if err := f.ensureForwardOrder(fastPathRules(b.Pool)); err != nil {
+			return err
+		}
+		f.baseOrdered = true
 		return nil
 	}
 	// Something is missing: find out what, one jump at a time.
@@ -134,10 +161,32 @@ func (f *Firewall) EnsureBase(forwardPolicyAccept bool) error {
 			return err
 		}
 	}
-	if forwardPolicyAccept {
+	if err := f.ensureForwardOrder(fastPathRules(b.Pool)); err != nil {
+		return err
+	}
+	if b.ForwardAccept {
 		if err := f.ipt.ChangePolicy(tableFilter, "FORWARD", "ACCEPT"); err != nil {
 			return fmt.Errorf("set filter FORWARD policy to ACCEPT: %w", err)
 		}
+	}
+	f.baseOrdered = true
+	return nil
+}
+
+// ensureForwardOrder makes VPCROUTE-FORWARD hold the fast path rules fast
+// right after the internal networks' jumps (see forwardOrderScript): one
+// iptables-save, and one iptables-restore if anything is out of place.
+func (f *Firewall) ensureForwardOrder(fast [][]string) error {
+	out, err := exec.Command(f.savePath, "-t", tableFilter).Output()
+	if err != nil {
+		return fmt.Errorf("list table %s: %s: %w", tableFilter, f.savePath, err)
+	}
+	saved, err := parseSave(string(out))
+	if err != nil {
+		return fmt.Errorf("read table %s: %w", tableFilter, err)
+	}
+	if err := f.restore(forwardOrderScript(saved, fast)); err != nil {
+		return fmt.Errorf("put the established fast path first in %s: %w", chainForward, err)
 	}
 	return nil
 }

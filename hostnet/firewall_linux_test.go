@@ -30,8 +30,8 @@ func backends(tb testing.TB) []string {
 }
 
 // testFirewall enters a fresh namespace and returns a Firewall on backend
-// with its base chains in place and FORWARD's policy set to DROP, as Docker
-// leaves it.
+// with its base chains and fast path (for testBase's pool) in place and
+// FORWARD's policy set to DROP, as Docker leaves it.
 func testFirewall(t testing.TB, backend string) *Firewall {
 	t.Helper()
 	enterTestNetns(t)
@@ -42,7 +42,7 @@ func testFirewall(t testing.TB, backend string) *Firewall {
 	if err := f.ipt.ChangePolicy(tableFilter, "FORWARD", "DROP"); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.EnsureBase(false); err != nil {
+	if err := f.EnsureBase(testBase); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -119,7 +119,7 @@ func TestRulesGolden(t *testing.T) {
 	}{
 		{"base", func(t *testing.T, f *Firewall) {}},
 		{"base_policy_accept", func(t *testing.T, f *Firewall) {
-			if err := f.EnsureBase(true); err != nil {
+			if err := f.EnsureBase(Base{ForwardAccept: true, Pool: testPool}); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -144,7 +144,7 @@ func TestRulesGolden(t *testing.T) {
 				got := snapshot(t, f)
 				checkGolden(t, tc.name, got)
 				// Everything is idempotent: doing it all again changes nothing.
-				mustDo(t, f.EnsureBase(false))
+				mustDo(t, f.EnsureBase(testBase))
 				tc.apply(t, f)
 				if again := snapshot(t, f); again != got {
 					t.Errorf("second run changed the rules:\n%s\nafter:\n%s", got, again)
@@ -242,8 +242,8 @@ func TestPrune(t *testing.T) {
 			if strings.Contains(got, `"vpcroute:net`) {
 				t.Errorf("Prune(nothing) left network rules:\n%s", got)
 			}
-			if n := strings.Count(got, `--comment vpcroute -j`); n != len(baseJumps()) {
-				t.Errorf("Prune removed base jumps: %d left:\n%s", n, got)
+			if n := strings.Count(got, `--comment vpcroute -j`); n != len(baseJumps())+len(fastPathRules(testPool)) {
+				t.Errorf("Prune removed base jumps or the fast path: %d left:\n%s", n, got)
 			}
 			for _, s := range []string{"10.9.0.0/16", "10.8.0.0/16", "10.7.0.0/16"} {
 				if !strings.Contains(got, s) {
@@ -266,8 +266,8 @@ func TestEnsureBaseRestoresJumps(t *testing.T) {
 			mustDo(t, f.ipt.ClearChain(tableNAT, "POSTROUTING"))
 			mustDo(t, f.ipt.Insert(tableFilter, "FORWARD", 1, "-j", "ACCEPT")) // Docker's jumps, say
 			mustDo(t, f.ipt.Delete(tableFilter, "FORWARD", "-j", "ACCEPT"))
-			mustDo(t, f.EnsureBase(false))
-			mustDo(t, f.EnsureBase(false))
+			mustDo(t, f.EnsureBase(testBase))
+			mustDo(t, f.EnsureBase(testBase))
 			if got := snapshot(t, f); got != want {
 				t.Errorf("after flush and EnsureBase:\n%s\nwant:\n%s", got, want)
 			}
@@ -431,6 +431,9 @@ func TestEnsureNetworkRepairs(t *testing.T) {
 						f, err = NewFirewallBackend(backend)
 						mustDo(t, err)
 					}
+					// As the driver's repair does: the base first, then
+					// every network.
+					mustDo(t, f.EnsureBase(testBase))
 					mustDo(t, f.EnsureNetwork(tc.net))
 					if strings.Contains(tc.name, "base chains flushed") {
 						mustDo(t, f.EnsureNetwork(other))

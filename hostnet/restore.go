@@ -3,6 +3,7 @@ package hostnet
 import (
 	"bufio"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -150,7 +151,9 @@ func checkScript(id string, chains []netChain) string {
 // repairScript rewrites a network's chains whatever they hold: declaring a
 // chain creates it, or flushes it when it exists, and the rules that follow
 // refill it in the same transaction. Jumps are added for the chains in
-// missingJump only, as a restore cannot add a rule "unless present".
+// missingJump only, as a restore cannot add a rule "unless present"; the
+// jump of an internal network, present or not, is put first in
+// VPCROUTE-FORWARD.
 func repairScript(id string, chains []netChain, missingJump map[string]bool) string {
 	var in restoreInput
 	for _, t := range tablesOf(chains) {
@@ -168,7 +171,18 @@ func repairScript(id string, chains []netChain, missingJump map[string]bool) str
 			}
 		}
 		for _, c := range chains {
-			if c.table == t && missingJump[c.name] {
+			if c.table != t {
+				continue
+			}
+			switch {
+			case missingJump[c.name]:
+				addJump(&in, id, c)
+			case c.kind == kindForward && c.insert:
+				// An internal network's drops must come before the fast
+				// path (see fastPathRules); a repair puts the jump back on
+				// top wherever it was.
+				j := c.jump(id)
+				in.line(t, join("-D", j.chain, j.spec)...)
 				addJump(&in, id, c)
 			}
 		}
@@ -213,17 +227,95 @@ func dropChainsScript(chains []netChain) string {
 	return in.String()
 }
 
-// baseCheckScript succeeds when every jump into vpcroute's base chains is in
-// place, in one process instead of one per jump. With forwardPolicyAccept it
-// also sets the filter FORWARD policy to ACCEPT in the same run (declaring a
-// built-in chain in a --noflush restore sets its policy and keeps its rules).
-func baseCheckScript(forwardPolicyAccept bool) string {
+// baseCheckScript succeeds when every jump into vpcroute's base chains and
+// every rule of the fast path is in place, in one process instead of one per
+// rule. With b.ForwardAccept it also sets the filter FORWARD policy to
+// ACCEPT in the same run (declaring a built-in chain in a --noflush restore
+// sets its policy and keeps its rules). It cannot see where the fast path
+// is in VPCROUTE-FORWARD; that changes only by removing rules (see
+// EnsureBase), which it does see.
+func baseCheckScript(b Base) string {
 	var in restoreInput
-	if forwardPolicyAccept {
+	if b.ForwardAccept {
 		in.line(tableFilter, ":FORWARD", "ACCEPT", "[0:0]")
 	}
-	for _, j := range baseJumps() {
-		in.line(j.table, join("-C", j.chain, j.spec)...)
+	for _, t := range []string{tableFilter, tableNAT} {
+		for _, j := range baseJumps() {
+			if j.table == t {
+				in.line(t, join("-C", j.chain, j.spec)...)
+			}
+		}
+		if t == tableFilter {
+			for _, r := range fastPathRules(b.Pool) {
+				in.line(t, join("-C", chainForward, r)...)
+			}
+		}
+	}
+	return in.String()
+}
+
+// forwardOrderScript returns the restore input that rewrites
+// VPCROUTE-FORWARD, as iptables-save printed it in t, into the order the
+// fast path needs: first the jumps of internal networks, then the rules of
+// fast (the fast path of the pool in use), then every other rule as it was
+// (other networks' jumps, anything someone else put there). Rules of an
+// earlier fast path, such as one of another pool, go. It returns "" when
+// the chain is in that order already.
+//
+// A jump belongs to an internal network when it is marked for a network,
+// leads to a per-network forward chain, and that chain drops packets (only
+// an internal network's does).
+func forwardOrderScript(t savedTable, fast [][]string) string {
+	drops := map[string]bool{}
+	for _, r := range t.rules {
+		if r.target() == "DROP" {
+			drops[r.chain] = true
+		}
+	}
+	var first, rest []savedRule
+	for _, r := range t.rules {
+		if r.chain != chainForward {
+			continue
+		}
+		id, marked := ruleNetworkID(r.args)
+		switch {
+		case marked && id == "" && r.target() == "ACCEPT":
+			// A fast path rule, of this pool or of another: rewritten below.
+		case marked && id != "" && isNetChainKind(r.target(), kindForward) && drops[r.target()]:
+			first = append(first, r)
+		default:
+			rest = append(rest, r)
+		}
+	}
+	var have [][]string
+	for _, r := range t.rules {
+		if r.chain == chainForward {
+			have = append(have, r.args)
+		}
+	}
+	var want [][]string
+	for _, r := range first {
+		want = append(want, r.args)
+	}
+	want = append(want, fast...)
+	for _, r := range rest {
+		want = append(want, r.args)
+	}
+	if slices.EqualFunc(have, want, slices.Equal) {
+		return ""
+	}
+	// Declaring the chain flushes it; the lines after refill it in the
+	// same transaction, so no packet sees it half-written.
+	var in restoreInput
+	in.line(tableFilter, ":"+chainForward, "-", "[0:0]")
+	for _, r := range first {
+		in.raw(tableFilter, r.line)
+	}
+	for _, r := range fast {
+		in.line(tableFilter, join("-A", chainForward, r)...)
+	}
+	for _, r := range rest {
+		in.raw(tableFilter, r.line)
 	}
 	return in.String()
 }

@@ -40,9 +40,11 @@ func TestRestoreScripts(t *testing.T) {
 			"-C VPCROUTE-FORWARD "+jump,
 			"-C "+chain+" "+drop1, "-C "+chain+" "+drop2, "-C "+chain+" "+acc,
 			"COMMIT")},
-		{"repair, jump in place", repairScript(dockerID, chains, map[string]bool{}), lines("*filter",
+		{"repair, jump in place (put back on top)", repairScript(dockerID, chains, map[string]bool{}), lines("*filter",
 			":"+chain+" - [0:0]",
 			"-A "+chain+" "+drop1, "-A "+chain+" "+drop2, "-A "+chain+" "+acc,
+			"-D VPCROUTE-FORWARD "+jump,
+			"-I VPCROUTE-FORWARD 1 "+jump,
 			"COMMIT")},
 		{"repair, jump missing", repairScript(dockerID, chains, map[string]bool{chain: true}), lines("*filter",
 			":"+chain+" - [0:0]",
@@ -52,8 +54,18 @@ func TestRestoreScripts(t *testing.T) {
 		{"delete", deleteScript(dockerID, chains), lines("*filter",
 			"-D VPCROUTE-FORWARD "+jump, "-F "+chain, "-X "+chain,
 			"COMMIT")},
-		{"base check", baseCheckScript(true), lines("*filter",
+		{"base check", baseCheckScript(Base{ForwardAccept: true, Pool: netip.MustParsePrefix("10.0.0.0/16")}), lines("*filter",
 			":FORWARD ACCEPT [0:0]",
+			"-C FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
+			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
+			"-C VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+			"-C VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+			"COMMIT", "*nat",
+			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
+			"-C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
+			"-C POSTROUTING -m comment --comment vpcroute -j VPCROUTE-POSTROUTING",
+			"COMMIT")},
+		{"base check without a pool", baseCheckScript(Base{}), lines("*filter",
 			"-C FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
 			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
 			"COMMIT", "*nat",
@@ -185,5 +197,70 @@ func TestPruneScript(t *testing.T) {
 	}
 	if strings.Contains(got, "-X "+fg) || strings.Contains(got, "-F "+fg) {
 		t.Errorf("held chain deleted anyway:\n%s", got)
+	}
+}
+
+// TestForwardOrderScript: whatever order VPCROUTE-FORWARD is found in, the
+// rewrite puts internal networks' jumps first, then the fast path of the
+// pool in use (once, an old pool's gone), then everything else as it was.
+func TestForwardOrderScript(t *testing.T) {
+	internal, routed := dockerID, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	fi, fr := netChainName(kindForward, internal), netChainName(kindForward, routed)
+	jumpI := `-A VPCROUTE-FORWARD -m comment --comment "vpcroute:` + internal + `" -j ` + fi
+	jumpR := `-A VPCROUTE-FORWARD -m comment --comment "vpcroute:` + routed + `" -j ` + fr
+	foreign := `-A VPCROUTE-FORWARD -s 10.8.0.0/16 -m comment --comment "someone else" -j ACCEPT`
+	fast := func(pool string) []string {
+		return []string{
+			"-A VPCROUTE-FORWARD -s " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+			"-A VPCROUTE-FORWARD -d " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+		}
+	}
+	table := func(forward ...string) string {
+		return strings.Join(append([]string{
+			"*filter",
+			":FORWARD DROP [0:0]",
+			":" + fi + " - [0:0]",
+			":" + fr + " - [0:0]",
+			":VPCROUTE-FORWARD - [0:0]",
+			"-A FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
+			"-A " + fi + ` ! -i vr-i -o vr-i -m comment --comment "vpcroute:` + internal + `" -j DROP`,
+			"-A " + fr + ` -s 10.0.2.0/24 -i vr-r -m comment --comment "vpcroute:` + routed + `" -j ACCEPT`,
+		}, append(forward, "COMMIT")...), "\n") + "\n"
+	}
+	rewrite := func(forward ...string) string {
+		return strings.Join(append([]string{"*filter", ":VPCROUTE-FORWARD - [0:0]"}, append(forward, "COMMIT")...), "\n") + "\n"
+	}
+	pool := fastPathRules(testPool)
+	f, old := fast("10.0.0.0/16"), fast("10.1.0.0/16")
+	tests := []struct {
+		name  string
+		saved string
+		want  string
+	}{
+		{"in order", table(jumpI, f[0], f[1], foreign, jumpR), ""},
+		{"empty chain", table(), rewrite(f[0], f[1])},
+		{"no fast path yet (upgrade)", table(jumpI, jumpR, foreign), rewrite(jumpI, f[0], f[1], jumpR, foreign)},
+		{"fast path above an internal jump", table(f[0], f[1], jumpI, jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
+		{"half of the fast path gone", table(jumpI, f[1], jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
+		{"fast path twice", table(jumpI, f[0], f[1], f[0], f[1], jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
+		{"another pool's fast path", table(jumpI, old[0], old[1], jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
+		{"networks before the base", table(jumpR, jumpI), rewrite(jumpI, f[0], f[1], jumpR)},
+	}
+	for _, tc := range tests {
+		saved, err := parseSave(tc.saved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := forwardOrderScript(saved, pool); got != tc.want {
+			t.Errorf("%s:\n%s\nwant:\n%s", tc.name, got, tc.want)
+		}
+	}
+	// Without a pool, the fast path goes.
+	saved, err := parseSave(table(jumpI, f[0], f[1], jumpR))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := forwardOrderScript(saved, nil), rewrite(jumpI, jumpR); got != want {
+		t.Errorf("no pool:\n%s\nwant:\n%s", got, want)
 	}
 }

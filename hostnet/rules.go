@@ -65,6 +65,56 @@ func baseJumps() []rule {
 	}
 }
 
+// Base is what EnsureBase needs to know about the host: settings of the
+// plugin, not of one network.
+type Base struct {
+	// ForwardAccept sets the filter FORWARD policy to ACCEPT, as Huawei's
+	// guide does; otherwise the policy is left alone and vpcroute's own
+	// rules admit its traffic.
+	ForwardAccept bool
+	// Pool is the container pool (VPCROUTE_POOL), the addresses of every
+	// vpcroute network on every host. Packets of connections already
+	// accepted to or from it are accepted at the top of VPCROUTE-FORWARD
+	// instead of walking every network's chain (see fastPathRules). The
+	// zero Prefix leaves the fast path out: every packet then walks the
+	// networks' chains.
+	Pool netip.Prefix
+}
+
+func (b Base) validate() error {
+	if b.Pool != (netip.Prefix{}) && (!b.Pool.IsValid() || !b.Pool.Addr().Is4()) {
+		return fmt.Errorf("container pool %v is not an IPv4 prefix: pass the pool vpcroute allocates subnets from, e.g. 10.0.0.0/16", b.Pool)
+	}
+	return nil
+}
+
+// fastPathRules are the rules EnsureBase keeps at the top of
+// VPCROUTE-FORWARD, after only the jumps of internal networks: they accept
+// the packets of connections already accepted (RELATED, ESTABLISHED) whose
+// source or destination is in the pool. Without them each packet walks one
+// jump per network, in creation order, before its own network's accept; on
+// iptables-nft each of those jumps is an xtables match (-m comment) of its
+// own, which costs a newest network measurable throughput. New connections
+// still need their network's accept, so the fast path lets through nothing
+// the per-network chains would not. Scoping it to the pool keeps it from
+// accepting other forwarded traffic (Docker's own networks, say) ahead of
+// rules a user keeps in DOCKER-USER. The internal networks' drops come
+// first so that no packet leaves or enters an internal network's bridge by
+// belonging to a connection its container has on another network. The
+// comment, which marks the rules as vpcroute's, goes last so that it is
+// evaluated only for packets about to be accepted.
+func fastPathRules(pool netip.Prefix) [][]string {
+	if !pool.IsValid() {
+		return nil
+	}
+	p := pool.Masked().String()
+	est := []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", baseComment, "-j", "ACCEPT"}
+	return [][]string{
+		join("-s", p, est),
+		join("-d", p, est),
+	}
+}
+
 // NetworkRules describes the firewall rules of one vpcroute network.
 type NetworkRules struct {
 	// NetworkID marks the rules ("vpcroute:<NetworkID>") so Prune can find
@@ -176,6 +226,12 @@ func parseNetChain(name string) (suffix string, ok bool) {
 		return "", false
 	}
 	return rest[2:], isLowerHex(rest[2:])
+}
+
+// isNetChainKind reports whether name is a per-network chain of kind.
+func isNetChainKind(name string, kind byte) bool {
+	_, ok := parseNetChain(name)
+	return ok && name[len(netChainPrefix)] == kind
 }
 
 // netChain is one of a network's own chains: its rules, in order, and the

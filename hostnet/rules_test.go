@@ -240,3 +240,33 @@ func TestPortRule(t *testing.T) {
 		}
 	}
 }
+
+// testPool is the container pool of the tests: every test network's subnet
+// is in it, as on a real host.
+var (
+	testPool = netip.MustParsePrefix("10.0.0.0/16")
+	testBase = Base{Pool: testPool}
+)
+
+func TestBaseValidation(t *testing.T) {
+	for _, tc := range []struct {
+		base Base
+		ok   bool
+	}{
+		{Base{}, true}, // no fast path
+		{Base{Pool: testPool}, true},
+		{Base{Pool: netip.MustParsePrefix("10.0.0.7/16")}, true}, // masked when written
+		{Base{Pool: netip.MustParsePrefix("fd00::/64")}, false},
+		{Base{Pool: netip.PrefixFrom(netip.MustParseAddr("10.0.0.0"), 40)}, false},
+	} {
+		if err := tc.base.validate(); (err == nil) != tc.ok {
+			t.Errorf("%+v: validate() = %v, want ok=%v", tc.base, err, tc.ok)
+		}
+	}
+	if got := fastPathRules(netip.MustParsePrefix("10.0.0.7/16")); len(got) != 2 || got[0][1] != "10.0.0.0/16" || got[1][1] != "10.0.0.0/16" {
+		t.Errorf("fast path of an unmasked pool: %q", got)
+	}
+	if got := fastPathRules(netip.Prefix{}); got != nil {
+		t.Errorf("fast path without a pool: %q", got)
+	}
+}
