@@ -172,12 +172,17 @@ func short(id string) string {
 	return id
 }
 
-// CheckLocal returns an error naming what subnet overlaps on this host.
+// checkLocal returns an error naming what subnet overlaps on this host.
 func (d *Driver) checkLocal(subnet netip.Prefix, skip string) error {
 	taken, why, err := d.localTaken(skip)
 	if err != nil {
 		return err
 	}
+	return overlapError(subnet, taken, why)
+}
+
+// overlapError names the first of taken (explained by why) that subnet overlaps.
+func overlapError(subnet netip.Prefix, taken []netip.Prefix, why []string) error {
 	for i, t := range taken {
 		if t.Overlaps(subnet) {
 			return fmt.Errorf("subnet %s overlaps %s: choose a free --subnet, or leave --subnet out and use --ipam-driver vpcroute to get a free one", subnet, why[i])
@@ -205,9 +210,6 @@ func (d *Driver) RequestPool(req *dipam.RequestPoolRequest) (*dipam.RequestPoolR
 		if err != nil {
 			return nil, err
 		}
-		if err := d.checkLocal(p, ""); err != nil {
-			return nil, err
-		}
 		want = p
 	}
 	if req.SubPool != "" {
@@ -220,9 +222,14 @@ func (d *Driver) RequestPool(req *dipam.RequestPoolRequest) (*dipam.RequestPoolR
 		}
 		pool.Range = r
 	}
-	taken, _, err := d.localTaken("")
+	taken, why, err := d.localTaken("")
 	if err != nil {
 		return nil, err
+	}
+	if want.IsValid() {
+		if err := overlapError(want, taken, why); err != nil {
+			return nil, err
+		}
 	}
 	// Record the claim before making it: if the plugin dies before Docker hears the
 	// answer, start-up finds the pool still Claiming and gives the route back.
