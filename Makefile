@@ -7,8 +7,8 @@ PLUGIN   ?= vpcroute
 REPO     ?= vpcroute/vpcroute
 TAG      ?= latest
 # Packages whose tests start real Docker engines in test beds: run one at a time.
-BED_PKGS := ./internal/testbed/... ./e2e/...
-UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /e2e -e /internal/testbed)
+BED_PKGS := ./internal/testbed/... ./internal/e2e/...
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /internal/e2e -e /internal/testbed)
 
 .PHONY: all build test unit e2e demo plugin plugin-enable push bench clean vet
 
@@ -60,7 +60,7 @@ push:
 	docker plugin push $(REPO):$(TAG)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./alloc ./hostnet ./ipam ./driver
+	$(GO) test -run '^$$' -bench . -benchmem ./alloc ./firewall ./link ./ipam ./driver
 	./scripts/bench.sh
 
 clean:

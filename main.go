@@ -18,8 +18,9 @@ import (
 	"github.com/vpcroute/vpcroute/cloud/huawei"
 	"github.com/vpcroute/vpcroute/config"
 	"github.com/vpcroute/vpcroute/driver"
-	"github.com/vpcroute/vpcroute/hostnet"
+	"github.com/vpcroute/vpcroute/firewall"
 	"github.com/vpcroute/vpcroute/ipam"
+	"github.com/vpcroute/vpcroute/link"
 	"github.com/vpcroute/vpcroute/server"
 	"github.com/vpcroute/vpcroute/state"
 )
@@ -80,17 +81,17 @@ func run() error {
 	}
 	id := vpc.Identity()
 	noNAT := append([]netip.Prefix{settings.Pool}, id.VPCCIDRs...)
-	fw, err := hostnet.NewFirewall()
+	fw, err := firewall.NewFirewall()
 	if err != nil {
 		return err
 	}
-	if err := hostnet.EnsureForwarding(); err != nil {
+	if err := (link.Host{}).EnsureForwarding(); err != nil {
 		return err
 	}
 	ip := ipam.New(ipam.Config{
 		Pool:         settings.Pool,
 		SubnetSize:   settings.SubnetSize,
-		HostPrefixes: hostnet.HostPrefixes,
+		HostPrefixes: link.Host{}.Prefixes,
 		Log:          log,
 	}, db, vpc)
 	dcfg := driver.Config{
@@ -103,7 +104,7 @@ func run() error {
 	if s, ok := vpc.(interface{ SrcDstCheckOn() bool }); ok {
 		dcfg.SrcDstCheckOn = s.SrcDstCheckOn
 	}
-	nd := driver.New(dcfg, kernelLinks{}, fw, db, ip)
+	nd := driver.New(dcfg, link.Host{}, fw, db, ip)
 	if err := nd.Restore(ctx, settings.ForwardAccept); err != nil {
 		// Serve anyway: what could be restored is; the repair loop keeps trying.
 		log.Error("restore saved networks", "err", err)
@@ -136,7 +137,7 @@ func newCloud(ctx context.Context, s config.Settings, log *slog.Logger) (cloud.V
 	if s.Cloud == config.CloudNone {
 		cidrs := s.VPCCIDRs
 		if len(cidrs) == 0 {
-			up, err := hostnet.UplinkPrefixes()
+			up, err := link.Host{}.UplinkPrefixes()
 			if err != nil {
 				return nil, fmt.Errorf("find the uplink's subnet (set VPCROUTE_VPC_CIDRS): %w", err)
 			}

@@ -15,16 +15,17 @@ import (
 
 	dnet "github.com/docker/go-plugins-helpers/network"
 
-	"github.com/vpcroute/vpcroute/hostnet"
+	"github.com/vpcroute/vpcroute/firewall"
 	"github.com/vpcroute/vpcroute/ipam"
+	"github.com/vpcroute/vpcroute/link"
 	"github.com/vpcroute/vpcroute/state"
 )
 
 // Links is the host's link layer as the driver uses it (package hostnet in production).
 type Links interface {
-	EnsureBridge(hostnet.BridgeSpec) error
+	EnsureBridge(link.BridgeSpec) error
 	DeleteBridge(name, networkID string) error
-	OwnedBridges() (map[string]string, error)
+	Bridges() (map[string]string, error)
 	EnsureVeth(hostName, peerName, bridge string, mtu int) error
 	DeleteVeth(hostName string) error
 	UplinkMTU() int
@@ -32,11 +33,11 @@ type Links interface {
 
 // Firewall is the host's packet filter as the driver uses it.
 type Firewall interface {
-	EnsureBase(hostnet.Base) error
-	EnsureNetwork(hostnet.NetworkRules) error
-	DeleteNetwork(hostnet.NetworkRules) error
-	EnsurePort(hostnet.PortMap) error
-	DeletePort(hostnet.PortMap) error
+	EnsureBase(firewall.Base) error
+	EnsureNetwork(firewall.NetworkRules) error
+	DeleteNetwork(firewall.NetworkRules) error
+	EnsurePort(firewall.PortMap) error
+	DeletePort(firewall.PortMap) error
 	Prune(keep map[string]bool) error
 }
 
@@ -125,8 +126,8 @@ func (d *Driver) DiscoverNew(*dnet.DiscoveryNotification) error { return nil }
 // DiscoverDelete is not used by local-scope drivers.
 func (d *Driver) DiscoverDelete(*dnet.DiscoveryNotification) error { return nil }
 
-func (d *Driver) rules(n state.Network) hostnet.NetworkRules {
-	return hostnet.NetworkRules{
+func (d *Driver) rules(n state.Network) firewall.NetworkRules {
+	return firewall.NetworkRules{
 		NetworkID:  n.ID,
 		Bridge:     n.Bridge,
 		Subnet:     n.Subnet,
@@ -136,8 +137,8 @@ func (d *Driver) rules(n state.Network) hostnet.NetworkRules {
 	}
 }
 
-func (d *Driver) bridge(n state.Network) hostnet.BridgeSpec {
-	return hostnet.BridgeSpec{Name: n.Bridge, NetworkID: n.ID, Gateway: n.Gateway, MTU: n.MTU}
+func (d *Driver) bridge(n state.Network) link.BridgeSpec {
+	return link.BridgeSpec{Name: n.Bridge, NetworkID: n.ID, Gateway: n.Gateway, MTU: n.MTU}
 }
 
 // ensureNetwork makes the kernel objects of a saved network exist.
@@ -157,7 +158,7 @@ func (d *Driver) teardownNetwork(n state.Network) error {
 	if err := d.fw.DeleteNetwork(d.rules(n)); err != nil {
 		errs = append(errs, fmt.Errorf("firewall rules of %s: %w", n.Subnet, err))
 	}
-	if err := d.links.DeleteBridge(n.Bridge, n.ID); errors.Is(err, hostnet.ErrNotOwned) {
+	if err := d.links.DeleteBridge(n.Bridge, n.ID); errors.Is(err, link.ErrNotOwned) {
 		// Not vpcroute's (or made by a plugin killed before it could mark it):
 		// never delete it, and do not retry forever either.
 		d.cfg.Log.Warn("leaving a link that is not marked as vpcroute's; remove it with `ip link del` if it is a leftover", "bridge", n.Bridge, "network", short(n.ID))

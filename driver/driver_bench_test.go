@@ -3,7 +3,7 @@
 package driver_test
 
 // Benchmarks that hold the driver to the budgets of docs/benchmarks.md, on the real
-// kernel (package hostnet) inside a throwaway network namespace:
+// kernel (packages link and firewall) inside a throwaway network namespace:
 //
 //   - the container path (Join, Leave, and ProgramExternalConnectivity with one port)
 //     makes no cloud call and no firewall call beyond the port's own rule, and costs
@@ -39,64 +39,18 @@ import (
 	"github.com/vpcroute/vpcroute/cloud"
 	"github.com/vpcroute/vpcroute/cloud/huawei"
 	"github.com/vpcroute/vpcroute/driver"
-	"github.com/vpcroute/vpcroute/hostnet"
+	"github.com/vpcroute/vpcroute/firewall"
+	"github.com/vpcroute/vpcroute/internal/netnstest"
+	"github.com/vpcroute/vpcroute/internal/sim"
 	"github.com/vpcroute/vpcroute/ipam"
-	"github.com/vpcroute/vpcroute/sim"
+	"github.com/vpcroute/vpcroute/link"
 	"github.com/vpcroute/vpcroute/state"
 )
 
-// enterBenchNetns locks the benchmark's goroutine to its thread and moves the thread
-// into a new network namespace until the benchmark ends. Go calls a benchmark
-// function several times, each on a new goroutine, so every call enters its own.
-// Commands the driver runs (iptables) are forked from this thread and so run there too.
-func enterBenchNetns(b *testing.B) {
-	b.Helper()
-	if os.Geteuid() != 0 {
-		b.Skip("needs root: creates a network namespace, bridges, veths and iptables rules")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		b.Fatalf("get current netns: %v", err)
-	}
-	ns, err := netns.New()
-	if err != nil {
-		orig.Close()
-		runtime.UnlockOSThread()
-		b.Fatalf("create netns: %v", err)
-	}
-	b.Cleanup(func() {
-		if err := netns.Set(orig); err != nil {
-			// Keep the thread locked: it dies with the goroutine instead of
-			// running other code in the throwaway namespace.
-			b.Errorf("restore netns: %v", err)
-			return
-		}
-		orig.Close()
-		ns.Close()
-		runtime.UnlockOSThread()
-	})
-	lo, err := netlink.LinkByName("lo")
-	if err == nil {
-		err = netlink.LinkSetUp(lo)
-	}
-	if err != nil {
-		b.Fatalf("set lo up in the bench netns: %v", err)
-	}
-}
+// kernelLinks is the host's link layer with a fixed uplink MTU.
+type kernelLinks struct{ link.Host }
 
-// kernelLinks is main's adapter of package hostnet to driver.Links.
-type kernelLinks struct{}
-
-func (kernelLinks) EnsureBridge(s hostnet.BridgeSpec) error  { return hostnet.EnsureBridge(s) }
-func (kernelLinks) DeleteBridge(name, id string) error       { return hostnet.DeleteBridge(name, id) }
-func (kernelLinks) OwnedBridges() (map[string]string, error) { return hostnet.OwnedBridges() }
-func (kernelLinks) DeleteVeth(host string) error             { return hostnet.DeleteVeth(host) }
-func (kernelLinks) UplinkMTU() int                           { return 1500 }
-func (kernelLinks) EnsureVeth(h, p, br string, mtu int) error {
-	return hostnet.EnsureVeth(h, p, br, mtu)
-}
+func (kernelLinks) UplinkMTU() int { return 1500 }
 
 // timedLinks measures the time spent creating and deleting links.
 type timedLinks struct {
@@ -117,7 +71,7 @@ func (l *timedLinks) time() time.Duration {
 	return l.spent
 }
 
-func (l *timedLinks) EnsureBridge(s hostnet.BridgeSpec) error {
+func (l *timedLinks) EnsureBridge(s link.BridgeSpec) error {
 	defer l.track(time.Now())
 	return l.kernelLinks.EnsureBridge(s)
 }
@@ -167,15 +121,15 @@ func (f *countingFirewall) snapshot() (ports, scans int) {
 	return f.ports, f.scans
 }
 
-func (f *countingFirewall) EnsureBase(b hostnet.Base) error {
+func (f *countingFirewall) EnsureBase(b firewall.Base) error {
 	defer f.count(true, time.Now())
 	return f.Firewall.EnsureBase(b)
 }
-func (f *countingFirewall) EnsureNetwork(r hostnet.NetworkRules) error {
+func (f *countingFirewall) EnsureNetwork(r firewall.NetworkRules) error {
 	defer f.count(true, time.Now())
 	return f.Firewall.EnsureNetwork(r)
 }
-func (f *countingFirewall) DeleteNetwork(r hostnet.NetworkRules) error {
+func (f *countingFirewall) DeleteNetwork(r firewall.NetworkRules) error {
 	defer f.count(true, time.Now())
 	return f.Firewall.DeleteNetwork(r)
 }
@@ -183,11 +137,11 @@ func (f *countingFirewall) Prune(keep map[string]bool) error {
 	defer f.count(true, time.Now())
 	return f.Firewall.Prune(keep)
 }
-func (f *countingFirewall) EnsurePort(p hostnet.PortMap) error {
+func (f *countingFirewall) EnsurePort(p firewall.PortMap) error {
 	defer f.count(false, time.Now())
 	return f.Firewall.EnsurePort(p)
 }
-func (f *countingFirewall) DeletePort(p hostnet.PortMap) error {
+func (f *countingFirewall) DeletePort(p firewall.PortMap) error {
 	defer f.count(false, time.Now())
 	return f.Firewall.DeletePort(p)
 }
@@ -271,12 +225,12 @@ func newBenchHost(b *testing.B, vpc *countingCloud, claimer driver.Claimer) *ben
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	real, err := hostnet.NewFirewall()
+	real, err := firewall.NewFirewall()
 	if err != nil {
 		b.Fatal(err)
 	}
 	fw := &countingFirewall{Firewall: real}
-	if err := hostnet.EnsureForwarding(); err != nil {
+	if err := (link.Host{}).EnsureForwarding(); err != nil {
 		b.Fatal(err)
 	}
 	if claimer == nil {
@@ -374,10 +328,10 @@ type pathSide struct {
 	h          *benchHost
 	ep         endpoint
 
-	total, join, veth, iptables time.Duration
-	mallocs                     uint64
-	cloud0, ports0, scans0      int
-	veth0, iptables0            time.Duration
+	total, join            time.Duration
+	mallocs                uint64
+	cloud0, ports0, scans0 int
+	veth0, iptables0       time.Duration
 }
 
 // newPathSide enters a new network namespace (the thread stays there) and sets up
@@ -446,7 +400,7 @@ func BenchmarkContainerPath(b *testing.B) {
 			name = "join-port-leave"
 		}
 		b.Run(name, func(b *testing.B) {
-			enterBenchNetns(b)
+			netnstest.Enter(b)
 			sides := []*pathSide{newPathSide(b, 10, ports), newPathSide(b, 200, ports)}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -558,21 +512,21 @@ func BenchmarkNetworkCreate(b *testing.B) {
 		b.Skip("needs root: creates a network namespace, bridges and iptables rules")
 	}
 	s, client := startEmulator(b)
-	enterBenchNetns(b)
+	netnstest.Enter(b)
 	vpc := &countingCloud{inner: client}
 	db, err := state.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer db.Close()
-	ip := ipam.New(ipam.Config{Pool: netip.MustParsePrefix("10.0.0.0/8"), SubnetSize: 24, HostPrefixes: hostnet.HostPrefixes, Log: discard}, db, vpc)
-	real, err := hostnet.NewFirewall()
+	ip := ipam.New(ipam.Config{Pool: netip.MustParsePrefix("10.0.0.0/8"), SubnetSize: 24, HostPrefixes: link.Host{}.Prefixes, Log: discard}, db, vpc)
+	real, err := firewall.NewFirewall()
 	if err != nil {
 		b.Fatal(err)
 	}
 	fw := &countingFirewall{Firewall: real}
 	links := &timedLinks{}
-	if err := hostnet.EnsureForwarding(); err != nil {
+	if err := (link.Host{}).EnsureForwarding(); err != nil {
 		b.Fatal(err)
 	}
 	d := driver.New(driver.Config{Masquerade: true, Log: discard,

@@ -10,29 +10,30 @@ import (
 
 	dnet "github.com/docker/go-plugins-helpers/network"
 
-	"github.com/vpcroute/vpcroute/hostnet"
+	"github.com/vpcroute/vpcroute/firewall"
+	"github.com/vpcroute/vpcroute/link"
 	"github.com/vpcroute/vpcroute/state"
 )
 
 // fakeHost keeps the kernel objects the driver makes, so tests check what exists
-// afterwards (the kernel itself is covered by hostnet's and e2e's tests).
+// afterwards (the kernel itself is covered by link's, firewall's and e2e's tests).
 type fakeHost struct {
 	bridges map[string]string // name -> network ID
 	veths   map[string]string // host end -> bridge
-	nets    map[string]hostnet.NetworkRules
-	ports   map[hostnet.PortMap]bool
+	nets    map[string]firewall.NetworkRules
+	ports   map[firewall.PortMap]bool
 	failFW  error
 	failDel error
 	pruned  map[string]bool
 }
 
 func newFakeHost() *fakeHost {
-	return &fakeHost{bridges: map[string]string{}, veths: map[string]string{}, nets: map[string]hostnet.NetworkRules{}, ports: map[hostnet.PortMap]bool{}}
+	return &fakeHost{bridges: map[string]string{}, veths: map[string]string{}, nets: map[string]firewall.NetworkRules{}, ports: map[firewall.PortMap]bool{}}
 }
 
-func (h *fakeHost) EnsureBridge(s hostnet.BridgeSpec) error {
+func (h *fakeHost) EnsureBridge(s link.BridgeSpec) error {
 	if id, ok := h.bridges[s.Name]; ok && id != s.NetworkID {
-		return fmt.Errorf("bridge %s: %w", s.Name, hostnet.ErrNotOwned)
+		return fmt.Errorf("bridge %s: %w", s.Name, link.ErrNotOwned)
 	}
 	h.bridges[s.Name] = s.NetworkID
 	return nil
@@ -43,7 +44,7 @@ func (h *fakeHost) DeleteBridge(name, id string) error {
 	}
 	return nil
 }
-func (h *fakeHost) OwnedBridges() (map[string]string, error) {
+func (h *fakeHost) Bridges() (map[string]string, error) {
 	out := map[string]string{}
 	for k, v := range h.bridges {
 		out[k] = v
@@ -57,31 +58,31 @@ func (h *fakeHost) EnsureVeth(host, peer, bridge string, mtu int) error {
 	h.veths[host] = bridge
 	return nil
 }
-func (h *fakeHost) DeleteVeth(host string) error  { delete(h.veths, host); return nil }
-func (h *fakeHost) UplinkMTU() int                { return 1450 }
-func (h *fakeHost) EnsureBase(hostnet.Base) error { return nil }
-func (h *fakeHost) EnsureNetwork(r hostnet.NetworkRules) error {
+func (h *fakeHost) DeleteVeth(host string) error   { delete(h.veths, host); return nil }
+func (h *fakeHost) UplinkMTU() int                 { return 1450 }
+func (h *fakeHost) EnsureBase(firewall.Base) error { return nil }
+func (h *fakeHost) EnsureNetwork(r firewall.NetworkRules) error {
 	if h.failFW != nil {
 		return h.failFW
 	}
 	h.nets[r.NetworkID] = r
 	return nil
 }
-func (h *fakeHost) DeleteNetwork(r hostnet.NetworkRules) error {
+func (h *fakeHost) DeleteNetwork(r firewall.NetworkRules) error {
 	if h.failDel != nil {
 		return h.failDel
 	}
 	delete(h.nets, r.NetworkID)
 	return nil
 }
-func (h *fakeHost) EnsurePort(p hostnet.PortMap) error {
+func (h *fakeHost) EnsurePort(p firewall.PortMap) error {
 	if h.failFW != nil {
 		return h.failFW
 	}
 	h.ports[p] = true
 	return nil
 }
-func (h *fakeHost) DeletePort(p hostnet.PortMap) error { delete(h.ports, p); return nil }
+func (h *fakeHost) DeletePort(p firewall.PortMap) error { delete(h.ports, p); return nil }
 func (h *fakeHost) Prune(keep map[string]bool) error {
 	h.pruned = keep
 	for id := range h.nets {
@@ -355,8 +356,8 @@ func TestRestore(t *testing.T) {
 	c.claimed[netip.MustParsePrefix("10.0.3.0/24")] = "net-half"
 	h.bridges["vr-half"] = "half"
 	h.bridges["vr-orphan"] = "orphan"
-	h.nets = map[string]hostnet.NetworkRules{}
-	h.ports = map[hostnet.PortMap]bool{}
+	h.nets = map[string]firewall.NetworkRules{}
+	h.ports = map[firewall.PortMap]bool{}
 
 	if err := d.Restore(context.Background(), false); err != nil {
 		t.Fatal(err)
@@ -451,7 +452,7 @@ type failingPorts struct {
 	fail bool
 }
 
-func (f *failingPorts) DeletePort(p hostnet.PortMap) error {
+func (f *failingPorts) DeletePort(p firewall.PortMap) error {
 	if f.fail {
 		return errors.New("iptables: resource busy")
 	}

@@ -9,7 +9,7 @@ import (
 
 	dnet "github.com/docker/go-plugins-helpers/network"
 
-	"github.com/vpcroute/vpcroute/hostnet"
+	"github.com/vpcroute/vpcroute/firewall"
 	"github.com/vpcroute/vpcroute/state"
 )
 
@@ -86,8 +86,8 @@ func portString(p state.Port) string {
 	return fmt.Sprintf("%s:%d->%d/%s", h, p.HostPort, p.ContainerPort, p.Proto)
 }
 
-func portMap(n state.Network, ep state.Endpoint, p state.Port) hostnet.PortMap {
-	return hostnet.PortMap{
+func portMap(n state.Network, ep state.Endpoint, p state.Port) firewall.PortMap {
+	return firewall.PortMap{
 		NetworkID:     n.ID,
 		Proto:         p.Proto,
 		HostIP:        p.HostIP,

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/vpcroute/vpcroute/hostnet"
+	"github.com/vpcroute/vpcroute/firewall"
 	"github.com/vpcroute/vpcroute/state"
 )
 
@@ -19,7 +19,7 @@ func (d *Driver) Restore(ctx context.Context, forwardAccept bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var errs []error
-	if err := d.fw.EnsureBase(hostnet.Base{ForwardAccept: forwardAccept, Pool: d.cfg.Pool}); err != nil {
+	if err := d.fw.EnsureBase(firewall.Base{ForwardAccept: forwardAccept, Pool: d.cfg.Pool}); err != nil {
 		return fmt.Errorf("base firewall rules: %w", err)
 	}
 	nets, err := d.store.Networks()
@@ -47,7 +47,7 @@ func (d *Driver) Restore(ctx context.Context, forwardAccept bool) error {
 		}
 		errs = append(errs, d.ensurePorts(n))
 	}
-	owned, err := d.links.OwnedBridges()
+	owned, err := d.links.Bridges()
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -88,7 +88,7 @@ func (d *Driver) KeepUp(ctx context.Context, interval time.Duration, forwardAcce
 func (d *Driver) repair(forwardAccept bool) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if err := d.fw.EnsureBase(hostnet.Base{ForwardAccept: forwardAccept, Pool: d.cfg.Pool}); err != nil {
+	if err := d.fw.EnsureBase(firewall.Base{ForwardAccept: forwardAccept, Pool: d.cfg.Pool}); err != nil {
 		return err
 	}
 	nets, err := d.store.Networks()

@@ -7,7 +7,7 @@
 # takes about 3.
 #
 #   sudo ./scripts/bench.sh                 # everything
-#   VRBENCH_ARGS="-iperf-runs 2" sudo -E ./scripts/bench.sh   # pass knobs to vrbench
+#   VRBENCH_ARGS="-iperf-runs 2" sudo -E ./scripts/bench.sh   # pass knobs to cmd/vpcroute-bench
 #   VRBENCH_ARGS="-paths container,host,hand,guide" sudo -E ./scripts/bench.sh  # other data paths
 #   GOBENCH_COUNT=1 sudo -E ./scripts/bench.sh                  # fewer Go benchmark runs
 set -eu

@@ -74,7 +74,7 @@ copy_deps() {
 install -m 0755 "$bin" "$root/vpcroute"
 
 cp --preserve=mode "$sbin/xtables-nft-multi" "$sbin/xtables-legacy-multi" "$root/usr/sbin/"
-# Plain iptables is the nft variant, as on Debian 11+; hostnet picks the backend the
+# Plain iptables is the nft variant, as on Debian 11+; package firewall picks the backend the
 # host's rules are in and calls iptables-nft or iptables-legacy explicitly.
 for name in iptables iptables-save iptables-restore \
 	iptables-nft iptables-nft-save iptables-nft-restore; do

@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/vpcroute/vpcroute/cloud"
-	"github.com/vpcroute/vpcroute/sim"
+	"github.com/vpcroute/vpcroute/internal/sim"
 )
 
 // closedURL is an address where nothing listens: a host without a metadata service.

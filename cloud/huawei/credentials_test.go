@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/vpcroute/vpcroute/cloud"
-	"github.com/vpcroute/vpcroute/sim"
+	"github.com/vpcroute/vpcroute/internal/sim"
 )
 
 func TestTemporaryKeyFromSettings(t *testing.T) {

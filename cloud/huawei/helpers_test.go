@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/vpcroute/vpcroute/cloud"
-	"github.com/vpcroute/vpcroute/sim"
+	"github.com/vpcroute/vpcroute/internal/sim"
 )
 
 const (

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/vpcroute/vpcroute/cloud"
-	"github.com/vpcroute/vpcroute/sim"
+	"github.com/vpcroute/vpcroute/internal/sim"
 )
 
 func TestDefaultTimingFitsDockerTimeout(t *testing.T) {

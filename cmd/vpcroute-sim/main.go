@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/vpcroute/vpcroute/sim"
+	"github.com/vpcroute/vpcroute/internal/sim"
 )
 
 func main() {

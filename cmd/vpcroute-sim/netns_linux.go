@@ -10,7 +10,7 @@ import (
 
 	"github.com/vishvananda/netns"
 
-	"github.com/vpcroute/vpcroute/sim"
+	"github.com/vpcroute/vpcroute/internal/sim"
 )
 
 func openNetns(nameOrPath string) (netns.NsHandle, error) {

@@ -4,72 +4,32 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/vpcroute/vpcroute/internal/netnstest"
 )
 
-// dialIn dials from inside ns, creating the socket on a thread switched into it.
+// dialIn dials from inside ns.
 func dialIn(ns netns.NsHandle) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			orig, err := netns.Get()
-			if err != nil {
-				runtime.UnlockOSThread()
-				ch <- result{err: err}
-				return
-			}
-			defer orig.Close()
-			if err := netns.Set(ns); err != nil {
-				runtime.UnlockOSThread()
-				ch <- result{err: err}
-				return
-			}
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if netns.Set(orig) == nil {
-				runtime.UnlockOSThread()
-			}
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.c, r.err
+	return func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+		err = netnstest.Do(ns, func() error {
+			c, err = (&net.Dialer{}).DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
 	}
 }
 
 func TestRunInNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace")
-	}
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := netns.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := netns.Set(orig); err != nil {
-		t.Fatal(err)
-	}
-	orig.Close()
-	runtime.UnlockOSThread()
-	defer ns.Close()
+	ns := netnstest.New(t)
 	h, err := netlink.NewHandleAt(ns)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +49,7 @@ func TestRunInNetns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	path := fmt.Sprintf("/proc/%d/fd/%d", os.Getpid(), int(ns))
+	path := netnstest.Path(ns)
 
 	url, stop := start(t, "--listen", "127.0.0.1:0", "--listen-netns", path, "--router-netns", path, "--config", writeConfig(t, testConfig))
 	ownRoutes := func() []string {

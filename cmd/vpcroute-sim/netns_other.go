@@ -6,7 +6,7 @@ import (
 	"errors"
 	"net"
 
-	"github.com/vpcroute/vpcroute/sim"
+	"github.com/vpcroute/vpcroute/internal/sim"
 )
 
 var errLinuxOnly = errors.New("network namespaces need Linux")

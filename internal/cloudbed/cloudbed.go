@@ -18,8 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/vpcroute/vpcroute/internal/sim"
 	"github.com/vpcroute/vpcroute/internal/testbed"
-	"github.com/vpcroute/vpcroute/sim"
 )
 
 // Fixed identities of the emulated cloud, so that logs and the demo read the same

@@ -1,0 +1,930 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vpcroute/vpcroute/internal/cloudbed"
+	"github.com/vpcroute/vpcroute/internal/testbed"
+)
+
+// The data path budget asks what vpcroute adds to a hand-built veth + bridge + route
+// path. A Docker container on a vpcroute network differs from a hand-made namespace in
+// two ways at once: vpcroute's host side (its bridge, its FORWARD and NAT chains, the VPC
+// route it claimed) and Docker's container (whose namespace holds the engine's embedded
+// DNS NAT rules, so conntrack runs in it). The benchmark measures one TCP stream from
+// ECS 1 to ECS 2 over several paths that separate the two, all through the same VPC
+// router, interleaved round by round.
+const (
+	// pathContainer: Docker containers on vpcroute networks (what a user runs).
+	pathContainer = "container"
+	// pathHost: plain namespaces on vpcroute's bridges: vpcroute's host side alone, on
+	// the network created last on ECS 1.
+	pathHost = "host"
+	// pathHostFirst: the same on the network created first on ECS 1 (bn1 of the host
+	// measurements), whose FORWARD rules come first.
+	pathHostFirst = "host-first"
+	// pathHand: plain namespaces on hand-made bridges with hand routes.
+	pathHand = "hand"
+	// pathHandNAT: pathHand with the iptables rules Docker puts in a container's
+	// namespace copied into both endpoint namespaces.
+	pathHandNAT = "hand-nat"
+	// pathGuide: Docker containers on Docker's own bridge driver with hand routes, as
+	// Huawei's guide sets it up.
+	pathGuide = "guide"
+)
+
+// pathInfo says what one path is, for the report.
+type pathInfo struct {
+	Key   string
+	Label string // short name in tables
+	What  string // what it measures
+}
+
+// pathInfos lists every path the benchmark knows, in report order.
+var pathInfos = []pathInfo{
+	{pathContainer, "Docker containers on vpcroute", "what a user runs: `docker run --net` a vpcroute network on each ECS; vpcroute's host side plus Docker's container (its namespace carries the engine's embedded-DNS NAT rules, so conntrack runs there too)"},
+	{pathHost, "namespaces on vpcroute's bridges", "vpcroute's own data path: a plain network namespace per ECS attached by a veth to the bridge vpcroute made for the containers' networks, an address of their subnets, so packets cross vpcroute's bridge, its FORWARD chains and the VPC routes it claimed; no Docker container. On ECS 1 the network is the newest, so its FORWARD rules come after every other network's"},
+	{pathHostFirst, "namespaces on vpcroute's bridges, oldest network", "the same on ECS 1's oldest vpcroute network (the first of the host measurements, whose FORWARD rules come first); the difference from the row above is what the other networks' rules cost"},
+	{pathHand, "hand-built", "the baseline: a plain network namespace per ECS on a bridge made by hand, FORWARD accepted by a first rule, a hand route per subnet in the VPC router"},
+	{pathHandNAT, "hand-built + Docker's NAT rules", "the hand-built path with the iptables rules Docker puts in a container's namespace (`iptables-save` of the container, restored into both endpoint namespaces): what those rules cost on their own"},
+	{pathGuide, "Docker's bridge driver (guide)", "Huawei's guide: Docker containers on a `docker network create -d bridge` network per ECS (no masquerade), hand routes in the VPC router, forwarding accepted after Docker's chains as the guide's `iptables -P FORWARD ACCEPT`"},
+}
+
+// comparison is one paired ratio the report shows: Num's run over Den's run of the
+// same round.
+type comparison struct {
+	Num, Den string
+	Label    string
+	Shows    string
+	Verdict  bool // the budget's verdict rests on this one
+}
+
+// comparisons are the ratios that answer "what does vpcroute add", in report order.
+var comparisons = []comparison{
+	{pathHost, pathHand, "vpcroute's host side vs hand-built", "what vpcroute adds to veth + bridge + route: the budget's verdict", true},
+	{pathContainer, pathHand, "Docker containers on vpcroute vs hand-built", "the end-to-end figure a user sees, Docker's container included (the row of earlier reports)", false},
+	{pathContainer, pathHost, "Docker containers vs namespaces, both on vpcroute's bridges", "what Docker's container adds on top of vpcroute", false},
+	{pathHostFirst, pathHand, "vpcroute's host side, oldest network, vs hand-built", "vpcroute's data path when its FORWARD rules come first", false},
+	{pathHost, pathHostFirst, "newest vs oldest network, both on vpcroute's bridges", "what walking the other networks' FORWARD rules costs", false},
+	{pathHandNAT, pathHand, "hand-built with vs without Docker's container rules", "what Docker's in-container NAT rules (and the conntrack they switch on) cost on a path without vpcroute", false},
+	{pathContainer, pathGuide, "Docker containers: vpcroute vs Docker's bridge driver (guide)", "vpcroute against the setup it replaces, containers on both sides", false},
+}
+
+// runSample is one iperf3 run with the machine's state around it.
+type runSample struct {
+	Round, Slot int // round, and place in the round's order (0 first)
+	Path        string
+	Bps         float64
+	LoadBefore  loadAvg
+	LoadAfter   loadAvg
+	// Steal is the share of CPU time the hypervisor gave others during the run, over
+	// all CPUs; Busy the share the machine spent working (iperf3 included).
+	Steal, Busy float64
+}
+
+// loadAvg is /proc/loadavg: the 1-minute average and the runnable tasks at that moment.
+type loadAvg struct {
+	One      float64
+	Runnable int
+}
+
+func (l loadAvg) String() string { return fmt.Sprintf("%.2f (%d running)", l.One, l.Runnable) }
+
+func readLoadAvg() loadAvg {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return loadAvg{}
+	}
+	f := strings.Fields(string(b))
+	var l loadAvg
+	if len(f) >= 4 {
+		l.One, _ = strconv.ParseFloat(f[0], 64)
+		if run, _, ok := strings.Cut(f[3], "/"); ok {
+			l.Runnable, _ = strconv.Atoi(run)
+		}
+	}
+	return l
+}
+
+// cpuTimes is the first line of /proc/stat: total and steal and idle jiffies.
+type cpuTimes struct{ total, idle, steal uint64 }
+
+func readCPUTimes() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+	var c cpuTimes
+	for i, s := range f[1:] {
+		v, _ := strconv.ParseUint(s, 10, 64)
+		c.total += v
+		switch i {
+		case 3, 4: // idle, iowait
+			c.idle += v
+		case 7:
+			c.steal = v
+		}
+	}
+	return c
+}
+
+// datapathFigures are the iperf3 results of every path, run by run.
+type datapathFigures struct {
+	Seconds int
+	Paths   []string // measured, in each round's base order
+	Rounds  int
+	Samples []runSample
+	From    map[string]string // path -> client address
+	To      map[string]string // path -> server address
+	// NetworksECS1 is the number of vpcroute networks on ECS 1 while measuring: its
+	// FORWARD chain walks one jump per network, the data path's network last.
+	NetworksECS1 int
+	// DockerRules are the iptables rules Docker put in the client container's namespace.
+	DockerRules string
+	// Walk is, per path, how many filter rules a packet from its client evaluates in
+	// ECS 1's FORWARD hook until one accepts it (jumps and returns included).
+	Walk map[string]int
+	// Profile is, per path, the share of CPU samples spent evaluating nftables rules
+	// during one extra run under perf (empty without perf).
+	Profile        map[string]profileShare
+	ProfileSeconds int
+	ProfileNote    string // why there is no profile
+}
+
+// profileShare is what perf saw during one run: the share of all samples (idle
+// included) in nftables rule evaluation, the idle share, and the run's bit/s (lower
+// than unprofiled runs: sampling costs).
+type profileShare struct {
+	Rules, Idle, Bps float64
+}
+
+// runs returns the bit/s of one path, round by round.
+func (d *datapathFigures) runs(path string) []float64 {
+	out := make([]float64, d.Rounds)
+	for _, s := range d.Samples {
+		if s.Path == path && s.Round < d.Rounds {
+			out[s.Round] = s.Bps
+		}
+	}
+	return out
+}
+
+func (d *datapathFigures) has(path string) bool {
+	for _, p := range d.Paths {
+		if p == path {
+			return true
+		}
+	}
+	return false
+}
+
+// ratios are num / den for each round where both ran.
+func (d *datapathFigures) ratios(num, den string) []float64 {
+	a, b := d.runs(num), d.runs(den)
+	var out []float64
+	for i := range a {
+		if a[i] > 0 && b[i] > 0 {
+			out = append(out, a[i]/b[i])
+		}
+	}
+	return out
+}
+
+// Names of the benchmark's own objects on the bed. Namespaces are "<prefix>-<name>";
+// link names are namespace-local.
+const (
+	handBridge = "vrbhand" // hand-made bridge on each ECS
+	handVeth   = "vrbhv"   // hand path's veth, ECS side
+	handNATVth = "vrbhnv"  // hand+NAT path's veth, ECS side
+	hostVeth   = "vrbvv"   // veth on vpcroute's bridge, ECS side
+	firstVeth  = "vrbvf"   // veth on the oldest network's bridge, ECS 1 side
+	handCIDR   = "10.250.0.0/16"
+	guideCIDR  = "10.251.0.0/16"
+	guideNet   = "vrbguide"
+	dpNet      = "bdp" // vpcroute network of the data path on both ECSs
+	// firstNetwork is the first network measureHost creates on ECS 1.
+	firstNetwork = "bn1"
+	iperfPort    = "5201"
+)
+
+func benchNetns(prefix, name string, i int) string { return fmt.Sprintf("%s-%s%d", prefix, name, i) }
+
+// handAddr is an address of the hand-built subnet of the i-th ECS: 10.250.i.host.
+func handAddr(i, host int) string { return fmt.Sprintf("10.250.%d.%d", i, host) }
+
+// endpoint is one end of a path: the namespace iperf3 runs in and its address.
+type endpoint struct {
+	ns   string // file of the network namespace (/run/netns/X or /proc/PID/ns/net)
+	addr string
+}
+
+// setup collects teardown steps, run in reverse.
+type setup struct{ undo []func() }
+
+func (s *setup) add(f func()) { s.undo = append(s.undo, f) }
+
+func (s *setup) teardown() {
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		s.undo[i]()
+	}
+	s.undo = nil
+}
+
+type step struct {
+	netns string
+	argv  []string
+}
+
+func runSteps(ctx context.Context, steps []step) error {
+	for _, s := range steps {
+		if _, err := testbed.Exec(ctx, s.netns, s.argv...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// plainNetns makes a network namespace named ns (removing a crashed run's) with a veth
+// whose far end, vethName, sits in the ECS's namespace on bridge br; inside, eth0 has
+// addr/bits and a default route via gw.
+func plainNetns(ctx context.Context, s *setup, ecs *testbed.ECS, ns, vethName, br, addr string, bits int, gw string, mtu int) error {
+	_, _ = exec.CommandContext(ctx, "ip", "netns", "del", ns).CombinedOutput()
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns add %s: %w %s", ns, err, out)
+	}
+	s.add(func() { _, _ = exec.Command("ip", "netns", "del", ns).CombinedOutput() })
+	add := []string{"ip", "link", "add", vethName}
+	if mtu > 0 {
+		add = append(add, "mtu", strconv.Itoa(mtu))
+	}
+	add = append(add, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	s.add(func() { _, _ = testbed.Exec(context.Background(), ecs.Netns, "ip", "link", "del", vethName) })
+	return runSteps(ctx, []step{
+		{ecs.Netns, add},
+		{ecs.Netns, []string{"ip", "link", "set", vethName, "master", br, "up"}},
+		{ns, []string{"ip", "link", "set", "lo", "up"}},
+		{ns, []string{"ip", "addr", "add", fmt.Sprintf("%s/%d", addr, bits), "dev", "eth0"}},
+		{ns, []string{"ip", "link", "set", "eth0", "up"}},
+		{ns, []string{"ip", "route", "add", "default", "via", gw}},
+	})
+}
+
+// buildHandPaths makes the hand-built path on every ECS (a bridge, a route in the VPC
+// router, FORWARD accepted first) with two namespaces on it: <prefix>-handN (.2) and,
+// when withNAT, <prefix>-hnatN (.3), which gets natRules restored into it.
+func buildHandPaths(ctx context.Context, s *setup, env *cloudbed.Env, prefix string, natRules []string) error {
+	for i, ecs := range env.Bed.ECSs {
+		n := i + 1
+		_, _ = testbed.Exec(ctx, ecs.Netns, "ip", "link", "del", handBridge) // a crashed run's
+		if err := runSteps(ctx, []step{
+			{ecs.Netns, []string{"ip", "link", "add", handBridge, "type", "bridge"}},
+			{ecs.Netns, []string{"ip", "addr", "add", handAddr(n, 1) + "/24", "dev", handBridge}},
+			{ecs.Netns, []string{"ip", "link", "set", handBridge, "up"}},
+		}); err != nil {
+			return err
+		}
+		s.add(func() { _, _ = testbed.Exec(context.Background(), ecs.Netns, "ip", "link", "del", handBridge) })
+		if err := plainNetns(ctx, s, ecs, benchNetns(prefix, "hand", n), handVeth, handBridge, handAddr(n, 2), 24, handAddr(n, 1), 0); err != nil {
+			return err
+		}
+		if natRules != nil {
+			ns := benchNetns(prefix, "hnat", n)
+			if err := plainNetns(ctx, s, ecs, ns, handNATVth, handBridge, handAddr(n, 3), 24, handAddr(n, 1), 0); err != nil {
+				return err
+			}
+			if _, err := testbed.ExecStdin(ctx, ns, []byte(natRules[i]), "iptables-restore"); err != nil {
+				return fmt.Errorf("put Docker's container rules into %s: %w", ns, err)
+			}
+		}
+		if _, err := testbed.Exec(ctx, env.Bed.RouterNetns, "ip", "route", "replace", handAddr(n, 0)+"/24", "via", ecs.IP.String()); err != nil {
+			return err
+		}
+		s.add(func() {
+			_, _ = testbed.Exec(context.Background(), env.Bed.RouterNetns, "ip", "route", "del", handAddr(n, 0)+"/24")
+		})
+		// As the guide's `iptables -P FORWARD ACCEPT`, for the hand-built subnets only; in
+		// the ECS's mount namespace, so that the engine's xtables lock is honoured.
+		for _, dir := range []string{"-s", "-d"} {
+			if _, err := ecs.Exec(ctx, "iptables", "-w", "-I", "FORWARD", "1", dir, handCIDR, "-j", "ACCEPT"); err != nil {
+				return err
+			}
+			s.add(func() {
+				_, _ = ecs.Exec(context.Background(), "iptables", "-w", "-D", "FORWARD", dir, handCIDR, "-j", "ACCEPT")
+			})
+		}
+	}
+	return nil
+}
+
+// vpcrouteBridge finds the bridge vpcroute made for a network on an ECS: the link
+// holding the network's gateway address.
+func vpcrouteBridge(ctx context.Context, ecs *testbed.ECS, gateway string) (name string, mtu int, err error) {
+	out, err := testbed.Exec(ctx, ecs.Netns, "ip", "-o", "-4", "addr", "show", "to", gateway+"/32")
+	if err != nil {
+		return "", 0, err
+	}
+	f := strings.Fields(out)
+	if len(f) < 2 {
+		return "", 0, fmt.Errorf("no link holds %s on %s: is the network's bridge up?", gateway, ecs.Name)
+	}
+	name = f[1]
+	// The namespace's own /sys is not mounted here; ip tells the MTU.
+	link, err := testbed.Exec(ctx, ecs.Netns, "ip", "-o", "link", "show", "dev", name)
+	if err != nil {
+		return "", 0, err
+	}
+	lf := strings.Fields(link)
+	for i := 0; i+1 < len(lf); i++ {
+		if lf[i] == "mtu" {
+			mtu, _ = strconv.Atoi(lf[i+1])
+		}
+	}
+	return name, mtu, nil
+}
+
+// netOnECS is a vpcroute network as seen on one ECS.
+type netOnECS struct {
+	subnet  netip.Prefix
+	gateway string
+}
+
+func inspectNet(ctx context.Context, ecs *testbed.ECS, name string) (netOnECS, error) {
+	out, err := ecs.Docker(ctx, "network", "inspect", "-f", `{{(index .IPAM.Config 0).Subnet}} {{(index .IPAM.Config 0).Gateway}}`, name)
+	if err != nil {
+		return netOnECS{}, err
+	}
+	f := strings.Fields(out)
+	if len(f) != 2 {
+		return netOnECS{}, fmt.Errorf("network %s on %s: subnet and gateway %q", name, ecs.Name, out)
+	}
+	p, err := netip.ParsePrefix(f[0])
+	if err != nil {
+		return netOnECS{}, fmt.Errorf("network %s on %s: %w", name, ecs.Name, err)
+	}
+	return netOnECS{subnet: p, gateway: strings.TrimSuffix(f[1], "/"+strconv.Itoa(p.Bits()))}, nil
+}
+
+// lastHost is the highest usable address of an IPv4 prefix: the plain namespace on a
+// vpcroute bridge takes it, as IPAM hands out addresses from the bottom.
+func lastHost(p netip.Prefix) string {
+	a := p.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= (1 << (32 - p.Bits())) - 1
+	v-- // not the broadcast address
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
+}
+
+// buildGuidePath makes Huawei's guide setup: a Docker bridge network without masquerade
+// on every ECS with a container on it, a hand route per subnet in the VPC router and
+// forwarding accepted after Docker's own chains. It returns the containers' endpoints.
+func buildGuidePath(ctx context.Context, s *setup, env *cloudbed.Env) ([]endpoint, error) {
+	var eps []endpoint
+	for i, ecs := range env.Bed.ECSs {
+		n := i + 1
+		subnet := fmt.Sprintf("10.251.%d.0/24", n)
+		if out, err := ecs.Docker(ctx, "network", "create", "-d", "bridge", "--subnet", subnet, "--gateway", fmt.Sprintf("10.251.%d.1", n),
+			"-o", "com.docker.network.bridge.enable_ip_masquerade=false", "-o", "com.docker.network.bridge.name=vrbguide", guideNet); err != nil {
+			return nil, fmt.Errorf("docker network create -d bridge on %s: %w %s", ecs.Name, err, out)
+		}
+		s.add(func() { _, _ = ecs.Docker(context.Background(), "network", "rm", guideNet) })
+		name := "bguide"
+		if out, err := ecs.Docker(ctx, "run", "-d", "--name", name, "--net", guideNet, "--ip", fmt.Sprintf("10.251.%d.2", n), testbed.ImageName); err != nil {
+			return nil, fmt.Errorf("docker run on the bridge network of %s: %w %s", ecs.Name, err, out)
+		}
+		s.add(func() { _, _ = ecs.Docker(context.Background(), "rm", "-f", name) })
+		pid, err := containerPID(ctx, ecs, name)
+		if err != nil {
+			return nil, err
+		}
+		eps = append(eps, endpoint{ns: "/proc/" + pid + "/ns/net", addr: fmt.Sprintf("10.251.%d.2", n)})
+		if _, err := testbed.Exec(ctx, env.Bed.RouterNetns, "ip", "route", "replace", subnet, "via", ecs.IP.String()); err != nil {
+			return nil, err
+		}
+		s.add(func() { _, _ = testbed.Exec(context.Background(), env.Bed.RouterNetns, "ip", "route", "del", subnet) })
+		if _, err := ecs.Exec(ctx, "iptables", "-w", "-A", "FORWARD", "-d", guideCIDR, "-j", "ACCEPT"); err != nil {
+			return nil, err
+		}
+		s.add(func() {
+			_, _ = ecs.Exec(context.Background(), "iptables", "-w", "-D", "FORWARD", "-d", guideCIDR, "-j", "ACCEPT")
+		})
+	}
+	return eps, nil
+}
+
+// iperfServer runs iperf3 -s in a network namespace (a file such as /proc/PID/ns/net)
+// and returns its stop function.
+func iperfServer(nsPath string) (func(), error) {
+	cmd := exec.Command("nsenter", "--net="+nsPath, "--", "iperf3", "-s", "-p", iperfPort)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start iperf3 -s in %s: %w", nsPath, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-done:
+		return nil, fmt.Errorf("iperf3 -s in %s exited at once", nsPath)
+	default:
+	}
+	return func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}, nil
+}
+
+// iperfRun runs one iperf3 client from a network namespace and returns bit/s received.
+func iperfRun(ctx context.Context, nsPath, server string, secs int) (float64, error) {
+	out, err := exec.CommandContext(ctx, "nsenter", "--net="+nsPath, "--",
+		"iperf3", "-c", server, "-p", iperfPort, "-t", fmt.Sprint(secs), "-J").Output()
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+		Error string `json:"error"`
+	}
+	if jerr := json.Unmarshal(out, &res); jerr != nil {
+		return 0, fmt.Errorf("iperf3 -c %s from %s: %v (output %q)", server, nsPath, errors.Join(err, jerr), tail(string(out), 5))
+	}
+	if res.Error != "" || err != nil {
+		return 0, fmt.Errorf("iperf3 -c %s from %s: %v %s", server, nsPath, err, res.Error)
+	}
+	return res.End.SumReceived.BitsPerSecond, nil
+}
+
+func containerPID(ctx context.Context, ecs *testbed.ECS, name string) (string, error) {
+	pid, err := ecs.Docker(ctx, "inspect", "-f", "{{.State.Pid}}", name)
+	if err != nil || pid == "" || pid == "0" {
+		return "", fmt.Errorf("pid of container %s on %s: %v %q", name, ecs.Name, err, pid)
+	}
+	return pid, nil
+}
+
+// dpPath is one measured path: client on ECS 1, server on ECS 2.
+type dpPath struct {
+	key            string
+	client, server endpoint
+	bridge         string // the client's bridge on ECS 1
+}
+
+// measureDatapath builds every path and runs iperf3 over them in rounds: each round
+// runs every path once, the order rotating from round to round, so that the drift of a
+// shared machine's load hits all paths alike and each round gives one ratio per pair.
+func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *report) error {
+	ecs1, err := env.Bed.ECS("ecs1")
+	if err != nil {
+		return err
+	}
+	ecs2, err := env.Bed.ECS("ecs2")
+	if err != nil {
+		return err
+	}
+	var s setup
+	defer s.teardown()
+
+	// Docker containers on a vpcroute network of each ECS.
+	var cont [2]endpoint
+	var nets [2]netOnECS
+	for i, ecs := range []*testbed.ECS{ecs1, ecs2} {
+		if out, err := ecs.Docker(ctx, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", dpNet); err != nil {
+			return fmt.Errorf("network create %s on %s: %w %s", dpNet, ecs.Name, err, out)
+		}
+		name := "bdp"
+		if out, err := ecs.Docker(ctx, "run", "-d", "--name", name, "--net", dpNet, testbed.ImageName); err != nil {
+			return fmt.Errorf("docker run on %s: %w %s", ecs.Name, err, out)
+		}
+		if nets[i], err = inspectNet(ctx, ecs, dpNet); err != nil {
+			return err
+		}
+		ip, err := ecs.Docker(ctx, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+dpNet+`").IPAddress}}`, name)
+		if err != nil {
+			return err
+		}
+		pid, err := containerPID(ctx, ecs, name)
+		if err != nil {
+			return err
+		}
+		cont[i] = endpoint{ns: "/proc/" + pid + "/ns/net", addr: strings.TrimSpace(ip)}
+	}
+	// What Docker put in the containers' namespaces, for the hand-built path with them.
+	var natRules []string
+	for i := range cont {
+		out, err := exec.CommandContext(ctx, "nsenter", "--net="+cont[i].ns, "--", "iptables-save").Output()
+		if err != nil {
+			return fmt.Errorf("iptables-save in container bdp: %w", err)
+		}
+		natRules = append(natRules, string(out))
+	}
+	if r.Datapath == nil {
+		r.Datapath = &datapathFigures{}
+	}
+	d := r.Datapath
+	d.DockerRules = strings.TrimSpace(filterRules(natRules[0]))
+	if nw, err := ecs1.Docker(ctx, "network", "ls", "-q", "--filter", "driver=vpcroute"); err == nil {
+		d.NetworksECS1 = len(strings.Fields(nw))
+	}
+
+	// Plain namespaces on vpcroute's bridges of the same networks.
+	var host [2]endpoint
+	var bridge1 string // vpcroute's bridge of the data path's network on ECS 1
+	for i, ecs := range []*testbed.ECS{ecs1, ecs2} {
+		br, mtu, err := vpcrouteBridge(ctx, ecs, nets[i].gateway)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			bridge1 = br
+		}
+		addr := lastHost(nets[i].subnet)
+		ns := benchNetns(o.prefix, "vr", i+1)
+		if err := plainNetns(ctx, &s, ecs, ns, hostVeth, br, addr, nets[i].subnet.Bits(), nets[i].gateway, mtu); err != nil {
+			return err
+		}
+		host[i] = endpoint{ns: testbed.NetnsPath(ns), addr: addr}
+	}
+	paths := map[string]*dpPath{
+		pathContainer: {key: pathContainer, client: cont[0], server: cont[1], bridge: bridge1},
+		pathHost:      {key: pathHost, client: host[0], server: host[1], bridge: bridge1},
+	}
+	// The same on ECS 1's oldest network, when the host measurements made one; the
+	// server stays on ECS 2's network of the data path.
+	var first netOnECS
+	if o.paths[pathHostFirst] {
+		if first, err = inspectNet(ctx, ecs1, firstNetwork); err != nil {
+			say(fmt.Sprintf("no network %s on ecs1 (run the host measurements first): path %s left out", firstNetwork, pathHostFirst))
+		} else {
+			br, mtu, err := vpcrouteBridge(ctx, ecs1, first.gateway)
+			if err != nil {
+				return err
+			}
+			addr := lastHost(first.subnet)
+			ns := benchNetns(o.prefix, "vf", 1)
+			if err := plainNetns(ctx, &s, ecs1, ns, firstVeth, br, addr, first.subnet.Bits(), first.gateway, mtu); err != nil {
+				return err
+			}
+			paths[pathHostFirst] = &dpPath{key: pathHostFirst, client: endpoint{ns: testbed.NetnsPath(ns), addr: addr}, server: host[1], bridge: br}
+		}
+	}
+
+	// Docker's bridge network before the hand-built paths: creating it makes the engine
+	// insert its own FORWARD rules on top, and the hand-built accepts must stay first.
+	if o.paths[pathGuide] {
+		eps, err := buildGuidePath(ctx, &s, env)
+		if err != nil {
+			return err
+		}
+		paths[pathGuide] = &dpPath{key: pathGuide, client: eps[0], server: eps[1], bridge: guideNet}
+	}
+	withNAT := o.paths[pathHandNAT]
+	var rules []string
+	if withNAT {
+		rules = natRules
+	}
+	if err := buildHandPaths(ctx, &s, env, o.prefix, rules); err != nil {
+		return err
+	}
+	paths[pathHand] = &dpPath{key: pathHand,
+		client: endpoint{testbed.NetnsPath(benchNetns(o.prefix, "hand", 1)), handAddr(1, 2)},
+		server: endpoint{testbed.NetnsPath(benchNetns(o.prefix, "hand", 2)), handAddr(2, 2)}, bridge: handBridge}
+	if withNAT {
+		paths[pathHandNAT] = &dpPath{key: pathHandNAT,
+			client: endpoint{testbed.NetnsPath(benchNetns(o.prefix, "hnat", 1)), handAddr(1, 3)},
+			server: endpoint{testbed.NetnsPath(benchNetns(o.prefix, "hnat", 2)), handAddr(2, 3)}, bridge: handBridge}
+	}
+
+	d.Seconds, d.Rounds = o.iperfSecs, o.iperfRuns
+	d.From, d.To = map[string]string{}, map[string]string{}
+	servers := map[string]bool{} // one iperf3 -s per namespace
+	for _, info := range pathInfos {
+		p, ok := paths[info.Key]
+		if !ok || !o.paths[info.Key] {
+			continue
+		}
+		if out, err := exec.CommandContext(ctx, "nsenter", "--net="+p.client.ns, "--", "busybox", "ping", "-c", "1", "-W", "2", p.server.addr).CombinedOutput(); err != nil {
+			return fmt.Errorf("path %q does not carry traffic (%s → %s): %w %s", info.Label, p.client.addr, p.server.addr, err, out)
+		}
+		if !servers[p.server.ns] {
+			stop, err := iperfServer(p.server.ns)
+			if err != nil {
+				return err
+			}
+			s.add(stop)
+			servers[p.server.ns] = true
+		}
+		d.Paths = append(d.Paths, info.Key)
+		d.From[info.Key], d.To[info.Key] = p.client.addr, p.server.addr
+	}
+
+	// What each packet from ECS 1 evaluates in its FORWARD hook, from the rules as they
+	// stand: the figure behind any difference between the vpcroute and hand-built rows.
+	if save, err := ecs1.Exec(ctx, "iptables-save", "-t", "filter"); err != nil {
+		return err
+	} else {
+		fw := parseFilter(save)
+		d.Walk = map[string]int{}
+		for key, p := range paths {
+			if n, ok := fw.walk("FORWARD", packet{src: p.client.addr, dst: p.server.addr, in: p.bridge, out: "eth0"}); ok {
+				d.Walk[key] = n
+			}
+		}
+	}
+
+	for round := 0; round < o.iperfRuns; round++ {
+		var line []string
+		for slot := range d.Paths {
+			key := d.Paths[(round+slot)%len(d.Paths)]
+			p := paths[key]
+			smp := runSample{Round: round, Slot: slot, Path: key, LoadBefore: readLoadAvg()}
+			c0 := readCPUTimes()
+			bps, err := iperfRun(ctx, p.client.ns, p.server.addr, o.iperfSecs)
+			if err != nil {
+				return err
+			}
+			c1 := readCPUTimes()
+			smp.Bps, smp.LoadAfter = bps, readLoadAvg()
+			if dt := float64(c1.total - c0.total); dt > 0 {
+				smp.Steal = float64(c1.steal-c0.steal) / dt
+				smp.Busy = 1 - float64(c1.idle-c0.idle)/dt
+			}
+			d.Samples = append(d.Samples, smp)
+			line = append(line, fmt.Sprintf("%s %.2f", key, bps/1e9))
+		}
+		say(fmt.Sprintf("iperf3 round %d/%d (Gbit/s): %s; load %s", round+1, o.iperfRuns, strings.Join(line, ", "), readLoadAvg()))
+	}
+	if o.profileSecs > 0 {
+		d.ProfileSeconds = o.profileSecs
+		d.Profile, d.ProfileNote = profilePaths(ctx, o, d, paths)
+	}
+	if o.hold {
+		// Before the paths are torn down, so that they can be looked at (perf, counters).
+		for _, key := range d.Paths {
+			p := paths[key]
+			say(fmt.Sprintf("path %s: nsenter --net=%s iperf3 -c %s -p %s", key, p.client.ns, p.server.addr, iperfPort))
+		}
+		say("holding the test bed and the data paths up until Ctrl-C (DOCKER_HOST=" + ecs1.DockerHost + ")")
+		<-ctx.Done()
+	}
+	return nil
+}
+
+// filterRules keeps the rule lines of an iptables-save output (no counters, comments,
+// or empty tables), for the report.
+func filterRules(save string) string {
+	var out []string
+	for _, l := range strings.Split(save, "\n") {
+		if strings.HasPrefix(l, "-A ") || strings.HasPrefix(l, "*") {
+			out = append(out, l)
+		}
+	}
+	// Drop table headers without rules.
+	var kept []string
+	for i, l := range out {
+		if strings.HasPrefix(l, "*") && (i+1 == len(out) || strings.HasPrefix(out[i+1], "*")) {
+			continue
+		}
+		kept = append(kept, l)
+	}
+	return strings.Join(kept, "\n")
+}
+
+// filterTable is the filter table of an iptables-save, rule by rule, enough to follow a
+// packet through it.
+type filterTable map[string][][]string // chain -> rules, each split into words
+
+func parseFilter(save string) filterTable {
+	t := filterTable{}
+	for _, line := range strings.Split(save, "\n") {
+		if rest, ok := strings.CutPrefix(line, "-A "); ok {
+			w := splitWords(rest)
+			if len(w) > 0 {
+				t[w[0]] = append(t[w[0]], w[1:])
+			}
+		}
+	}
+	return t
+}
+
+// splitWords splits an iptables-save rule into words, keeping "quoted text" whole.
+func splitWords(s string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted, in := false, false
+	for _, c := range s {
+		switch {
+		case c == '"':
+			quoted, in = !quoted, true
+		case c == ' ' && !quoted:
+			if in {
+				out = append(out, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteRune(c)
+			in = true
+		}
+	}
+	if in {
+		out = append(out, cur.String())
+	}
+	return out
+}
+
+// packet is a TCP packet of an established connection, forwarded from in to out.
+type packet struct{ src, dst, in, out string }
+
+// walk follows p from chain and returns how many rules it evaluated, and whether one
+// accepted it. Matches it does not know count as not matching.
+func (t filterTable) walk(chain string, p packet) (int, bool) {
+	n, verdict := t.walkChain(chain, p, 0)
+	return n, verdict == "ACCEPT"
+}
+
+func (t filterTable) walkChain(chain string, p packet, depth int) (int, string) {
+	n := 0
+	if depth > 16 {
+		return n, ""
+	}
+	for _, r := range t[chain] {
+		n++
+		target, ok := ruleMatches(r, p)
+		if !ok {
+			continue
+		}
+		switch target {
+		case "ACCEPT", "DROP", "REJECT":
+			return n, target
+		case "RETURN":
+			return n, ""
+		case "":
+		default:
+			m, verdict := t.walkChain(target, p, depth+1)
+			n += m
+			if verdict != "" {
+				return n, verdict
+			}
+		}
+	}
+	return n, ""
+}
+
+// ruleMatches reports whether every match of rule r holds for p, and its target.
+func ruleMatches(r []string, p packet) (target string, ok bool) {
+	neg := false
+	for i := 0; i < len(r); i++ {
+		w := r[i]
+		if w == "!" {
+			neg = true
+			continue
+		}
+		arg := ""
+		if i+1 < len(r) {
+			arg = r[i+1]
+		}
+		holds := true
+		switch w {
+		case "-j", "-g":
+			target = arg
+			i++
+			continue
+		case "-i":
+			holds, i = ifaceMatch(arg, p.in), i+1
+		case "-o":
+			holds, i = ifaceMatch(arg, p.out), i+1
+		case "-s":
+			holds, i = addrIn(p.src, arg), i+1
+		case "-d":
+			holds, i = addrIn(p.dst, arg), i+1
+		case "-p":
+			holds, i = arg == "tcp" || arg == "6", i+1
+		case "--ctstate", "--state":
+			holds, i = slices.Contains(strings.Split(arg, ","), "ESTABLISHED"), i+1
+		case "-m", "--comment":
+			i++ // a match module's name, or a comment: no condition of its own
+			continue
+		default:
+			return "", false // a match this walk does not model
+		}
+		if holds == neg {
+			return "", false
+		}
+		neg = false
+	}
+	return target, true
+}
+
+func ifaceMatch(pattern, name string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "+"); ok {
+		return strings.HasPrefix(name, prefix)
+	}
+	return pattern == name
+}
+
+func addrIn(addr, cidr string) bool {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return false
+	}
+	if !strings.Contains(cidr, "/") {
+		cidr += "/32"
+	}
+	pfx, err := netip.ParsePrefix(cidr)
+	return err == nil && pfx.Contains(a)
+}
+
+// profiledPaths are the paths profiled after the rounds: vpcroute's own, with the
+// oldest network when measured, and the baseline.
+var profiledPaths = []string{pathHost, pathHostFirst, pathHand}
+
+// profilePaths runs iperf3 once more over each profiled path under `perf record -a`
+// and returns the share of CPU samples in nftables rule evaluation: unlike
+// throughput, that share hardly moves with the load of a shared machine, so it shows
+// what vpcroute's rules cost per packet even when the runs are too noisy to.
+func profilePaths(ctx context.Context, o options, d *datapathFigures, paths map[string]*dpPath) (map[string]profileShare, string) {
+	if _, err := exec.LookPath("perf"); err != nil {
+		return nil, "perf is not installed (Debian: linux-perf)"
+	}
+	dir, err := os.MkdirTemp("", "vrbench-perf-")
+	if err != nil {
+		return nil, err.Error()
+	}
+	defer os.RemoveAll(dir)
+	out := map[string]profileShare{}
+	for _, key := range profiledPaths {
+		p, ok := paths[key]
+		if !ok || !d.has(key) {
+			continue
+		}
+		data := dir + "/" + key + ".data"
+		rec := exec.CommandContext(ctx, "perf", "record", "-q", "-a", "-o", data, "--",
+			"nsenter", "--net="+p.client.ns, "--", "iperf3", "-c", p.server.addr, "-p", iperfPort, "-t", strconv.Itoa(o.profileSecs), "-J")
+		stdout, err := rec.Output()
+		if err != nil {
+			return nil, fmt.Sprintf("perf record over path %s: %v", key, err)
+		}
+		var res struct {
+			End struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		_ = json.Unmarshal(stdout, &res)
+		rep, err := exec.CommandContext(ctx, "perf", "report", "-i", data, "--no-children", "--sort", "sym", "--stdio").Output()
+		if err != nil {
+			return nil, fmt.Sprintf("perf report over path %s: %v", key, err)
+		}
+		sh := parseProfile(string(rep))
+		sh.Bps = res.End.SumReceived.BitsPerSecond
+		out[key] = sh
+		say(fmt.Sprintf("profile %s: %.2f Gbit/s, %.1f%% of samples in nftables rules", key, sh.Bps/1e9, sh.Rules))
+	}
+	return out, ""
+}
+
+// parseProfile sums `perf report --sort sym` lines: the kernel's nftables evaluation
+// (nft_*, the xtables matches it calls, and the interface-name copies of its meta
+// loads) and the idle loop.
+func parseProfile(report string) profileShare {
+	var sh profileShare
+	for _, line := range strings.Split(report, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || !strings.HasSuffix(f[0], "%") || f[1] != "[k]" {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSuffix(f[0], "%"), 64)
+		if err != nil {
+			continue
+		}
+		sym := f[2]
+		switch {
+		case strings.HasPrefix(sym, "nft_"), strings.HasPrefix(sym, "xt_"), strings.HasPrefix(sym, "ipt_"),
+			strings.HasPrefix(sym, "comment_mt"), strings.HasPrefix(sym, "conntrack_mt"):
+			sh.Rules += v
+		case strings.Contains(sym, "idle") || strings.Contains(sym, "safe_halt") || sym == "poll_idle":
+			sh.Idle += v
+		}
+	}
+	return sh
+}

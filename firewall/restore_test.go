@@ -1,0 +1,266 @@
+package firewall
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+// dockerID is a network ID as Docker makes them; its chains are named
+// after the first 16 hex digits.
+const dockerID = "5f3c2a1b9d8e7f60a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718"
+
+// TestRestoreScripts pins the iptables-restore input of each step for an
+// internal network (the shortest); the kernel tests run every script on
+// both backends.
+func TestRestoreScripts(t *testing.T) {
+	r := NetworkRules{NetworkID: dockerID, Bridge: "vr-x", Subnet: netip.MustParsePrefix("10.0.4.0/24"), Internal: true}
+	chains, err := networkChains(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		chain = "VPCROUTE-F-5f3c2a1b9d8e7f60"
+		c     = "-m comment --comment vpcroute:" + dockerID
+		drop1 = "! -i vr-x -o vr-x " + c + " -j DROP"
+		drop2 = "-i vr-x ! -o vr-x " + c + " -j DROP"
+		acc   = "-i vr-x -o vr-x " + c + " -j ACCEPT"
+		jump  = c + " -j " + chain
+	)
+	lines := func(ls ...string) string { return strings.Join(ls, "\n") + "\n" }
+	tests := []struct {
+		name, got, want string
+	}{
+		{"create", createScript(dockerID, chains), lines("*filter",
+			"-N "+chain,
+			"-A "+chain+" "+drop1, "-A "+chain+" "+drop2, "-A "+chain+" "+acc,
+			"-I VPCROUTE-FORWARD 1 "+jump,
+			"COMMIT")},
+		{"check", checkScript(dockerID, chains), lines("*filter",
+			"-C VPCROUTE-FORWARD "+jump,
+			"-C "+chain+" "+drop1, "-C "+chain+" "+drop2, "-C "+chain+" "+acc,
+			"COMMIT")},
+		{"repair, jump in place (put back on top)", repairScript(dockerID, chains, map[string]bool{}), lines("*filter",
+			":"+chain+" - [0:0]",
+			"-A "+chain+" "+drop1, "-A "+chain+" "+drop2, "-A "+chain+" "+acc,
+			"-D VPCROUTE-FORWARD "+jump,
+			"-I VPCROUTE-FORWARD 1 "+jump,
+			"COMMIT")},
+		{"repair, jump missing", repairScript(dockerID, chains, map[string]bool{chain: true}), lines("*filter",
+			":"+chain+" - [0:0]",
+			"-A "+chain+" "+drop1, "-A "+chain+" "+drop2, "-A "+chain+" "+acc,
+			"-I VPCROUTE-FORWARD 1 "+jump,
+			"COMMIT")},
+		{"delete", deleteScript(dockerID, chains), lines("*filter",
+			"-D VPCROUTE-FORWARD "+jump, "-F "+chain, "-X "+chain,
+			"COMMIT")},
+		{"base check", baseCheckScript(Base{ForwardAccept: true, Pool: netip.MustParsePrefix("10.0.0.0/16")}), lines("*filter",
+			":FORWARD ACCEPT [0:0]",
+			"-C FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
+			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
+			"-C VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+			"-C VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+			"COMMIT", "*nat",
+			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
+			"-C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
+			"-C POSTROUTING -m comment --comment vpcroute -j VPCROUTE-POSTROUTING",
+			"COMMIT")},
+		{"base check without a pool", baseCheckScript(Base{}), lines("*filter",
+			"-C FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
+			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
+			"COMMIT", "*nat",
+			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
+			"-C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
+			"-C POSTROUTING -m comment --comment vpcroute -j VPCROUTE-POSTROUTING",
+			"COMMIT")},
+		{"nothing to do", (&restoreInput{}).String(), ""},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("%s:\n%s\nwant:\n%s", tc.name, tc.got, tc.want)
+		}
+	}
+}
+
+// TestRestoreScriptsTables: a network with chains in both tables gets one
+// block per table, filter first, each chain created before a jump to it.
+func TestRestoreScriptsTables(t *testing.T) {
+	r := NetworkRules{NetworkID: dockerID, Bridge: "vr-x", Subnet: netip.MustParsePrefix("10.0.2.0/24"), Masquerade: true,
+		NoNAT: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}}
+	chains, err := networkChains(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script := createScript(dockerID, chains)
+	blocks := strings.Split(strings.TrimSuffix(script, "COMMIT\n"), "COMMIT\n")
+	if len(blocks) != 2 || !strings.HasPrefix(blocks[0], "*filter\n") || !strings.HasPrefix(blocks[1], "*nat\n") {
+		t.Fatalf("create script is not a filter block then a nat block:\n%s", script)
+	}
+	for _, c := range chains {
+		created := strings.Index(script, "-N "+c.name+"\n")
+		jumped := strings.Index(script, " -j "+c.name+"\n")
+		if created < 0 || jumped < created {
+			t.Errorf("chain %s: created at %d, jumped to at %d:\n%s", c.name, created, jumped, script)
+		}
+	}
+	if !strings.Contains(script, "-I VPCROUTE-POSTROUTING 1 -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-P-") ||
+		!strings.Contains(script, "-A VPCROUTE-POSTROUTING -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-N-") {
+		t.Errorf("port masquerade must be jumped to first, outbound NAT last:\n%s", script)
+	}
+}
+
+func TestQuoteArg(t *testing.T) {
+	for in, want := range map[string]string{
+		"vpcroute:net1": "vpcroute:net1",
+		"two words":     `"two words"`,
+		`a"b`:           `"a\"b"`,
+		`a\b`:           `"a\\b"`,
+		"":              `""`,
+	} {
+		if got := quoteArg(in); got != want {
+			t.Errorf("quoteArg(%q) = %s, want %s", in, got, want)
+		}
+		if args, err := splitRule("-A X " + quoteArg(in)); err != nil || len(args) != 3 || args[2] != in {
+			t.Errorf("quoteArg(%q) does not read back: %q, %v", in, args, err)
+		}
+	}
+}
+
+// TestPruneScript runs Prune's decision on a saved table holding a bit of
+// everything.
+func TestPruneScript(t *testing.T) {
+	kept, gone := dockerID, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	fk, fg := netChainName(kindForward, kept), netChainName(kindForward, gone)
+	ik := netChainName(kindInput, kept)
+	ck, cg := `-m comment --comment "vpcroute:`+kept+`"`, `-m comment --comment "vpcroute:`+gone+`"`
+	saved := strings.Join([]string{
+		"# Generated by iptables-save",
+		"*filter",
+		":INPUT ACCEPT [0:0]",
+		":FORWARD DROP [0:0]",
+		":DOCKER-USER - [0:0]",
+		":" + fg + " - [0:0]",
+		":" + fk + " - [0:0]",
+		":VPCROUTE-FORWARD - [0:0]",
+		":" + ik + " - [0:0]",
+		":VPCROUTE-INPUT - [0:0]",
+		"-A INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
+		"-A FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
+		"-A FORWARD -j DOCKER-USER",
+		"-A FORWARD -s 10.9.0.0/16 " + cg + " -j ACCEPT", // gone network's rule outside vpcroute's chains
+		"-A DOCKER-USER -j RETURN",
+		"-A " + fg + " -s 10.0.3.0/24 -i vr-g " + cg + " -j ACCEPT",
+		"-A " + fk + " -s 10.0.2.0/24 -i vr-k " + ck + " -j ACCEPT",
+		"-A VPCROUTE-FORWARD -s 10.8.0.0/16 -m comment --comment \"someone else\" -j ACCEPT",
+		"-A VPCROUTE-FORWARD " + ck + " -j " + fk,
+		"-A VPCROUTE-FORWARD " + cg + " -j " + fg,
+		"-A VPCROUTE-FORWARD -s 10.0.2.0/24 -i vr-k " + ck + " -j ACCEPT", // from before per-network chains
+		"-A " + ik + " -d 127.0.0.0/8 -i vr-k " + ck + " -j DROP",
+		"-A VPCROUTE-INPUT " + ck + " -j " + ik,
+		"COMMIT",
+		"# Completed",
+	}, "\n") + "\n"
+	table, err := parseSave(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Join([]string{
+		"*filter",
+		"-D FORWARD -s 10.9.0.0/16 " + cg + " -j ACCEPT",
+		"-D VPCROUTE-FORWARD " + cg + " -j " + fg,
+		"-D VPCROUTE-FORWARD -s 10.0.2.0/24 -i vr-k " + ck + " -j ACCEPT",
+		"-F " + fg,
+		"-X " + fg,
+		"COMMIT",
+	}, "\n") + "\n"
+	got, errs := pruneScript(tableFilter, table, map[string]bool{kept: true})
+	if got != want || len(errs) != 0 {
+		t.Errorf("pruneScript = %v\n%s\nwant:\n%s", errs, got, want)
+	}
+
+	// Everything kept: only the rule from before per-network chains goes.
+	got, _ = pruneScript(tableFilter, table, map[string]bool{kept: true, gone: true})
+	if want := "*filter\n-D VPCROUTE-FORWARD -s 10.0.2.0/24 -i vr-k " + ck + " -j ACCEPT\nCOMMIT\n"; got != want {
+		t.Errorf("keeping both:\n%s\nwant:\n%s", got, want)
+	}
+
+	// Someone else's rule jumps into the gone network's chain: the chain
+	// stays (deleting it would fail the whole restore), with an error.
+	held := saved + "*filter\n-A DOCKER-USER -j " + fg + "\nCOMMIT\n"
+	table, err = parseSave(held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, errs = pruneScript(tableFilter, table, map[string]bool{kept: true})
+	if len(errs) != 1 || !strings.Contains(errs[0].Error(), fg) {
+		t.Errorf("errors %v, want one naming %s", errs, fg)
+	}
+	if strings.Contains(got, "-X "+fg) || strings.Contains(got, "-F "+fg) {
+		t.Errorf("held chain deleted anyway:\n%s", got)
+	}
+}
+
+// TestForwardOrderScript: whatever order VPCROUTE-FORWARD is found in, the
+// rewrite puts internal networks' jumps first, then the fast path of the
+// pool in use (once, an old pool's gone), then everything else as it was.
+func TestForwardOrderScript(t *testing.T) {
+	internal, routed := dockerID, "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	fi, fr := netChainName(kindForward, internal), netChainName(kindForward, routed)
+	jumpI := `-A VPCROUTE-FORWARD -m comment --comment "vpcroute:` + internal + `" -j ` + fi
+	jumpR := `-A VPCROUTE-FORWARD -m comment --comment "vpcroute:` + routed + `" -j ` + fr
+	foreign := `-A VPCROUTE-FORWARD -s 10.8.0.0/16 -m comment --comment "someone else" -j ACCEPT`
+	fast := func(pool string) []string {
+		return []string{
+			"-A VPCROUTE-FORWARD -s " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+			"-A VPCROUTE-FORWARD -d " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+		}
+	}
+	table := func(forward ...string) string {
+		return strings.Join(append([]string{
+			"*filter",
+			":FORWARD DROP [0:0]",
+			":" + fi + " - [0:0]",
+			":" + fr + " - [0:0]",
+			":VPCROUTE-FORWARD - [0:0]",
+			"-A FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
+			"-A " + fi + ` ! -i vr-i -o vr-i -m comment --comment "vpcroute:` + internal + `" -j DROP`,
+			"-A " + fr + ` -s 10.0.2.0/24 -i vr-r -m comment --comment "vpcroute:` + routed + `" -j ACCEPT`,
+		}, append(forward, "COMMIT")...), "\n") + "\n"
+	}
+	rewrite := func(forward ...string) string {
+		return strings.Join(append([]string{"*filter", ":VPCROUTE-FORWARD - [0:0]"}, append(forward, "COMMIT")...), "\n") + "\n"
+	}
+	pool := fastPathRules(testPool)
+	f, old := fast("10.0.0.0/16"), fast("10.1.0.0/16")
+	tests := []struct {
+		name  string
+		saved string
+		want  string
+	}{
+		{"in order", table(jumpI, f[0], f[1], foreign, jumpR), ""},
+		{"empty chain", table(), rewrite(f[0], f[1])},
+		{"no fast path yet (upgrade)", table(jumpI, jumpR, foreign), rewrite(jumpI, f[0], f[1], jumpR, foreign)},
+		{"fast path above an internal jump", table(f[0], f[1], jumpI, jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
+		{"half of the fast path gone", table(jumpI, f[1], jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
+		{"fast path twice", table(jumpI, f[0], f[1], f[0], f[1], jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
+		{"another pool's fast path", table(jumpI, old[0], old[1], jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
+		{"networks before the base", table(jumpR, jumpI), rewrite(jumpI, f[0], f[1], jumpR)},
+	}
+	for _, tc := range tests {
+		saved, err := parseSave(tc.saved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := forwardOrderScript(saved, pool); got != tc.want {
+			t.Errorf("%s:\n%s\nwant:\n%s", tc.name, got, tc.want)
+		}
+	}
+	// Without a pool, the fast path goes.
+	saved, err := parseSave(table(jumpI, f[0], f[1], jumpR))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := forwardOrderScript(saved, nil), rewrite(jumpI, jumpR); got != want {
+		t.Errorf("no pool:\n%s\nwant:\n%s", got, want)
+	}
+}

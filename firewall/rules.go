@@ -1,0 +1,457 @@
+package firewall
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Tables and chains. vpcroute keeps its rules in chains of its own, reached
+// by one marked jump from each built-in chain, so that Docker reordering the
+// built-in chains never reorders vpcroute's rules.
+const (
+	tableFilter = "filter"
+	tableNAT    = "nat"
+
+	chainForward     = "VPCROUTE-FORWARD"     // filter FORWARD: let routed container traffic through a DROP policy
+	chainInput       = "VPCROUTE-INPUT"       // filter INPUT: guard 127.0.0.0/8 on bridges with route_localnet
+	chainDNAT        = "VPCROUTE-DNAT"        // nat PREROUTING+OUTPUT, dst-type LOCAL: published ports
+	chainPostrouting = "VPCROUTE-POSTROUTING" // nat POSTROUTING: masquerade
+
+	// baseComment marks the jumps into vpcroute's chains; Prune keeps them.
+	baseComment = "vpcroute"
+	// commentPrefix + network ID marks every rule of one network.
+	commentPrefix = "vpcroute:"
+)
+
+// rule is one iptables rule of vpcroute's.
+type rule struct {
+	table, chain string
+	// insert puts a missing rule first in its chain instead of last; used
+	// for rules that must win over rules of other networks.
+	insert bool
+	spec   []string
+}
+
+func (r rule) String() string {
+	return fmt.Sprintf("-t %s -A %s %s", r.table, r.chain, strings.Join(r.spec, " "))
+}
+
+type chainRef struct{ table, chain string }
+
+// baseChains are vpcroute's own chains.
+var baseChains = []chainRef{
+	{tableFilter, chainForward},
+	{tableFilter, chainInput},
+	{tableNAT, chainDNAT},
+	{tableNAT, chainPostrouting},
+}
+
+// baseJumps are the rules that lead from the built-in chains into
+// vpcroute's. They go first so that nothing before them drops or
+// masquerades vpcroute's traffic.
+func baseJumps() []rule {
+	c := []string{"-m", "comment", "--comment", baseComment}
+	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
+	return []rule{
+		{tableFilter, "FORWARD", true, join(c, "-j", chainForward)},
+		{tableFilter, "INPUT", true, join(c, "-j", chainInput)},
+		{tableNAT, "PREROUTING", true, join(local, c, "-j", chainDNAT)},
+		{tableNAT, "OUTPUT", true, join(local, c, "-j", chainDNAT)},
+		{tableNAT, "POSTROUTING", true, join(c, "-j", chainPostrouting)},
+	}
+}
+
+// Base is what EnsureBase needs to know about the host: settings of the
+// plugin, not of one network.
+type Base struct {
+	// ForwardAccept sets the filter FORWARD policy to ACCEPT, as Huawei's
+	// guide does; otherwise the policy is left alone and vpcroute's own
+	// rules admit its traffic.
+	ForwardAccept bool
+	// Pool is the container pool (VPCROUTE_POOL), the addresses of every
+	// vpcroute network on every host. Packets of connections already
+	// accepted to or from it are accepted at the top of VPCROUTE-FORWARD
+	// instead of walking every network's chain (see fastPathRules). The
+	// zero Prefix leaves the fast path out: every packet then walks the
+	// networks' chains.
+	Pool netip.Prefix
+}
+
+func (b Base) validate() error {
+	if b.Pool != (netip.Prefix{}) && (!b.Pool.IsValid() || !b.Pool.Addr().Is4()) {
+		return fmt.Errorf("container pool %v is not an IPv4 prefix: pass the pool vpcroute allocates subnets from, e.g. 10.0.0.0/16", b.Pool)
+	}
+	return nil
+}
+
+// fastPathRules are the rules EnsureBase keeps at the top of
+// VPCROUTE-FORWARD, after only the jumps of internal networks: they accept
+// the packets of connections already accepted (RELATED, ESTABLISHED) whose
+// source or destination is in the pool. Without them each packet walks one
+// jump per network, in creation order, before its own network's accept; on
+// iptables-nft each of those jumps is an xtables match (-m comment) of its
+// own, which costs a newest network measurable throughput. New connections
+// still need their network's accept, so the fast path lets through nothing
+// the per-network chains would not. Scoping it to the pool keeps it from
+// accepting other forwarded traffic (Docker's own networks, say) ahead of
+// rules a user keeps in DOCKER-USER. The internal networks' drops come
+// first so that no packet leaves or enters an internal network's bridge by
+// belonging to a connection its container has on another network. The
+// comment, which marks the rules as vpcroute's, goes last so that it is
+// evaluated only for packets about to be accepted.
+func fastPathRules(pool netip.Prefix) [][]string {
+	if !pool.IsValid() {
+		return nil
+	}
+	p := pool.Masked().String()
+	est := []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", baseComment, "-j", "ACCEPT"}
+	return [][]string{
+		join("-s", p, est),
+		join("-d", p, est),
+	}
+}
+
+// NetworkRules describes the firewall rules of one vpcroute network.
+type NetworkRules struct {
+	// NetworkID marks the rules ("vpcroute:<NetworkID>") so Prune can find
+	// the rules of networks that no longer exist.
+	NetworkID string
+	// Bridge is the network's bridge device.
+	Bridge string
+	// Subnet is the network's container subnet, e.g. 10.0.2.0/24.
+	Subnet netip.Prefix
+	// Masquerade NATs outbound traffic to destinations outside NoNAT.
+	Masquerade bool
+	// Internal (docker network create --internal): nothing in or out except
+	// within the bridge.
+	Internal bool
+	// NoNAT lists destinations never masqueraded: the VPC CIDRs and the
+	// container pool, so the VPC sees container source addresses.
+	NoNAT []netip.Prefix
+}
+
+func (r NetworkRules) validate() error {
+	if err := validateNetworkID(r.NetworkID); err != nil {
+		return err
+	}
+	if r.Bridge == "" || strings.ContainsAny(r.Bridge, " \t\n\"") || len(r.Bridge) > 15 {
+		return fmt.Errorf("network %s: bad bridge name %q", r.NetworkID, r.Bridge)
+	}
+	if !r.Subnet.IsValid() || !r.Subnet.Addr().Is4() {
+		return fmt.Errorf("network %s: subnet %v is not an IPv4 prefix", r.NetworkID, r.Subnet)
+	}
+	for _, p := range r.NoNAT {
+		if !p.IsValid() || !p.Addr().Is4() {
+			return fmt.Errorf("network %s: no-NAT prefix %v is not an IPv4 prefix", r.NetworkID, p)
+		}
+	}
+	return nil
+}
+
+// validateNetworkID keeps IDs usable inside an iptables comment (at most 256
+// bytes, no quoting surprises) and distinct from the base mark.
+func validateNetworkID(id string) error {
+	if id == "" || len(id) > 200 {
+		return fmt.Errorf("network ID %q: must be 1-200 characters", id)
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return fmt.Errorf("network ID %q: only letters, digits, '-', '_' and '.' are allowed", id)
+		}
+	}
+	return nil
+}
+
+func networkComment(id string) []string {
+	return []string{"-m", "comment", "--comment", commentPrefix + id}
+}
+
+// Kinds of per-network chains. Each network's rules live in chains of its
+// own, named from its ID, so that one iptables-restore can rewrite all of
+// them at once (declaring a chain in a restore flushes it) and DeleteNetwork
+// can drop them whole. The letter says what the chain does:
+const (
+	kindForward = 'F' // filter, from VPCROUTE-FORWARD: accept routed traffic, or isolate an internal network
+	kindInput   = 'I' // filter, from VPCROUTE-INPUT: guard the host's loopback from the bridge
+	kindPorts   = 'P' // nat, from VPCROUTE-POSTROUTING, first: masquerade for published ports
+	kindNAT     = 'N' // nat, from VPCROUTE-POSTROUTING, last: outbound masquerade outside NoNAT
+)
+
+// netChainPrefix starts the name of every per-network chain:
+// "VPCROUTE-<kind>-<suffix>", 27 bytes, within iptables' 28.
+const netChainPrefix = "VPCROUTE-"
+
+// chainSuffixLen is how much of a network ID names its chains. Docker's
+// network IDs are 64 random hex digits; the first 12 are what `docker
+// network ls` shows, so a person can match chains to networks, and 16 (64
+// bits) make two networks sharing chains, which would rewrite each other's
+// rules, as unlikely as two equal IDs.
+const chainSuffixLen = 16
+
+// chainSuffix returns the part of a network's chain names that identifies
+// the network: the first 16 hex digits of a Docker network ID, or, for IDs
+// of another form, the first 16 hex digits of their SHA-256, so that chain
+// names stay short and free of characters iptables would reject.
+func chainSuffix(id string) string {
+	if len(id) == 64 && isLowerHex(id) {
+		return id[:chainSuffixLen]
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])[:chainSuffixLen]
+}
+
+func isLowerHex(s string) bool {
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// netChainName names the chain of kind for the network with the given ID.
+func netChainName(kind byte, id string) string {
+	return netChainPrefix + string(kind) + "-" + chainSuffix(id)
+}
+
+// parseNetChain reports whether name is a per-network chain, and the suffix
+// that identifies its network.
+func parseNetChain(name string) (suffix string, ok bool) {
+	rest, ok := strings.CutPrefix(name, netChainPrefix)
+	if !ok || len(rest) != 2+chainSuffixLen || rest[1] != '-' || !strings.ContainsRune("FIPN", rune(rest[0])) {
+		return "", false
+	}
+	return rest[2:], isLowerHex(rest[2:])
+}
+
+// isNetChainKind reports whether name is a per-network chain of kind.
+func isNetChainKind(name string, kind byte) bool {
+	_, ok := parseNetChain(name)
+	return ok && name[len(netChainPrefix)] == kind
+}
+
+// netChain is one of a network's own chains: its rules, in order, and the
+// marked jump into it from one of vpcroute's base chains.
+type netChain struct {
+	kind        byte
+	table, name string
+	// from is the base chain that jumps here; insert puts the jump first in
+	// from (so it wins over other networks' chains), else last.
+	from   string
+	insert bool
+	rules  [][]string
+}
+
+// jump returns the rule that leads from c.from into c, marked with the
+// network's comment so Prune can tell whose it is.
+func (c netChain) jump(id string) rule {
+	return rule{table: c.table, chain: c.from, insert: c.insert, spec: join(networkComment(id), "-j", c.name)}
+}
+
+// allNetChains returns every chain a network with the given ID may have,
+// empty, whatever its settings: what DeleteNetwork looks for when the
+// kernel does not hold exactly what it expected.
+func allNetChains(id string) []netChain {
+	return []netChain{
+		{kind: kindForward, table: tableFilter, name: netChainName(kindForward, id), from: chainForward},
+		{kind: kindInput, table: tableFilter, name: netChainName(kindInput, id), from: chainInput},
+		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPostrouting, insert: true},
+		{kind: kindNAT, table: tableNAT, name: netChainName(kindNAT, id), from: chainPostrouting},
+	}
+}
+
+// networkChains returns the chains of one network with their rules. An
+// internal network has only its forward chain; any other network has all
+// four, some possibly empty (no outbound NAT without Masquerade), so that
+// the set of chains depends on nothing that can change for a network.
+func networkChains(r NetworkRules) ([]netChain, error) {
+	if err := r.validate(); err != nil {
+		return nil, err
+	}
+	c := networkComment(r.NetworkID)
+	br := r.Bridge
+	subnet := r.Subnet.Masked().String()
+	chains := allNetChains(r.NetworkID)
+	fwd, input, ports, nat := &chains[0], &chains[1], &chains[2], &chains[3]
+	if r.Internal {
+		// The jump goes first in VPCROUTE-FORWARD so that another network's
+		// accepts cannot let traffic of this one through; the drops exclude
+		// bridge-to-bridge traffic, which the accept after them lets through.
+		fwd.insert = true
+		fwd.rules = [][]string{
+			join([]string{"!", "-i", br, "-o", br}, c, "-j", "DROP"),
+			join([]string{"-i", br, "!", "-o", br}, c, "-j", "DROP"),
+			join([]string{"-i", br, "-o", br}, c, "-j", "ACCEPT"),
+		}
+		return chains[:1], nil
+	}
+	// Routed traffic in both directions; the source/destination match keeps
+	// spoofed addresses out. The conntrack accept is for containers on several
+	// networks: a reply from the address on another network leaves through
+	// the bridge of the default route, with a source outside this subnet.
+	fwd.rules = [][]string{
+		join([]string{"-s", subnet, "-i", br}, c, "-j", "ACCEPT"),
+		join([]string{"-d", subnet, "-o", br}, c, "-j", "ACCEPT"),
+		join([]string{"-i", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, c, "-j", "ACCEPT"),
+	}
+	// route_localnet on the bridge (for ports published on 127.0.0.1) would
+	// also let containers reach services bound to the host's loopback; drop
+	// that unless it is the reply to a DNATed connection.
+	input.rules = [][]string{
+		join([]string{"-i", br, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, c, "-j", "DROP"),
+	}
+	// Published ports. Reached from the host itself, 127.0.0.1 included: a
+	// loopback source cannot leave the host. Hairpin: a container reaching a
+	// port on the host that leads back into its own bridge must see the
+	// reply come from the host, else it answers directly and the connection
+	// breaks. The chain is jumped to first: no network's no-NAT accepts may
+	// shadow these.
+	ports.rules = [][]string{
+		join([]string{"-o", br, "-m", "addrtype", "--src-type", "LOCAL", "-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "MASQUERADE"),
+		join([]string{"-s", subnet, "-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "MASQUERADE"),
+	}
+	if r.Masquerade {
+		// ACCEPT (not RETURN) ends nat POSTROUTING for the connection, so
+		// no later rule of another tool masquerades traffic to the VPC.
+		for _, p := range r.NoNAT {
+			nat.rules = append(nat.rules, join([]string{"-s", subnet, "-d", p.Masked().String()}, c, "-j", "ACCEPT"))
+		}
+		nat.rules = append(nat.rules, join([]string{"-s", subnet, "!", "-o", br}, c, "-j", "MASQUERADE"))
+	}
+	return chains, nil
+}
+
+// PortMap is one published port of one container.
+type PortMap struct {
+	// NetworkID marks the rule, as for NetworkRules.
+	NetworkID string
+	// Proto is "tcp", "udp" or "sctp".
+	Proto string
+	// HostIP restricts the port to one host address; the zero Addr or
+	// 0.0.0.0 publishes it on every host address, 127.0.0.1 included.
+	HostIP netip.Addr
+	// HostPort is the published port.
+	HostPort uint16
+	// ContainerIP and ContainerPort are where the port leads.
+	ContainerIP   netip.Addr
+	ContainerPort uint16
+	// Bridge is the container's bridge. The rule itself does not need it:
+	// the network's rules masquerade hairpin and host-local connections.
+	Bridge string
+}
+
+func (p PortMap) String() string {
+	host := "*"
+	if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
+		host = p.HostIP.String()
+	}
+	return fmt.Sprintf("%s %s:%d -> %s:%d", p.Proto, host, p.HostPort, p.ContainerIP, p.ContainerPort)
+}
+
+// portRule returns the single DNAT rule of a published port. It is reached
+// from nat PREROUTING (other hosts, containers) and nat OUTPUT (the host
+// itself) for destinations of type LOCAL.
+func portRule(p PortMap) (rule, error) {
+	if err := validateNetworkID(p.NetworkID); err != nil {
+		return rule{}, fmt.Errorf("port %v: %w", p, err)
+	}
+	switch p.Proto {
+	case "tcp", "udp", "sctp":
+	default:
+		return rule{}, fmt.Errorf("port %v: protocol %q is not tcp, udp or sctp", p, p.Proto)
+	}
+	if p.HostPort == 0 || p.ContainerPort == 0 {
+		return rule{}, fmt.Errorf("port %v: host and container ports must be set (the driver picks a host port for 0)", p)
+	}
+	if !p.ContainerIP.Is4() {
+		return rule{}, fmt.Errorf("port %v: container address must be IPv4", p)
+	}
+	if p.HostIP.IsValid() && !p.HostIP.Is4() {
+		return rule{}, fmt.Errorf("port %v: host address must be IPv4", p)
+	}
+	spec := []string{"-p", p.Proto}
+	if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
+		spec = append(spec, "-d", p.HostIP.String()+"/32")
+	}
+	spec = append(spec, "-m", p.Proto, "--dport", strconv.Itoa(int(p.HostPort)))
+	spec = join(spec, networkComment(p.NetworkID), "-j", "DNAT", "--to-destination",
+		netip.AddrPortFrom(p.ContainerIP, p.ContainerPort).String())
+	return rule{tableNAT, chainDNAT, false, spec}, nil
+}
+
+// join concatenates argument lists and single arguments.
+func join(parts ...any) []string {
+	var out []string
+	for _, p := range parts {
+		switch v := p.(type) {
+		case string:
+			out = append(out, v)
+		case []string:
+			out = append(out, v...)
+		default:
+			panic(fmt.Sprintf("join: unexpected %T", p))
+		}
+	}
+	return out
+}
+
+// ruleNetworkID returns the network ID in the vpcroute comment of a rule as
+// printed by iptables -S, and whether the rule carries such a comment. Base
+// jumps ("vpcroute") report ok with an empty ID.
+func ruleNetworkID(args []string) (id string, ok bool) {
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] != "--comment" {
+			continue
+		}
+		switch v := args[i+1]; {
+		case v == baseComment:
+			return "", true
+		case strings.HasPrefix(v, commentPrefix):
+			return strings.TrimPrefix(v, commentPrefix), true
+		}
+	}
+	return "", false
+}
+
+// splitRule splits a rule as printed by iptables -S / iptables-save into
+// arguments, undoing the double quotes (with \" and \\ escapes) iptables
+// puts around values such as comments.
+func splitRule(line string) ([]string, error) {
+	var (
+		args    []string
+		cur     strings.Builder
+		inQuote bool
+		have    bool
+	)
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case inQuote && c == '\\' && i+1 < len(line):
+			i++
+			cur.WriteByte(line[i])
+		case c == '"':
+			inQuote = !inQuote
+			have = true
+		case !inQuote && (c == ' ' || c == '\t'):
+			if have {
+				args = append(args, cur.String())
+				cur.Reset()
+				have = false
+			}
+		default:
+			cur.WriteByte(c)
+			have = true
+		}
+	}
+	if inQuote {
+		return nil, fmt.Errorf("unterminated quote in rule %q", line)
+	}
+	if have {
+		args = append(args, cur.String())
+	}
+	return args, nil
+}

@@ -1,0 +1,272 @@
+package firewall
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestDetectBackend(t *testing.T) {
+	const rules3 = "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -j ACCEPT\n-A FORWARD -j DOCKER\n-A FORWARD -j ACCEPT\nCOMMIT\n"
+	const rules1 = "*nat\n-A POSTROUTING -j MASQUERADE\nCOMMIT\n"
+	tests := []struct {
+		name                 string
+		legacy, nft, version string
+		legacyErr, nftErr    bool
+		want                 string
+	}{
+		{name: "nft holds the rules", legacy: rules1, nft: rules3, version: "iptables v1.8.9 (legacy)", want: BackendNFT},
+		{name: "legacy holds the rules", legacy: rules3, nft: rules1, version: "iptables v1.8.9 (nf_tables)", want: BackendLegacy},
+		{name: "no rules: default is nft", version: "iptables v1.8.9 (nf_tables)", want: BackendNFT},
+		{name: "no rules: default is legacy", version: "iptables v1.8.9 (legacy)", want: BackendLegacy},
+		{name: "old iptables without backends", legacyErr: true, nftErr: true, version: "iptables v1.6.1", want: BackendLegacy},
+		{name: "legacy tools missing", legacyErr: true, nft: rules1, want: BackendNFT},
+		{name: "tie goes to the default", legacy: rules1, nft: rules1, version: "iptables v1.8.7 (nf_tables)", want: BackendNFT},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			run := func(name string, args ...string) ([]byte, error) {
+				switch name {
+				case "iptables-legacy-save":
+					if tc.legacyErr {
+						return nil, errors.New("not found")
+					}
+					return []byte(tc.legacy), nil
+				case "iptables-nft-save":
+					if tc.nftErr {
+						return nil, errors.New("not found")
+					}
+					return []byte(tc.nft), nil
+				case "iptables":
+					return []byte(tc.version), nil
+				}
+				return nil, errors.New("unexpected command " + name)
+			}
+			if got := detectBackend(run); got != tc.want {
+				t.Errorf("detectBackend = %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSplitRuleAndNetworkID(t *testing.T) {
+	tests := []struct {
+		line   string
+		want   []string
+		id     string
+		marked bool
+	}{
+		{`-A VPCROUTE-FORWARD -s 10.0.2.0/24 -i br -m comment --comment "vpcroute:net1" -j ACCEPT`,
+			[]string{"-A", "VPCROUTE-FORWARD", "-s", "10.0.2.0/24", "-i", "br", "-m", "comment", "--comment", "vpcroute:net1", "-j", "ACCEPT"}, "net1", true},
+		{`-A FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD`,
+			[]string{"-A", "FORWARD", "-m", "comment", "--comment", "vpcroute", "-j", "VPCROUTE-FORWARD"}, "", true},
+		{`-A FORWARD -m comment --comment "a \"quoted\" \\ comment" -j ACCEPT`,
+			[]string{"-A", "FORWARD", "-m", "comment", "--comment", `a "quoted" \ comment`, "-j", "ACCEPT"}, "", false},
+		{`-A POSTROUTING -m comment --comment "vpcroutex:net2" -j MASQUERADE`,
+			[]string{"-A", "POSTROUTING", "-m", "comment", "--comment", "vpcroutex:net2", "-j", "MASQUERADE"}, "", false},
+		{`-A FORWARD -j DOCKER-USER`, []string{"-A", "FORWARD", "-j", "DOCKER-USER"}, "", false},
+	}
+	for _, tc := range tests {
+		got, err := splitRule(tc.line)
+		if err != nil || !slices.Equal(got, tc.want) {
+			t.Errorf("splitRule(%s) = %q, %v; want %q", tc.line, got, err, tc.want)
+		}
+		id, ok := ruleNetworkID(got)
+		if id != tc.id || ok != tc.marked {
+			t.Errorf("ruleNetworkID(%s) = %q, %v; want %q, %v", tc.line, id, ok, tc.id, tc.marked)
+		}
+	}
+	if _, err := splitRule(`-A X --comment "open`); err == nil {
+		t.Error("unterminated quote accepted")
+	}
+}
+
+func TestNetworkRulesValidation(t *testing.T) {
+	good := NetworkRules{NetworkID: "abc123", Bridge: "vr-abc", Subnet: netip.MustParsePrefix("10.0.2.0/24")}
+	tests := []struct {
+		name   string
+		modify func(*NetworkRules)
+		errHas string // "" = valid
+	}{
+		{"valid", func(*NetworkRules) {}, ""},
+		{"empty ID", func(r *NetworkRules) { r.NetworkID = "" }, "network ID"},
+		{"ID with a quote", func(r *NetworkRules) { r.NetworkID = `a"b` }, "only letters"},
+		{"no bridge", func(r *NetworkRules) { r.Bridge = "" }, "bridge name"},
+		{"IPv6 subnet", func(r *NetworkRules) { r.Subnet = netip.MustParsePrefix("fd00::/64") }, "not an IPv4 prefix"},
+		{"bad no-NAT", func(r *NetworkRules) { r.NoNAT = []netip.Prefix{{}} }, "no-NAT"},
+	}
+	for _, tc := range tests {
+		r := good
+		tc.modify(&r)
+		chains, err := networkChains(r)
+		switch {
+		case tc.errHas == "" && err != nil:
+			t.Errorf("%s: %v", tc.name, err)
+		case tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas)):
+			t.Errorf("%s: error %v, want one mentioning %q", tc.name, err, tc.errHas)
+		case err == nil:
+			for _, c := range chains {
+				for _, spec := range append([][]string{c.jump(r.NetworkID).spec}, c.rules...) {
+					if id, ok := ruleNetworkID(spec); !ok || id != r.NetworkID {
+						t.Errorf("%s: rule %q in/into %s is not marked for %s", tc.name, spec, c.name, r.NetworkID)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestNetworkRulesShape checks the properties the rule order relies on:
+// masquerade for published ports comes before every network's no-NAT
+// accepts, an internal network's chain goes first in FORWARD, and
+// Masquerade=false adds no outbound NAT.
+func TestNetworkRulesShape(t *testing.T) {
+	base := NetworkRules{NetworkID: "n", Bridge: "br", Subnet: netip.MustParsePrefix("10.0.2.0/24"),
+		NoNAT: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}}
+	byKind := func(cs []netChain) map[byte]netChain {
+		m := map[byte]netChain{}
+		for _, c := range cs {
+			m[c.kind] = c
+		}
+		return m
+	}
+	count := func(c netChain, target string) (n int) {
+		for _, r := range c.rules {
+			if r[len(r)-1] == target {
+				n++
+			}
+		}
+		return n
+	}
+	masq := base
+	masq.Masquerade = true
+	cs, _ := networkChains(masq)
+	m := byKind(cs)
+	if len(cs) != 4 {
+		t.Fatalf("masquerade network has %d chains, want 4", len(cs))
+	}
+	if got := count(m[kindPorts], "MASQUERADE") + count(m[kindNAT], "MASQUERADE"); got != 3 {
+		t.Errorf("masquerade network: %d MASQUERADE rules, want 3 (hairpin, host-local, outbound)", got)
+	}
+	for _, r := range m[kindPorts].rules {
+		if !slices.Contains(r, "DNAT") {
+			t.Errorf("rule %q in the ports chain does not match DNATed connections", r)
+		}
+	}
+	if !m[kindPorts].insert || m[kindNAT].insert || m[kindPorts].from != m[kindNAT].from {
+		t.Errorf("port masquerade must be jumped to first in %s and outbound NAT last", chainPostrouting)
+	}
+	cs, _ = networkChains(base)
+	m = byKind(cs)
+	if got := count(m[kindPorts], "MASQUERADE"); got != 2 {
+		t.Errorf("Masquerade=false: %d MASQUERADE rules, want only the 2 for published ports", got)
+	}
+	if got := len(m[kindNAT].rules); got != 0 {
+		t.Errorf("Masquerade=false: %d outbound NAT rules, want 0", got)
+	}
+	internal := masq
+	internal.Internal = true
+	cs, _ = networkChains(internal)
+	if len(cs) != 1 || cs[0].table != tableFilter || cs[0].from != chainForward {
+		t.Fatalf("internal network has chains %v, want only its forward chain", cs)
+	}
+	if !cs[0].insert {
+		t.Errorf("internal chain is jumped to last, so another network's accept could shadow its drops")
+	}
+	if last := cs[0].rules[len(cs[0].rules)-1]; last[len(last)-1] != "ACCEPT" {
+		t.Errorf("internal chain must accept bridge-to-bridge traffic after its drops, ends with %q", last)
+	}
+}
+
+func TestChainNames(t *testing.T) {
+	dockerID := "5f3c2a1b9d8e7f60a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718"
+	tests := []struct {
+		id, want string
+	}{
+		{dockerID, "VPCROUTE-F-5f3c2a1b9d8e7f60"},
+		{"net1", "VPCROUTE-F-" + chainSuffix("net1")},
+		{strings.ToUpper(dockerID), "VPCROUTE-F-" + chainSuffix(strings.ToUpper(dockerID))},
+	}
+	for _, tc := range tests {
+		got := netChainName(kindForward, tc.id)
+		if got != tc.want {
+			t.Errorf("netChainName(%s) = %s, want %s", tc.id, got, tc.want)
+		}
+		if len(got) > 28 {
+			t.Errorf("chain name %s is longer than iptables' 28 bytes", got)
+		}
+		if suffix, ok := parseNetChain(got); !ok || suffix != chainSuffix(tc.id) {
+			t.Errorf("parseNetChain(%s) = %s, %v", got, suffix, ok)
+		}
+	}
+	if chainSuffix("net1") == chainSuffix("net2") || len(chainSuffix("net1")) != 16 {
+		t.Errorf("hashed suffixes: %s, %s", chainSuffix("net1"), chainSuffix("net2"))
+	}
+	for _, name := range []string{chainForward, chainInput, chainPostrouting, chainDNAT, "VPCROUTE-X-5f3c2a1b9d8e7f60", "VPCROUTE-F-5f3c2a1b9d8e7f6", "VPCROUTE-F-5f3c2a1b9d8e7f6g", "DOCKER"} {
+		if _, ok := parseNetChain(name); ok {
+			t.Errorf("parseNetChain(%s) took it for a network's chain", name)
+		}
+	}
+}
+
+func TestPortRule(t *testing.T) {
+	ok := PortMap{NetworkID: "n1", Proto: "tcp", HostPort: 8080, ContainerIP: netip.MustParseAddr("10.0.2.3"), ContainerPort: 80}
+	tests := []struct {
+		name   string
+		modify func(*PortMap)
+		want   string // rule text, or "error"
+	}{
+		{"all addresses", func(*PortMap) {}, `-t nat -A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m comment --comment vpcroute:n1 -j DNAT --to-destination 10.0.2.3:80`},
+		{"0.0.0.0 is all", func(p *PortMap) { p.HostIP = netip.IPv4Unspecified() }, `-t nat -A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m comment --comment vpcroute:n1 -j DNAT --to-destination 10.0.2.3:80`},
+		{"one address", func(p *PortMap) { p.HostIP = netip.MustParseAddr("127.0.0.1"); p.Proto = "udp" }, `-t nat -A VPCROUTE-DNAT -p udp -d 127.0.0.1/32 -m udp --dport 8080 -m comment --comment vpcroute:n1 -j DNAT --to-destination 10.0.2.3:80`},
+		{"bad proto", func(p *PortMap) { p.Proto = "icmp" }, "error"},
+		{"port 0", func(p *PortMap) { p.HostPort = 0 }, "error"},
+		{"IPv6 container", func(p *PortMap) { p.ContainerIP = netip.MustParseAddr("fd00::1") }, "error"},
+		{"IPv6 host", func(p *PortMap) { p.HostIP = netip.MustParseAddr("fd00::1") }, "error"},
+		{"bad ID", func(p *PortMap) { p.NetworkID = "a b" }, "error"},
+	}
+	for _, tc := range tests {
+		p := ok
+		tc.modify(&p)
+		r, err := portRule(p)
+		got := "error"
+		if err == nil {
+			got = r.String()
+		}
+		if got != tc.want {
+			t.Errorf("%s: got %s (%v), want %s", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// testPool is the container pool of the tests: every test network's subnet
+// is in it, as on a real host.
+var (
+	testPool = netip.MustParsePrefix("10.0.0.0/16")
+	testBase = Base{Pool: testPool}
+)
+
+func TestBaseValidation(t *testing.T) {
+	for _, tc := range []struct {
+		base Base
+		ok   bool
+	}{
+		{Base{}, true}, // no fast path
+		{Base{Pool: testPool}, true},
+		{Base{Pool: netip.MustParsePrefix("10.0.0.7/16")}, true}, // masked when written
+		{Base{Pool: netip.MustParsePrefix("fd00::/64")}, false},
+		{Base{Pool: netip.PrefixFrom(netip.MustParseAddr("10.0.0.0"), 40)}, false},
+	} {
+		if err := tc.base.validate(); (err == nil) != tc.ok {
+			t.Errorf("%+v: validate() = %v, want ok=%v", tc.base, err, tc.ok)
+		}
+	}
+	if got := fastPathRules(netip.MustParsePrefix("10.0.0.7/16")); len(got) != 2 || got[0][1] != "10.0.0.0/16" || got[1][1] != "10.0.0.0/16" {
+		t.Errorf("fast path of an unmasked pool: %q", got)
+	}
+	if got := fastPathRules(netip.Prefix{}); got != nil {
+		t.Errorf("fast path without a pool: %q", got)
+	}
+}

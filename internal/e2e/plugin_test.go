@@ -1,0 +1,306 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/vpcroute/vpcroute/config"
+	"github.com/vpcroute/vpcroute/internal/cloudbed"
+	"github.com/vpcroute/vpcroute/internal/testbed"
+)
+
+// managedPlugin is the name a managed plugin is addressed by: with a tag, since plain
+// "vpcroute" would look for a host-service socket.
+const managedPlugin = "vpcroute:latest"
+
+// pluginConfig is the part of plugin/config.json the tests read.
+type pluginConfig struct {
+	Entrypoint []string `json:"entrypoint"`
+	Interface  struct {
+		Types  []string `json:"types"`
+		Socket string   `json:"socket"`
+	} `json:"interface"`
+	Network struct {
+		Type string `json:"type"`
+	} `json:"network"`
+	Linux struct {
+		Capabilities []string `json:"capabilities"`
+	} `json:"linux"`
+	Mounts []struct {
+		Name, Source, Destination, Type string
+		Options, Settable               []string
+	} `json:"mounts"`
+	Env []struct {
+		Name, Value string
+		Settable    []string
+	} `json:"env"`
+}
+
+func readPluginConfig(t *testing.T) pluginConfig {
+	t.Helper()
+	b, err := os.ReadFile("../../plugin/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c pluginConfig
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	if err := dec.Decode(&c); err != nil {
+		t.Fatalf("plugin/config.json: %v", err)
+	}
+	return c
+}
+
+// TestPluginConfigSettings keeps plugin/config.json in step with package config: every
+// setting vpcroute reads can be changed with `docker plugin set`, with the same default
+// as the host service, and nothing else is declared.
+func TestPluginConfigSettings(t *testing.T) {
+	c := readPluginConfig(t)
+	want := map[string]string{
+		"HUAWEICLOUD_SDK_AK":             "",
+		"HUAWEICLOUD_SDK_SK":             "",
+		"HUAWEICLOUD_SDK_SECURITY_TOKEN": "",
+	}
+	for _, s := range config.All() {
+		want[s.Name] = s.Default
+	}
+	got := map[string]bool{}
+	for _, e := range c.Env {
+		if got[e.Name] {
+			t.Errorf("plugin/config.json declares %s twice", e.Name)
+		}
+		got[e.Name] = true
+		def, ok := want[e.Name]
+		switch {
+		case !ok:
+			t.Errorf("plugin/config.json declares %s, which vpcroute does not read (config.All)", e.Name)
+		case e.Value != def:
+			t.Errorf("plugin/config.json: %s=%q; the host service's default is %q", e.Name, e.Value, def)
+		}
+		if len(e.Settable) != 1 || e.Settable[0] != "value" {
+			t.Errorf("plugin/config.json: %s is not settable (settable %v; want [value])", e.Name, e.Settable)
+		}
+	}
+	for name := range want {
+		if !got[name] {
+			t.Errorf("plugin/config.json lacks setting %s: `docker plugin set` cannot change it", name)
+		}
+	}
+
+	// The rest of the file as the managed-plugin test proved it must be.
+	if c.Network.Type != "host" {
+		t.Errorf("network type %q: the plugin must run in the host's network namespace", c.Network.Type)
+	}
+	if c.Interface.Socket != "vpcroute.sock" || filepath.Base(config.All()[socketIndex(t)].Default) != c.Interface.Socket {
+		t.Errorf("interface socket %q does not match VPCROUTE_SOCKET's default", c.Interface.Socket)
+	}
+	sort.Strings(c.Interface.Types)
+	if strings.Join(c.Interface.Types, " ") != "docker.ipamdriver/1.0 docker.networkdriver/1.0" {
+		t.Errorf("interface types %v: want the network and IPAM driver", c.Interface.Types)
+	}
+	mounts := map[string]string{}
+	for _, m := range c.Mounts {
+		mounts[m.Destination] = m.Source
+	}
+	for dst, src := range map[string]string{
+		"/var/lib/vpcroute":  "/var/lib/vpcroute",
+		"/run/xtables.lock":  "/run/xtables.lock",
+		"/host/proc/sys/net": "/proc/sys/net",
+	} {
+		if mounts[dst] != src {
+			t.Errorf("mount at %s has source %q; want %q", dst, mounts[dst], src)
+		}
+	}
+}
+
+func socketIndex(t *testing.T) int {
+	for i, s := range config.All() {
+		if s.Name == "VPCROUTE_SOCKET" {
+			return i
+		}
+	}
+	t.Fatal("config.All has no VPCROUTE_SOCKET")
+	return 0
+}
+
+// buildPluginDir runs scripts/plugin-rootfs.sh for the test's vpcroute binary and
+// returns the plugin directory (config.json + rootfs).
+func buildPluginDir(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/sbin/xtables-nft-multi", "/usr/sbin/xtables-legacy-multi"} {
+		if _, err := os.Stat(p); err != nil {
+			t.Skipf("needs Debian's iptables for the plugin rootfs (apt-get install iptables): %v", err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "plugin")
+	cmd := exec.Command("../../scripts/plugin-rootfs.sh", dir)
+	cmd.Env = append(os.Environ(), "VPCROUTE_BIN="+vpcrouteBin)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/plugin-rootfs.sh: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// installPlugin installs the managed plugin on an ECS's engine the way a user would:
+// the host-side files the plugin's mounts need (contrib/tmpfiles.d/vpcroute.conf makes
+// them at boot), `docker plugin create`, `docker plugin set` with the settings the
+// host service would have got, `docker plugin enable`.
+func installPlugin(t *testing.T, env *cloudbed.Env, e *testbed.ECS, dir string) {
+	t.Helper()
+	ctx := ctxT(t)
+	if _, err := e.Exec(ctx, "touch", "/run/xtables.lock"); err != nil {
+		t.Fatalf("create the xtables lock on %s: %v", e.Name, err)
+	}
+	docker(t, e, "plugin", "create", managedPlugin, dir)
+	set := []string{"plugin", "set", managedPlugin}
+	for _, kv := range env.PluginEnv(e.Name) {
+		name, value, _ := strings.Cut(kv, "=")
+		if name == "VPCROUTE_STATE_DIR" {
+			// A managed plugin keeps its state at /var/lib/vpcroute, on the "state" mount.
+			if err := os.MkdirAll(value, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			set = append(set, "state.source="+value)
+			continue
+		}
+		set = append(set, kv)
+	}
+	docker(t, e, set...)
+	docker(t, e, "plugin", "enable", managedPlugin)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("managed plugin log on %s:\n%s", e.Name, managedPluginLog(t, e))
+		}
+	})
+}
+
+// managedPluginLog returns what the managed plugin printed: dockerd logs a plugin's
+// output as its own lines tagged plugin=<ID>.
+func managedPluginLog(t *testing.T, e *testbed.ECS) string {
+	id, err := e.Docker(context.Background(), "plugin", "inspect", "-f", "{{.Id}}", managedPlugin)
+	if err != nil {
+		return fmt.Sprintf("(plugin inspect: %v)", err)
+	}
+	b, err := os.ReadFile(filepath.Join(e.Dir, "dockerd.log"))
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, "plugin="+id) || strings.Contains(l, id) && strings.Contains(l, "level=error") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// TestManagedPlugin is the guide's scenario with vpcroute installed as Docker's managed
+// plugin (built offline by scripts/plugin-rootfs.sh from plugin/config.json) instead of
+// a host service: what `docker plugin install` users get.
+func TestManagedPlugin(t *testing.T) {
+	needBed(t)
+	dir := buildPluginDir(t)
+	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: "vrp"}})
+	if err != nil {
+		t.Fatalf("cloud bed: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Close() })
+	ecs1, ecs2 := ecsOf(t, env, "ecs1"), ecsOf(t, env, "ecs2")
+	for _, e := range []*testbed.ECS{ecs1, ecs2} {
+		installPlugin(t, env, e, dir)
+	}
+	before := env.CustomRoutes()
+
+	// ECS 1 asks for the guide's subnet, ECS 2 lets vpcroute pick one.
+	docker(t, ecs1, "network", "create", "-d", managedPlugin, "--ipam-driver", managedPlugin, "--subnet", "10.0.2.0/24", "my-net")
+	docker(t, ecs2, "network", "create", "-d", managedPlugin, "--ipam-driver", managedPlugin, "my-net")
+	remoteSubnet := subnetOf(t, ecs2, "my-net")
+	for _, e := range []*testbed.ECS{ecs1, ecs2} {
+		docker(t, e, "run", "-d", "--name", "nginx", "--net", "my-net", "-p", "8080:80", testbed.ImageName)
+	}
+	remote := containerIP(t, ecs2, "nginx", "my-net").String()
+
+	out := docker(t, ecs1, "exec", "nginx", "ping", "-c", "3", "-W", "2", remote)
+	if !strings.Contains(out, "3 packets received") || !strings.Contains(out, "ttl=62") {
+		t.Errorf("ping %s from ECS 1's container: want 3 replies with ttl=62:\n%s", remote, out)
+	}
+	httpOK := func(when string) {
+		t.Helper()
+		for _, target := range [][2]string{{remote, "80"}, {ecs2.IP.String(), "8080"}} {
+			out, err := dockerErr(t, ecs1, append([]string{"exec", "nginx"}, testbed.HTTPGetCmd(target[0], atoi(target[1]))...)...)
+			if err != nil || !strings.Contains(out, "200 OK") || !strings.Contains(out, "ecs2") {
+				t.Errorf("%s: HTTP GET %s:%s from ECS 1's container: %v %q", when, target[0], target[1], err, out)
+			}
+		}
+	}
+	httpOK("plugin enabled")
+
+	added := cloudbed.AddedRoutes(before, env.CustomRoutes())
+	want := map[string]string{"10.0.2.0/24": cloudbed.InstanceID("ecs1"), remoteSubnet.String(): cloudbed.InstanceID("ecs2")}
+	if len(added) != 2 {
+		t.Errorf("route table gained %d routes; want exactly 2 (%v): %+v", len(added), want, added)
+	}
+	for _, r := range added {
+		if want[r.Destination] != r.NextHop || r.Type != "ecs" || !strings.HasPrefix(r.Description, "vpcroute") {
+			t.Errorf("route %+v: want type ecs, next hop %q, a vpcroute description", r, want[r.Destination])
+		}
+	}
+
+	// Disabling the plugin (as an upgrade does) and enabling it again leaves running
+	// containers' traffic alone: a ping runs across both.
+	t.Run("disable and enable keep traffic", func(t *testing.T) {
+		var wg sync.WaitGroup
+		var pingOut string
+		var pingErr error
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pingOut, pingErr = dockerErr(t, ecs1, "exec", "nginx", "ping", "-c", "30", "-i", "0.2", "-W", "1", remote)
+		}()
+		docker(t, ecs2, "plugin", "disable", "-f", managedPlugin)
+		httpOK("plugin disabled on ECS 2")
+		docker(t, ecs1, "plugin", "disable", "-f", managedPlugin)
+		httpOK("plugin disabled on both ECSs")
+		for _, e := range []*testbed.ECS{ecs1, ecs2} {
+			docker(t, e, "plugin", "enable", managedPlugin)
+		}
+		wg.Wait()
+		if pingErr != nil || !strings.Contains(pingOut, "30 packets received") {
+			t.Errorf("ping across plugin disable/enable lost packets: %v\n%s", pingErr, pingOut)
+		}
+		httpOK("plugin enabled again")
+		// The re-enabled plugin serves Docker again: a new container gets an address.
+		out := run(t, ecs1, "my-net", "sh", "-c", "ping -c 1 -W 2 "+remote+" >/dev/null && echo reached")
+		if !strings.Contains(out, "reached") {
+			t.Errorf("a new container after re-enable cannot reach %s: %q", remote, out)
+		}
+		if got := cloudbed.AddedRoutes(before, env.CustomRoutes()); len(got) != 2 {
+			t.Errorf("after disable/enable the table has %d vpcroute routes; want 2: %+v", len(got), got)
+		}
+	})
+
+	for _, e := range []*testbed.ECS{ecs1, ecs2} {
+		docker(t, e, "rm", "-f", "nginx")
+		docker(t, e, "network", "rm", "my-net")
+	}
+	if added := cloudbed.AddedRoutes(before, env.CustomRoutes()); len(added) != 0 {
+		t.Errorf("after network rm the route table still has %+v", added)
+	}
+	// Nothing of the network is left on the host.
+	for _, e := range []*testbed.ECS{ecs1, ecs2} {
+		links, _ := e.Exec(ctxT(t), "ip", "-br", "link")
+		if regexp.MustCompile(`(?m)^vr-`).MatchString(links) {
+			t.Errorf("%s still has a vpcroute bridge after network rm:\n%s", e.Name, links)
+		}
+	}
+}
