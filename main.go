@@ -1,6 +1,10 @@
 // Command vpcroute is a Docker network and IPAM plugin that gives containers on
 // Huawei Cloud ECS instances subnets of their own, routed natively by the VPC route
 // table. It runs as a managed plugin or as a host service; see README.md.
+//
+// main only wires: settings, the socket, the parts (state, cloud, link, firewall,
+// Docker's API), the controller that owns every network, and the two plugin APIs in
+// front of it.
 package main
 
 import (
@@ -11,12 +15,16 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/vpcroute/vpcroute/cloud"
 	"github.com/vpcroute/vpcroute/cloud/huawei"
 	"github.com/vpcroute/vpcroute/config"
+	"github.com/vpcroute/vpcroute/controller"
+	"github.com/vpcroute/vpcroute/dockerapi"
 	"github.com/vpcroute/vpcroute/driver"
 	"github.com/vpcroute/vpcroute/firewall"
 	"github.com/vpcroute/vpcroute/ipam"
@@ -80,44 +88,46 @@ func run() error {
 		return err
 	}
 	id := vpc.Identity()
-	noNAT := append([]netip.Prefix{settings.Pool}, id.VPCCIDRs...)
 	fw, err := firewall.NewFirewall()
 	if err != nil {
 		return err
 	}
-	if err := (link.Host{}).EnsureForwarding(); err != nil {
+	host := link.Host{}
+	if err := host.EnsureForwarding(); err != nil {
 		return err
 	}
-	ip := ipam.New(ipam.Config{
-		Pool:         settings.Pool,
-		SubnetSize:   settings.SubnetSize,
-		HostPrefixes: link.Host{}.Prefixes,
-		Log:          log,
-	}, db, vpc)
-	dcfg := driver.Config{
-		ForwardAccept: settings.ForwardAccept,
-		Masquerade:    settings.Masquerade,
-		NoNAT:         noNAT,
-		Pool:          settings.Pool,
-		Log:           log,
+	var docker controller.Docker
+	if settings.DockerHost != "" {
+		c, err := dockerapi.New(settings.DockerHost)
+		if err != nil {
+			return err
+		}
+		docker = c
 	}
-	if s, ok := vpc.(interface{ SrcDstCheckOn() bool }); ok {
-		dcfg.SrcDstCheckOn = s.SrcDstCheckOn
-	}
-	nd := driver.New(dcfg, link.Host{}, fw, db, ip)
-	if err := nd.Restore(ctx, settings.ForwardAccept); err != nil {
-		// Serve anyway: what could be restored is; the repair loop keeps trying.
+	ctl := controller.New(controller.Config{
+		Pool:           settings.Pool,
+		SubnetSize:     settings.SubnetSize,
+		Masquerade:     settings.Masquerade,
+		NoNAT:          append([]netip.Prefix{settings.Pool}, id.VPCCIDRs...),
+		ForwardAccept:  settings.ForwardAccept,
+		Routed:         settings.Cloud != config.CloudNone,
+		KernelInterval: settings.KernelInterval,
+		CloudInterval:  settings.CloudInterval,
+		OrphanGrace:    settings.OrphanGrace,
+		PluginName:     strings.TrimSuffix(filepath.Base(settings.Socket), ".sock"),
+		SrcDstCheckOn:  id.SrcDstCheckOn,
+		Log:            log,
+	}, db, host, fw, vpc, docker)
+	if err := ctl.Start(); err != nil {
+		// Serve anyway: what could be restored is; the loop keeps trying.
 		log.Error("restore saved networks", "err", err)
 	}
-	drivers.Network, drivers.IPAM = nd, ip
+	drivers.Network, drivers.IPAM = driver.New(ctl), ipam.New(ctl)
 	close(ready)
 	log.Info("ready", "cloud", settings.Cloud, "instance", id.InstanceID, "pool", settings.Pool,
-		"subnet_size", settings.SubnetSize, "vpc_cidrs", id.VPCCIDRs, "iptables", fw.Backend())
+		"subnet_size", settings.SubnetSize, "vpc_cidrs", id.VPCCIDRs, "iptables", fw.Backend(), "docker", settings.DockerHost)
 
-	go nd.KeepUp(ctx, 30*time.Second, settings.ForwardAccept)
-	if settings.Cloud != config.CloudNone {
-		go ip.ReconcileLoop(ctx, 5*time.Minute)
-	}
+	go ctl.Run(ctx)
 
 	<-ctx.Done()
 	// SIGTERM leaves the data plane as it is: containers keep their traffic while
@@ -145,24 +155,9 @@ func newCloud(ctx context.Context, s config.Settings, log *slog.Logger) (cloud.V
 		}
 		return cloud.None{ID: cloud.Identity{InstanceID: "none", Hostname: hostname, VPCCIDRs: cidrs}}, nil
 	}
-	h := s.Huawei
-	c, err := huawei.New(ctx, huawei.Config{
-		MetadataURL:   h.MetadataURL,
-		InstanceID:    h.InstanceID,
-		ProjectID:     h.ProjectID,
-		Region:        h.Region,
-		VPCID:         h.VPCID,
-		PortID:        h.PortID,
-		RouteTableID:  h.RouteTableID,
-		VPCEndpoint:   h.VPCEndpoint,
-		AK:            h.AK,
-		SK:            h.SK,
-		SecurityToken: h.SecurityToken,
-		SrcDstCheck:   h.SrcDstCheck,
-		Hostname:      hostname,
-		VPCCIDRs:      s.VPCCIDRs,
-		Logger:        log,
-	})
+	cfg := s.Huawei
+	cfg.Hostname, cfg.VPCCIDRs, cfg.Logger = s.Hostname, s.VPCCIDRs, log
+	c, err := huawei.New(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("huawei cloud: %w", err)
 	}

@@ -91,3 +91,25 @@ func lastOf(p netip.Prefix) uint64 {
 	p = p.Masked()
 	return uint64(u32(p.Addr())) + uint64(1)<<(32-p.Bits()) - 1
 }
+
+// Routable subnet lengths: a /16 holds a whole region's worth of containers on one
+// host, and a /29 is the smallest with room for a gateway and a few containers.
+const (
+	MinBits = 16
+	MaxBits = 29
+)
+
+// CheckSubnet says whether p can be a vpcroute network's subnet: IPv4, a network
+// address, from /16 to /29.
+func CheckSubnet(p netip.Prefix) error {
+	if !p.IsValid() || !p.Addr().Is4() {
+		return fmt.Errorf("subnet %s is not an IPv4 CIDR: give --subnet like 10.0.2.0/24", p)
+	}
+	if p.Masked() != p {
+		return fmt.Errorf("subnet %s is not a network address: use --subnet %s", p, p.Masked())
+	}
+	if p.Bits() < MinBits || p.Bits() > MaxBits {
+		return fmt.Errorf("subnet %s has a /%d prefix: vpcroute routes subnets from /%d to /%d; give a --subnet in that range", p, p.Bits(), MinBits, MaxBits)
+	}
+	return nil
+}

@@ -1,7 +1,7 @@
 // Package cloud defines what vpcroute needs from the cloud that routes container
-// subnets between hosts: which ranges are taken in the VPC, a claim of a subnet for
-// this host, its release, and this host's identity. The drivers depend only on this
-// package; the Huawei Cloud implementation lives in cloud/huawei and is wired in main.go.
+// subnets between hosts: a claim of a subnet for this host, its release, the routes
+// it holds, and this host's identity. The controller depends only on this package;
+// the Huawei Cloud implementation lives in cloud/huawei and is wired in main.go.
 package cloud
 
 import (
@@ -19,6 +19,9 @@ type Identity struct {
 	// VPCCIDRs are the VPC's own ranges (its subnets): traffic to them is never
 	// masqueraded, so the VPC sees container source addresses.
 	VPCCIDRs []netip.Prefix
+	// SrcDstCheckOn says that the NIC's source/destination check was on after
+	// start-up: the VPC then drops container traffic from other hosts.
+	SrcDstCheckOn bool
 }
 
 // ClaimRequest asks for a subnet to be routed to this host.
@@ -34,6 +37,10 @@ type ClaimRequest struct {
 	// called again, with a longer taken list, when another host wins a race for
 	// the subnet it picked. Unused when Want is set.
 	Pick func(taken []netip.Prefix) (netip.Prefix, error)
+	// Name is the Docker network's name when it is known (Docker tells neither
+	// driver a name; vpcroute learns it from Docker's list): routes claimed again
+	// or rebuilt carry it in their description.
+	Name string
 }
 
 // Route is a route of the VPC that belongs to vpcroute on this host.
@@ -42,14 +49,11 @@ type Route struct {
 	Owner       string
 }
 
-// VPC is the cloud as the IPAM driver uses it. Implementations must be safe for
+// VPC is the cloud as the controller uses it. Implementations must be safe for
 // concurrent use and must never touch routes that are not vpcroute's own on this host.
 type VPC interface {
 	// Identity returns this host's identity; it does not call the cloud.
 	Identity() Identity
-	// Taken returns every range in use in the VPC: the destinations of all routes of
-	// all its route tables, including the local routes of its subnets.
-	Taken(ctx context.Context) ([]netip.Prefix, error)
 	// Claim routes a subnet to this host and returns it. When Want overlaps a route
 	// of someone else it returns a *ConflictError.
 	Claim(ctx context.Context, req ClaimRequest) (netip.Prefix, error)
@@ -60,8 +64,18 @@ type VPC interface {
 	Owned(ctx context.Context) ([]Route, error)
 }
 
-// ErrNoSpace means no free subnet of the wanted size is left.
-var ErrNoSpace = errors.New("no free subnet")
+// ErrQuotaFull means the route table holds as many routes as its quota allows: a
+// claim refused for it changed nothing.
+var ErrQuotaFull = errors.New("route table is full")
+
+// Refused tells whether a failed Claim certainly changed nothing: the subnet is
+// someone else's, or the route table is full. Any other failure (a timeout, a 5xx)
+// may be a write that lands later, and the caller must be ready to give the route
+// back.
+func Refused(err error) bool {
+	var conflict *ConflictError
+	return errors.As(err, &conflict) || errors.Is(err, ErrQuotaFull)
+}
 
 // ConflictError says that a wanted subnet overlaps a range someone else holds.
 type ConflictError struct {

@@ -14,9 +14,6 @@ var _ VPC = None{}
 // Identity returns the configured identity.
 func (n None) Identity() Identity { return n.ID }
 
-// Taken returns the VPC's ranges.
-func (n None) Taken(context.Context) ([]netip.Prefix, error) { return n.ID.VPCCIDRs, nil }
-
 // Claim returns the wanted subnet unless it overlaps the VPC, or the first one Pick
 // chooses outside the VPC.
 func (n None) Claim(_ context.Context, req ClaimRequest) (netip.Prefix, error) {

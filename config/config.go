@@ -10,6 +10,10 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/vpcroute/vpcroute/cloud/huawei"
+	"github.com/vpcroute/vpcroute/dockerapi"
 )
 
 // Cloud modes.
@@ -30,24 +34,15 @@ type Settings struct {
 	LogLevel      slog.Level
 	Socket        string
 	Hostname      string
+	// DockerHost is Docker's API, read to hold vpcroute's records against
+	// Docker's networks; empty when VPCROUTE_DOCKER_HOST=none.
+	DockerHost string
+	// KernelInterval, CloudInterval and OrphanGrace pace the reconcile loop.
+	KernelInterval, CloudInterval, OrphanGrace time.Duration
 
-	Huawei Huawei
-}
-
-// Huawei holds the Huawei Cloud settings, passed through to cloud/huawei.
-type Huawei struct {
-	MetadataURL   string
-	InstanceID    string
-	ProjectID     string
-	Region        string
-	VPCID         string
-	PortID        string
-	RouteTableID  string
-	VPCEndpoint   string
-	AK            string
-	SK            string
-	SecurityToken string
-	SrcDstCheck   string
+	// Huawei is handed to cloud/huawei as it is; main adds the host name, the
+	// VPC ranges and the logger.
+	Huawei huawei.Config
 }
 
 // Setting describes one environment setting, for validation and documentation.
@@ -69,6 +64,10 @@ var names = []Setting{
 	{"VPCROUTE_LOG_LEVEL", "info", "debug, info, warn or error"},
 	{"VPCROUTE_SOCKET", "/run/docker/plugins/vpcroute.sock", "an absolute path"},
 	{"VPCROUTE_HOSTNAME", "", "a name for this host in route descriptions"},
+	{"VPCROUTE_DOCKER_HOST", dockerapi.DefaultHost, "unix:///path/to/docker.sock, tcp://host:port, or none"},
+	{"VPCROUTE_KERNEL_INTERVAL", "30s", "a duration from 1s to 1h, such as 30s"},
+	{"VPCROUTE_CLOUD_INTERVAL", "5m", "a duration from 5s to 24h, such as 5m"},
+	{"VPCROUTE_ORPHAN_GRACE", "10m", "a duration from 0s to 24h, such as 10m"},
 	{"VPCROUTE_METADATA_URL", "http://169.254.169.254", "an http(s) URL"},
 	{"VPCROUTE_INSTANCE_ID", "", "the ECS ID"},
 	{"VPCROUTE_PROJECT_ID", "", "the project ID"},
@@ -164,6 +163,24 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		bad("VPCROUTE_HOSTNAME", s.Hostname)
 	}
 
+	switch v := get("VPCROUTE_DOCKER_HOST"); {
+	case strings.EqualFold(v, "none"):
+	case strings.HasPrefix(v, "unix:///") || strings.HasPrefix(v, "/") || strings.HasPrefix(v, "tcp://"):
+		s.DockerHost = v
+	default:
+		bad("VPCROUTE_DOCKER_HOST", v)
+	}
+	duration := func(name string, lo, hi time.Duration) time.Duration {
+		d, err := time.ParseDuration(get(name))
+		if err != nil || d < lo || d > hi {
+			bad(name, get(name))
+		}
+		return d
+	}
+	s.KernelInterval = duration("VPCROUTE_KERNEL_INTERVAL", time.Second, time.Hour)
+	s.CloudInterval = duration("VPCROUTE_CLOUD_INTERVAL", 5*time.Second, 24*time.Hour)
+	s.OrphanGrace = duration("VPCROUTE_ORPHAN_GRACE", 0, 24*time.Hour)
+
 	h := &s.Huawei
 	h.MetadataURL = strings.TrimRight(get("VPCROUTE_METADATA_URL"), "/")
 	if !strings.HasPrefix(h.MetadataURL, "http://") && !strings.HasPrefix(h.MetadataURL, "https://") {
@@ -193,28 +210,4 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 		errs = append(errs, errors.New("settings HUAWEICLOUD_SDK_AK and HUAWEICLOUD_SDK_SK must be given together (or neither, to use the ECS agency's temporary credentials)"))
 	}
 	return s, errors.Join(errs...)
-}
-
-// LogValue keeps the credentials out of logs, should the settings ever be logged.
-func (h Huawei) LogValue() slog.Value {
-	redact := func(s string) string {
-		if s == "" {
-			return ""
-		}
-		return "***"
-	}
-	return slog.GroupValue(
-		slog.String("metadata_url", h.MetadataURL), slog.String("instance_id", h.InstanceID),
-		slog.String("project_id", h.ProjectID), slog.String("region", h.Region), slog.String("vpc_id", h.VPCID),
-		slog.String("port_id", h.PortID), slog.String("route_table_id", h.RouteTableID),
-		slog.String("vpc_endpoint", h.VPCEndpoint), slog.String("src_dst_check", h.SrcDstCheck),
-		slog.String("ak", redact(h.AK)), slog.String("sk", redact(h.SK)), slog.String("security_token", redact(h.SecurityToken)),
-	)
-}
-
-// String keeps the credentials out of %v and %+v.
-func (h Huawei) String() string {
-	h.AK, h.SK, h.SecurityToken = "***", "***", "***"
-	type plain Huawei
-	return fmt.Sprintf("%+v", plain(h))
 }

@@ -38,6 +38,7 @@ import (
 
 	"github.com/vpcroute/vpcroute/cloud"
 	"github.com/vpcroute/vpcroute/cloud/huawei"
+	"github.com/vpcroute/vpcroute/controller"
 	"github.com/vpcroute/vpcroute/driver"
 	"github.com/vpcroute/vpcroute/firewall"
 	"github.com/vpcroute/vpcroute/internal/netnstest"
@@ -90,7 +91,7 @@ func (l *timedLinks) DeleteVeth(h string) error {
 // whose cost grows with the whole rule set (Prune lists every rule; EnsureBase and
 // EnsureNetwork re-check a network's rules), which the container path must not make.
 type countingFirewall struct {
-	driver.Firewall
+	controller.Firewall
 	mu    sync.Mutex
 	ports int           // EnsurePort + DeletePort
 	scans int           // Prune, EnsureBase, EnsureNetwork, DeleteNetwork
@@ -146,7 +147,7 @@ func (f *countingFirewall) DeletePort(p firewall.PortMap) error {
 	return f.Firewall.DeletePort(p)
 }
 
-// countingCloud is a cloud.VPC (and driver.Claimer) that counts and times calls.
+// countingCloud is a cloud.VPC that counts and times calls.
 // With a nil inner VPC it answers like cloud.None.
 type countingCloud struct {
 	inner cloud.VPC
@@ -176,10 +177,6 @@ func (c *countingCloud) vpc() cloud.VPC {
 }
 
 func (c *countingCloud) Identity() cloud.Identity { return c.vpc().Identity() }
-func (c *countingCloud) Taken(ctx context.Context) ([]netip.Prefix, error) {
-	defer c.track(time.Now())
-	return c.vpc().Taken(ctx)
-}
 func (c *countingCloud) Claim(ctx context.Context, r cloud.ClaimRequest) (netip.Prefix, error) {
 	defer c.track(time.Now())
 	return c.vpc().Claim(ctx, r)
@@ -191,14 +188,6 @@ func (c *countingCloud) Release(ctx context.Context, p netip.Prefix, owner strin
 func (c *countingCloud) Owned(ctx context.Context) ([]cloud.Route, error) {
 	defer c.track(time.Now())
 	return c.vpc().Owned(ctx)
-}
-func (c *countingCloud) ClaimForNetwork(context.Context, string, netip.Prefix) error {
-	defer c.track(time.Now())
-	return nil
-}
-func (c *countingCloud) ReleaseForNetwork(context.Context, netip.Prefix, string) error {
-	defer c.track(time.Now())
-	return nil
 }
 
 func randomID() string {
@@ -218,7 +207,16 @@ type benchHost struct {
 	db    *state.DB
 }
 
-func newBenchHost(b *testing.B, vpc *countingCloud, claimer driver.Claimer) *benchHost {
+func newBenchHost(b *testing.B, vpc *countingCloud) *benchHost {
+	b.Helper()
+	ctl, links, fw, db := newBenchController(b, vpc, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/24")})
+	return &benchHost{d: driver.New(ctl), links: links, fw: fw, cloud: vpc, db: db}
+}
+
+// newBenchController is the plugin on the real kernel of the current namespace: the
+// controller over timed links, a counting firewall and the given cloud, started as
+// main starts it (without Docker's list, which the benchmarks do not need).
+func newBenchController(b *testing.B, vpc *countingCloud, noNAT []netip.Prefix) (*controller.Controller, *timedLinks, *countingFirewall, *state.DB) {
 	b.Helper()
 	db, err := state.Open(b.TempDir())
 	if err != nil {
@@ -233,19 +231,14 @@ func newBenchHost(b *testing.B, vpc *countingCloud, claimer driver.Claimer) *ben
 	if err := (link.Host{}).EnsureForwarding(); err != nil {
 		b.Fatal(err)
 	}
-	if claimer == nil {
-		claimer = vpc
-	}
 	links := &timedLinks{}
-	d := driver.New(driver.Config{
-		Masquerade: true,
-		NoNAT:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.168.0.0/24")},
-		Log:        discard,
-	}, links, fw, db, claimer)
-	if err := d.Restore(context.Background(), false); err != nil {
+	ctl := controller.New(controller.Config{
+		Pool: netip.MustParsePrefix("10.0.0.0/8"), SubnetSize: 24, Masquerade: true, NoNAT: noNAT, Log: discard,
+	}, db, links, fw, vpc, nil)
+	if err := ctl.Start(); err != nil {
 		b.Fatal(err)
 	}
-	return &benchHost{d: d, links: links, fw: fw, cloud: vpc, db: db}
+	return ctl, links, fw, db
 }
 
 // portOption is Docker's port map for `-p hostPort:80`.
@@ -351,7 +344,7 @@ func newPathSide(b *testing.B, existing int, withPorts bool) *pathSide {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := newBenchHost(b, &countingCloud{}, nil)
+	h := newBenchHost(b, &countingCloud{})
 	netID := h.setupNetwork(b, existing, withPorts)
 	s := &pathSide{containers: existing, ns: ns, h: h, ep: endpoint{netID, randomID(), addrAt(1000) + "/22"}}
 	h.create(b, s.ep)
@@ -514,27 +507,8 @@ func BenchmarkNetworkCreate(b *testing.B) {
 	s, client := startEmulator(b)
 	netnstest.Enter(b)
 	vpc := &countingCloud{inner: client}
-	db, err := state.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
-	ip := ipam.New(ipam.Config{Pool: netip.MustParsePrefix("10.0.0.0/8"), SubnetSize: 24, HostPrefixes: link.Host{}.Prefixes, Log: discard}, db, vpc)
-	real, err := firewall.NewFirewall()
-	if err != nil {
-		b.Fatal(err)
-	}
-	fw := &countingFirewall{Firewall: real}
-	links := &timedLinks{}
-	if err := (link.Host{}).EnsureForwarding(); err != nil {
-		b.Fatal(err)
-	}
-	d := driver.New(driver.Config{Masquerade: true, Log: discard,
-		NoNAT: append([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, client.Identity().VPCCIDRs...)},
-		links, fw, db, ip)
-	if err := d.Restore(context.Background(), false); err != nil {
-		b.Fatal(err)
-	}
+	ctl, links, fw, _ := newBenchController(b, vpc, append([]netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, client.Identity().VPCCIDRs...))
+	d, ip := driver.New(ctl), ipam.New(ctl)
 
 	var own, cloudT, pool, addr, create, fwT, linkT time.Duration
 	reads, writes, maxReads, maxWrites := 0, 0, 0, 0

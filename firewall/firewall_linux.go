@@ -177,13 +177,9 @@ func (f *Firewall) EnsureBase(b Base) error {
 // right after the internal networks' jumps (see forwardOrderScript): one
 // iptables-save, and one iptables-restore if anything is out of place.
 func (f *Firewall) ensureForwardOrder(fast [][]string) error {
-	out, err := exec.Command(f.savePath, "-t", tableFilter).Output()
+	saved, err := f.save(tableFilter)
 	if err != nil {
-		return fmt.Errorf("list table %s: %s: %w", tableFilter, f.savePath, err)
-	}
-	saved, err := parseSave(string(out))
-	if err != nil {
-		return fmt.Errorf("read table %s: %w", tableFilter, err)
+		return err
 	}
 	if err := f.restore(forwardOrderScript(saved, fast)); err != nil {
 		return fmt.Errorf("put the established fast path first in %s: %w", chainForward, err)

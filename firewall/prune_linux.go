@@ -5,7 +5,6 @@ package firewall
 import (
 	"errors"
 	"fmt"
-	"os/exec"
 )
 
 // Prune is the start-up reconcile that removes what networks deleted while
@@ -28,13 +27,9 @@ func (f *Firewall) Prune(keep map[string]bool) error {
 	}
 	var errs []error
 	for _, table := range []string{tableFilter, tableNAT} {
-		out, err := exec.Command(f.savePath, "-t", table).Output()
+		saved, err := f.save(table)
 		if err != nil {
-			return fmt.Errorf("list table %s: %s: %w", table, f.savePath, err)
-		}
-		saved, err := parseSave(string(out))
-		if err != nil {
-			return fmt.Errorf("read table %s: %w", table, err)
+			return err
 		}
 		input, perrs := pruneScript(table, saved, keep)
 		errs = append(errs, perrs...)

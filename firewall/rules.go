@@ -383,6 +383,46 @@ func portRule(p PortMap) (rule, error) {
 	return rule{tableNAT, chainDNAT, false, spec}, nil
 }
 
+// parsePortRule reads a rule of VPCROUTE-DNAT, as iptables-save printed it
+// (without "-A CHAIN"), back into the PortMap portRule made it from; ok is false
+// for anything else.
+func parsePortRule(args []string) (p PortMap, ok bool) {
+	id, marked := ruleNetworkID(args)
+	if !marked || id == "" {
+		return PortMap{}, false
+	}
+	p.NetworkID = id
+	for i := 0; i+1 < len(args); i++ {
+		v := args[i+1]
+		switch args[i] {
+		case "-p":
+			p.Proto = v
+		case "-d":
+			a, err := netip.ParsePrefix(v)
+			if err != nil || a.Bits() != 32 {
+				return PortMap{}, false
+			}
+			p.HostIP = a.Addr()
+		case "--dport":
+			n, err := strconv.ParseUint(v, 10, 16)
+			if err != nil {
+				return PortMap{}, false
+			}
+			p.HostPort = uint16(n)
+		case "--to-destination":
+			ap, err := netip.ParseAddrPort(v)
+			if err != nil {
+				return PortMap{}, false
+			}
+			p.ContainerIP, p.ContainerPort = ap.Addr(), ap.Port()
+		}
+	}
+	if _, err := portRule(p); err != nil {
+		return PortMap{}, false
+	}
+	return p, true
+}
+
 // join concatenates argument lists and single arguments.
 func join(parts ...any) []string {
 	var out []string

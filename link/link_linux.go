@@ -259,6 +259,21 @@ func (Host) EnsureVeth(hostName, peerName, bridge string, mtu int) error {
 	return nil
 }
 
+// AttachVeth puts the existing vpcroute veth hostName back on bridge, with the
+// repairs EnsureVeth makes, and reports whether it exists. It never creates one:
+// a network rebuilt after its records were lost takes back the veths of its
+// running containers, whose other ends are inside the containers.
+func (h Host) AttachVeth(hostName, bridge string, mtu int) (bool, error) {
+	_, err := netlink.LinkByName(hostName)
+	switch {
+	case isNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("look up veth %s: %w", hostName, err)
+	}
+	return true, h.EnsureVeth(hostName, "", bridge, mtu)
+}
+
 func ensureVethLink(hostName, peerName string, masterIndex, mtu int) (netlink.Link, error) {
 	link, err := netlink.LinkByName(hostName)
 	switch {

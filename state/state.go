@@ -14,12 +14,18 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
-// Pool is an address pool handed to Docker by the IPAM driver.
+// Pool is an address pool handed to Docker by the IPAM driver. Its key is the
+// claim ID ("vr-" and 12 hex digits); Docker knows it as the ID followed by "/" and
+// the subnet (see controller.PoolRef), older pools as the bare ID.
 type Pool struct {
-	ID      string       `json:"id"`
-	Subnet  netip.Prefix `json:"subnet"`
+	ID     string       `json:"id"`
+	Subnet netip.Prefix `json:"subnet"`
+	// Owner is the owner named in the pool's VPC route description when it is not
+	// ID: a pool rebuilt from Docker after the state was lost takes the route's.
+	Owner   string       `json:"owner,omitempty"`
 	Range   netip.Prefix `json:"range,omitzero"`
 	Gateway netip.Addr   `json:"gateway,omitzero"`
 	// Claiming is set while the cloud claim is in flight: a pool found in this state
@@ -28,22 +34,40 @@ type Pool struct {
 	// Releasing is set before the route is given back: Docker ignores ReleasePool
 	// errors, so a release that failed or was cut short by a crash is finished by the
 	// reconcile loop instead of leaking the route.
-	Releasing bool       `json:"releasing,omitempty"`
-	LastAddr  netip.Addr `json:"last_addr,omitzero"`
-	Created   time.Time  `json:"created"`
+	Releasing bool `json:"releasing,omitempty"`
+	// Adopted is set on a pool rebuilt from Docker's network list whose ID Docker
+	// knows but vpcroute does not (the state file was lost): the first request
+	// that names it by its subnet gives it its ID back (see DB.RenamePool).
+	Adopted  bool       `json:"adopted,omitempty"`
+	LastAddr netip.Addr `json:"last_addr,omitzero"`
+	Created  time.Time  `json:"created"`
+}
+
+// RouteOwner is the owner of the pool's VPC route.
+func (p Pool) RouteOwner() string {
+	if p.Owner != "" {
+		return p.Owner
+	}
+	return p.ID
 }
 
 // Network is a Docker network served by the network driver.
 type Network struct {
-	ID         string       `json:"id"`
+	ID string `json:"id"`
+	// Name is the network's name in Docker, learned from Docker's network list
+	// (Docker does not tell a driver); empty until then.
+	Name       string       `json:"name,omitempty"`
 	Bridge     string       `json:"bridge"`
 	Subnet     netip.Prefix `json:"subnet"`
 	Gateway    netip.Prefix `json:"gateway"` // address with the subnet's length
 	MTU        int          `json:"mtu"`
 	Masquerade bool         `json:"masquerade"`
 	Internal   bool         `json:"internal"`
-	// ClaimOwner is set when the driver itself claimed the subnet in the cloud
-	// (Docker's default IPAM gave it); release it with the network.
+	// PoolID is the key of the vpcroute pool the subnet came from, whose route the
+	// pool holds; empty for a subnet from another IPAM driver.
+	PoolID string `json:"pool_id,omitempty"`
+	// ClaimOwner is set when the network holds its subnet's route itself (Docker's
+	// default IPAM gave the subnet); the route goes with the network.
 	ClaimOwner string `json:"claim_owner,omitempty"`
 	// Creating is set until CreateNetwork has finished; a network found so at start
 	// never reached Docker and is removed.
@@ -98,7 +122,7 @@ func Open(dir string) (*DB, error) {
 	}
 	path := filepath.Join(dir, "vpcroute.db")
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("state file %s is locked: another vpcroute is running with the same VPCROUTE_STATE_DIR; stop it first", path)
 	}
 	if err != nil {
@@ -177,7 +201,7 @@ func (d *DB) Pools() ([]Pool, error) { return list[Pool](d, bPools, "") }
 // DeletePool removes a pool and every address reserved in it.
 func (d *DB) DeletePool(id string) error {
 	return d.db.Update(func(tx *bolt.Tx) error {
-		if err := tx.Bucket(bAddrs).DeleteBucket([]byte(id)); err != nil && !errors.Is(err, bolt.ErrBucketNotFound) {
+		if err := tx.Bucket(bAddrs).DeleteBucket([]byte(id)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
 		return tx.Bucket(bPools).Delete([]byte(id))
@@ -359,4 +383,99 @@ func (d *DB) Endpoints(networkID string) ([]Endpoint, error) {
 // DeleteEndpoint removes an endpoint; a missing one is not an error.
 func (d *DB) DeleteEndpoint(networkID, id string) error {
 	return d.db.Update(func(tx *bolt.Tx) error { return deleteEndpoint(tx, networkID+"/"+id) })
+}
+
+// RenamePool moves pool oldID, with its addresses, to newID in one transaction, and
+// clears Adopted: Docker named the pool of a rebuilt network.
+func (d *DB) RenamePool(oldID, newID string) (Pool, error) {
+	var p Pool
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		if err := get(tx, bPools, oldID, &p); err != nil {
+			return err
+		}
+		if tx.Bucket(bPools).Get([]byte(newID)) != nil {
+			return fmt.Errorf("pool %s exists already", newID)
+		}
+		addrs := tx.Bucket(bAddrs)
+		nb, err := addrs.CreateBucketIfNotExists([]byte(newID))
+		if err != nil {
+			return err
+		}
+		if ob := addrs.Bucket([]byte(oldID)); ob != nil {
+			if err := ob.ForEach(func(k, v []byte) error { return nb.Put(k, v) }); err != nil {
+				return err
+			}
+			if err := addrs.DeleteBucket([]byte(oldID)); err != nil {
+				return err
+			}
+		}
+		if err := tx.Bucket(bPools).Delete([]byte(oldID)); err != nil {
+			return err
+		}
+		if p.Owner == "" {
+			p.Owner = oldID
+		}
+		p.ID, p.Adopted = newID, false
+		if p.Owner == newID {
+			p.Owner = ""
+		}
+		if err := put(tx, bPools, newID, p); err != nil {
+			return err
+		}
+		// The networks drawing from it follow.
+		c := tx.Bucket(bNetworks).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			var n Network
+			if err := json.Unmarshal(v, &n); err != nil {
+				return fmt.Errorf("decode %s/%s: %w", bNetworks, k, err)
+			}
+			if n.PoolID == oldID {
+				n.PoolID = newID
+				if err := put(tx, bNetworks, n.ID, n); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return p, err
+}
+
+// Adopt records, in one transaction, a network rebuilt from Docker's view: the
+// network, its pool with the addresses Docker shows in use (nil for a network on
+// another IPAM driver), and its endpoints. A crash cannot leave half of it.
+func (d *DB) Adopt(n Network, pool *Pool, addrs []netip.Addr, eps []Endpoint) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		if pool != nil {
+			b, err := tx.Bucket(bAddrs).CreateBucketIfNotExists([]byte(pool.ID))
+			if err != nil {
+				return err
+			}
+			for _, a := range addrs {
+				if err := b.Put(a.AsSlice(), []byte{}); err != nil {
+					return err
+				}
+			}
+			if err := put(tx, bPools, pool.ID, *pool); err != nil {
+				return err
+			}
+		}
+		if n.ID != "" {
+			if err := put(tx, bNetworks, n.ID, n); err != nil {
+				return err
+			}
+		}
+		for _, e := range eps {
+			key := e.NetworkID + "/" + e.ID
+			for _, p := range e.Ports {
+				if err := tx.Bucket(bPorts).Put([]byte(portKey(p.Proto, p.HostPort, p.HostIP)), []byte(key)); err != nil {
+					return err
+				}
+			}
+			if err := put(tx, bEndpoints, key, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }

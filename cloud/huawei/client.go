@@ -48,11 +48,8 @@ type Client struct {
 	writeMu sync.Mutex
 
 	cacheMu  sync.Mutex
-	tables   []string           // IDs of the VPC's route tables
-	tablesAt time.Time          // when tables was listed
-	snapshot map[string][]route // routes per table ID
-	snapAt   time.Time          // when snapshot was read in full
-	changes  uint64             // bumped by every change this client makes to a table
+	tables   []string  // IDs of the VPC's route tables
+	tablesAt time.Time // when tables was listed
 }
 
 var _ cloud.VPC = (*Client)(nil)
@@ -79,7 +76,7 @@ func newClient(ctx context.Context, cfg Config, t timing, transport http.RoundTr
 	}
 	md := newMetadataClient(cfg.MetadataURL, t.metadataTimeout)
 
-	c := &Client{log: log, t: t, snapshot: map[string][]route{}}
+	c := &Client{log: log, t: t}
 	if err := c.resolveIdentity(ctx, &cfg, md); err != nil {
 		return nil, err
 	}
@@ -136,12 +133,9 @@ func newClient(ctx context.Context, cfg Config, t timing, transport http.RoundTr
 func (c *Client) Identity() cloud.Identity {
 	id := c.id
 	id.VPCCIDRs = slices.Clone(c.id.VPCCIDRs)
+	id.SrcDstCheckOn = c.srcDst
 	return id
 }
-
-// SrcDstCheckOn reports whether the primary port's source/destination check
-// was on after start-up: then the VPC drops container traffic from other hosts.
-func (c *Client) SrcDstCheckOn() bool { return c.srcDst }
 
 // RouteTableID is the route table this client writes to.
 func (c *Client) RouteTableID() string { return c.tableID }
@@ -153,13 +147,12 @@ func (c *Client) setTables(ids []string) {
 	c.cacheMu.Unlock()
 }
 
-// readAll reads every route table of the VPC (one request per table) and
-// refreshes the cache. The list of tables is reused for tableListTTL.
+// readAll reads every route table of the VPC (one request per table). The list
+// of tables is reused for tableListTTL.
 func (c *Client) readAll(ctx context.Context) (map[string][]route, error) {
 	c.cacheMu.Lock()
 	ids := slices.Clone(c.tables)
 	listAge := time.Since(c.tablesAt)
-	changes := c.changes
 	c.cacheMu.Unlock()
 	if listAge > c.t.tableListTTL || !slices.Contains(ids, c.tableID) {
 		all, err := c.api.listRouteTables(ctx, c.id.VPCID, "")
@@ -188,28 +181,7 @@ func (c *Client) readAll(ctx context.Context) (map[string][]route, error) {
 	if _, ok := out[c.tableID]; !ok {
 		out[c.tableID] = nil
 	}
-	c.cacheMu.Lock()
-	// A read that overlapped one of this client's own changes may predate
-	// it: keep the cache that has the change.
-	if c.changes == changes {
-		c.snapshot = out
-		c.snapAt = time.Now()
-	}
-	c.cacheMu.Unlock()
 	return out, nil
-}
-
-// setTable replaces one table's routes in the cache after this client changed it.
-func (c *Client) setTable(id string, routes []route) {
-	c.cacheMu.Lock()
-	defer c.cacheMu.Unlock()
-	next := make(map[string][]route, len(c.snapshot))
-	for k, v := range c.snapshot {
-		next[k] = v
-	}
-	next[id] = routes
-	c.snapshot = next
-	c.changes++
 }
 
 // taken lists every IPv4 destination of every table plus the configured VPC
@@ -237,25 +209,6 @@ func (c *Client) taken(tables map[string][]route, extra []netip.Prefix) []netip.
 	}
 	slices.SortFunc(out, comparePrefix)
 	return out
-}
-
-// Taken returns every range in use in the VPC. It answers from a cache for a
-// few seconds, which keeps bursts of Docker requests from costing API calls;
-// Claim always reads afresh.
-func (c *Client) Taken(ctx context.Context) ([]netip.Prefix, error) {
-	c.cacheMu.Lock()
-	snap, at := c.snapshot, c.snapAt
-	c.cacheMu.Unlock()
-	if time.Since(at) < c.t.takenTTL {
-		return c.taken(snap, nil), nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
-	defer cancel()
-	tables, err := c.readAll(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read the route tables of VPC %s: %w", c.id.VPCID, err)
-	}
-	return c.taken(tables, nil), nil
 }
 
 // checkQuota returns the number of custom routes of the table and an error
@@ -346,11 +299,10 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			}
 			want = want.Masked()
 		}
-		r := route{Type: routeTypeECS, Destination: want.String(), NextHop: c.id.InstanceID, Description: describe(req.Owner, c.id.Hostname)}
+		r := route{Type: routeTypeECS, Destination: want.String(), NextHop: c.id.InstanceID, Description: describe(req.Owner, req.Name, c.id.Hostname)}
 		err = c.api.updateRouteTable(ctx, c.tableID, []route{r}, nil)
 		switch {
 		case err == nil:
-			c.setTable(c.tableID, append(slices.Clone(routes), r))
 			c.warnIfNearlyFull(n + 1)
 			c.log.Info("claimed subnet", "subnet", want, "owner", req.Owner, "route_table", c.tableID)
 			return want, nil
@@ -467,7 +419,6 @@ func (c *Client) Release(ctx context.Context, prefix netip.Prefix, owner string)
 	if err != nil {
 		return fmt.Errorf("release subnet %s: %w", prefix, err)
 	}
-	c.setTable(c.tableID, t.Routes)
 	idx := slices.IndexFunc(t.Routes, func(r route) bool {
 		p, ok := r.destination()
 		return ok && p == prefix
@@ -487,13 +438,11 @@ func (c *Client) Release(ctx context.Context, prefix netip.Prefix, owner string)
 		if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusUnauthorized && ae.Status != http.StatusForbidden {
 			// Perhaps a retried delete whose first try went through: check.
 			if again, rerr := c.api.showRouteTable(ctx, c.tableID); rerr == nil && !slices.ContainsFunc(again.Routes, func(x route) bool { return x == r }) {
-				c.setTable(c.tableID, again.Routes)
 				return nil
 			}
 		}
 		return fmt.Errorf("release subnet %s from route table %s: %w", prefix, c.tableID, err)
 	}
-	c.setTable(c.tableID, slices.Delete(slices.Clone(t.Routes), idx, idx+1))
 	c.log.Info("released subnet", "subnet", prefix, "owner", owner, "route_table", c.tableID)
 	return nil
 }
@@ -506,7 +455,6 @@ func (c *Client) Owned(ctx context.Context) ([]cloud.Route, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list this host's routes: %w", err)
 	}
-	c.setTable(c.tableID, t.Routes)
 	var out []cloud.Route
 	for _, r := range t.Routes {
 		p, ok := r.destination()

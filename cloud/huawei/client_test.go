@@ -217,13 +217,18 @@ func TestClaimReleaseOwned(t *testing.T) {
 	if err != nil || !slices.Equal(owned, []cloud.Route{{Destination: p1, Owner: "pool-a"}}) {
 		t.Errorf("ecs1 Owned() = %v, %v; want only its own route", owned, err)
 	}
-	taken, err := c2.Taken(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// What a claim's Pick is told is taken: every table's routes and the VPC's subnets.
+	var taken []netip.Prefix
+	_, err = c2.Claim(ctx, cloud.ClaimRequest{Owner: "pool-c", Pick: func(tk []netip.Prefix) (netip.Prefix, error) {
+		taken = tk
+		return netip.Prefix{}, errors.New("only looking")
+	}})
+	if err == nil {
+		t.Fatal("a claim whose Pick failed succeeded")
 	}
 	for _, p := range []netip.Prefix{p1, p2, mustPrefix("192.168.0.0/24"), mustPrefix("192.168.1.0/24")} {
 		if !slices.Contains(taken, p) {
-			t.Errorf("Taken() = %v lacks %s", taken, p)
+			t.Errorf("Pick was told taken = %v, which lacks %s", taken, p)
 		}
 	}
 
@@ -401,16 +406,6 @@ func TestOneReadOneWrite(t *testing.T) {
 		t.Errorf("claim made requests %q, want %q", got, want)
 	}
 
-	// Taken right after answers from the cache, and knows the new route.
-	b.sim.ResetRequests()
-	taken, err := c.Taken(ctx)
-	if err != nil || !slices.Contains(taken, p) {
-		t.Errorf("Taken() = %v, %v; want it to hold %s", taken, err, p)
-	}
-	if got := b.requests(); len(got) != 0 {
-		t.Errorf("Taken right after a claim made requests %q", got)
-	}
-
 	b.sim.ResetRequests()
 	if err := c.Release(ctx, p, "pool-a"); err != nil {
 		t.Fatal(err)
@@ -435,7 +430,7 @@ func TestSrcDstCheck(t *testing.T) {
 	t.Run("on, warn", func(t *testing.T) {
 		b := newBed(t, func(c *sim.Config) { c.ECSs[0].SrcDstCheck = true })
 		c, logs := b.client(t, "ecs1", nil)
-		if !c.SrcDstCheckOn() {
+		if !c.Identity().SrcDstCheckOn {
 			t.Error("SrcDstCheckOn() = false for a port without 1.1.1.1/0")
 		}
 		if !strings.Contains(logs.String(), "source/destination check is ON") || !strings.Contains(logs.String(), "other hosts") {
@@ -448,8 +443,8 @@ func TestSrcDstCheck(t *testing.T) {
 	t.Run("off", func(t *testing.T) {
 		b := newBed(t, nil)
 		c, logs := b.client(t, "ecs1", nil)
-		if c.SrcDstCheckOn() || strings.Contains(logs.String(), "check is ON") {
-			t.Errorf("SrcDstCheckOn() = %v for a port with 1.1.1.1/0; logs:\n%s", c.SrcDstCheckOn(), logs)
+		if c.Identity().SrcDstCheckOn || strings.Contains(logs.String(), "check is ON") {
+			t.Errorf("SrcDstCheckOn() = %v for a port with 1.1.1.1/0; logs:\n%s", c.Identity().SrcDstCheckOn, logs)
 		}
 	})
 	t.Run("on, disable", func(t *testing.T) {
@@ -461,8 +456,8 @@ func TestSrcDstCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		c, _ := b.client(t, "ecs1", func(cfg *Config) { cfg.SrcDstCheck = SrcDstCheckDisable })
-		if c.SrcDstCheckOn() || b.sim.SrcDstCheck(ecs1ID) {
-			t.Fatalf("check still on after disable: client %v, sim %v", c.SrcDstCheckOn(), b.sim.SrcDstCheck(ecs1ID))
+		if c.Identity().SrcDstCheckOn || b.sim.SrcDstCheck(ecs1ID) {
+			t.Fatalf("check still on after disable: client %v, sim %v", c.Identity().SrcDstCheckOn, b.sim.SrcDstCheck(ecs1ID))
 		}
 		p, err := c.api.showPort(ctx, port1ID)
 		if err != nil {

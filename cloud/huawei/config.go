@@ -63,6 +63,31 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// LogValue keeps the credentials out of logs, should the settings ever be logged.
+func (c Config) LogValue() slog.Value {
+	redact := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "***"
+	}
+	return slog.GroupValue(
+		slog.String("metadata_url", c.MetadataURL), slog.String("instance_id", c.InstanceID),
+		slog.String("project_id", c.ProjectID), slog.String("region", c.Region), slog.String("vpc_id", c.VPCID),
+		slog.String("port_id", c.PortID), slog.String("route_table_id", c.RouteTableID),
+		slog.String("vpc_endpoint", c.VPCEndpoint), slog.String("src_dst_check", c.SrcDstCheck),
+		slog.String("ak", redact(c.AK)), slog.String("sk", redact(c.SK)), slog.String("security_token", redact(c.SecurityToken)),
+	)
+}
+
+// String keeps the credentials out of %v and %+v.
+func (c Config) String() string {
+	c.AK, c.SK, c.SecurityToken = "***", "***", "***"
+	c.Logger = nil
+	type plain Config
+	return fmt.Sprintf("%+v", plain(c))
+}
+
 // timing holds the durations that bound every cloud interaction. They are not
 // user settings: Docker gives a plugin call 30 s at most, and each operation
 // must fail with a readable error well before that.
@@ -72,7 +97,6 @@ type timing struct {
 	backoffBase     time.Duration // first retry delay (before jitter)
 	backoffMax      time.Duration // cap of one retry delay
 	metadataTimeout time.Duration // one request to the metadata service
-	takenTTL        time.Duration // how long Taken may answer from cache
 	tableListTTL    time.Duration // how long the list of the VPC's tables is trusted
 	maxClaimRounds  int           // read-pick-write rounds before giving up on races
 }
@@ -84,7 +108,6 @@ func defaultTiming() timing {
 		backoffBase:     100 * time.Millisecond,
 		backoffMax:      1500 * time.Millisecond,
 		metadataTimeout: 2 * time.Second,
-		takenTTL:        3 * time.Second,
 		tableListTTL:    5 * time.Minute,
 		maxClaimRounds:  16,
 	}

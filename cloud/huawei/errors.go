@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+
+	"github.com/vpcroute/vpcroute/cloud"
 )
 
 // Error codes of the VPC API that vpcroute acts on.
@@ -18,7 +20,7 @@ const (
 )
 
 // ErrQuotaFull means the route table holds as many routes as its quota allows.
-var ErrQuotaFull = errors.New("route table is full")
+var ErrQuotaFull = cloud.ErrQuotaFull
 
 // APIError is a VPC API call that failed. Its message says what to do; the
 // fields let callers branch on the status or Huawei's error code.

@@ -3,6 +3,7 @@ package huawei
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -14,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vpcroute/vpcroute/cloud"
 	"github.com/vpcroute/vpcroute/internal/sim"
 )
 
@@ -178,7 +178,7 @@ func firstFree(pool netip.Prefix) func([]netip.Prefix) (netip.Prefix, error) {
 			b[2]++
 			a = netip.AddrFrom4(b)
 		}
-		return netip.Prefix{}, cloud.ErrNoSpace
+		return netip.Prefix{}, errors.New("no free /24 left")
 	}
 }
 

@@ -27,9 +27,10 @@ var systemRanges = []netip.Prefix{
 }
 
 // describe is the description of a route vpcroute creates:
-// "vpcroute owner=<Owner> host=<Hostname>", within the API's limits
-// (255 characters, no < or >).
-func describe(owner, hostname string) string {
+// "vpcroute owner=<Owner> net=<Docker network name> host=<Hostname>", net=
+// only where the name is known, within the API's limits (255 characters, no <
+// or >). Docker network names have no spaces, so the fields stay apart.
+func describe(owner, network, hostname string) string {
 	clean := func(s string) string {
 		return strings.Map(func(r rune) rune {
 			switch {
@@ -41,7 +42,11 @@ func describe(owner, hostname string) string {
 			return r
 		}, s)
 	}
-	d := descriptionPrefix + " owner=" + clean(owner) + " host=" + clean(hostname)
+	d := descriptionPrefix + " owner=" + clean(owner)
+	if network != "" && !strings.ContainsAny(network, " \t") {
+		d += " net=" + clean(network)
+	}
+	d += " host=" + clean(hostname)
 	if len(d) > maxDescription {
 		d = d[:maxDescription]
 		for !utf8.ValidString(d) {
@@ -53,7 +58,7 @@ func describe(owner, hostname string) string {
 
 // parsedDescription is what a vpcroute description says.
 type parsedDescription struct {
-	Owner, Host string
+	Owner, Network, Host string
 }
 
 // parseDescription reads a description written by describe; ok is false for
@@ -67,6 +72,9 @@ func parseDescription(d string) (parsedDescription, bool) {
 	for _, field := range strings.Fields(rest) {
 		if v, ok := strings.CutPrefix(field, "owner="); ok && p.Owner == "" {
 			p.Owner = v
+		}
+		if v, ok := strings.CutPrefix(field, "net="); ok && p.Network == "" && p.Host == "" {
+			p.Network = v
 		}
 	}
 	if _, host, ok := strings.Cut(rest, " host="); ok {

@@ -8,29 +8,30 @@ import (
 
 func TestDescribeParse(t *testing.T) {
 	tests := []struct {
-		owner, host string
-		want        string
-		wantHost    string
+		owner, net, host string
+		want             string
+		wantHost         string
 	}{
-		{"pool1", "ecs1", "vpcroute owner=pool1 host=ecs1", "ecs1"},
-		{"pool1", "web <prod>", "vpcroute owner=pool1 host=web prod", "web prod"},
-		{"pool1", "a\nb", "vpcroute owner=pool1 host=a b", "a b"},
-		{"pool1", "", "vpcroute owner=pool1 host=", ""},
+		{"pool1", "", "ecs1", "vpcroute owner=pool1 host=ecs1", "ecs1"},
+		{"pool1", "my-net", "ecs1", "vpcroute owner=pool1 net=my-net host=ecs1", "ecs1"},
+		{"pool1", "", "web <prod>", "vpcroute owner=pool1 host=web prod", "web prod"},
+		{"pool1", "", "a\nb", "vpcroute owner=pool1 host=a b", "a b"},
+		{"pool1", "", "", "vpcroute owner=pool1 host=", ""},
 	}
 	for _, tt := range tests {
-		d := describe(tt.owner, tt.host)
+		d := describe(tt.owner, tt.net, tt.host)
 		if d != tt.want {
-			t.Errorf("describe(%q, %q) = %q, want %q", tt.owner, tt.host, d, tt.want)
+			t.Errorf("describe(%q, %q, %q) = %q, want %q", tt.owner, tt.net, tt.host, d, tt.want)
 		}
 		p, ok := parseDescription(d)
-		if !ok || p.Owner != tt.owner || p.Host != tt.wantHost {
+		if !ok || p.Owner != tt.owner || p.Network != tt.net || p.Host != tt.wantHost {
 			t.Errorf("parseDescription(%q) = %+v, %v", d, p, ok)
 		}
 	}
 }
 
 func TestDescribeLimits(t *testing.T) {
-	d := describe("pool1", strings.Repeat("é", 300))
+	d := describe("pool1", "", strings.Repeat("é", 300))
 	if len(d) > maxDescription || !utf8.ValidString(d) || strings.ContainsAny(d, "<>") {
 		t.Errorf("describe with a long host name = %d bytes, valid UTF-8 %v", len(d), utf8.ValidString(d))
 	}

@@ -425,7 +425,6 @@ func (s *Sim) ResetRequests() {
 	s.log = nil
 }
 
-// SetSrcDstCheck turns the source/destination check of an ECS's primary port on
 // SetRouteQuota changes the route quota, as raising it in the console does.
 func (s *Sim) SetRouteQuota(n int) {
 	s.mu.Lock()
@@ -433,6 +432,34 @@ func (s *Sim) SetRouteQuota(n int) {
 	s.cfg.RouteQuota = n
 }
 
+// ConsoleAddRoute adds a route to the default route table as a person does in the
+// console: no credentials, the API's own checks.
+func (s *Sim) ConsoleAddRoute(r Route) error {
+	d := r.Description
+	return s.consoleChange(routeDelta{Add: []routeChange{{Type: r.Type, Destination: r.Destination, NextHop: r.NextHop, Description: &d}}})
+}
+
+// ConsoleDeleteRoute deletes the default route table's route to destination as a
+// person does in the console.
+func (s *Sim) ConsoleDeleteRoute(destination string) error {
+	return s.consoleChange(routeDelta{Del: []routeChange{{Destination: destination}}})
+}
+
+func (s *Sim) consoleChange(d routeDelta) error {
+	s.mu.Lock()
+	apiErr := s.applyLocked(s.tables[0], d)
+	if apiErr == nil {
+		s.tables[0].updated = s.now().UTC()
+	}
+	s.mu.Unlock()
+	if apiErr != nil {
+		return apiErr
+	}
+	s.notify()
+	return nil
+}
+
+// SetSrcDstCheck turns the source/destination check of an ECS's primary port on
 // or off, as a person would in the console. Unknown IDs are ignored.
 func (s *Sim) SetSrcDstCheck(ecsID string, on bool) {
 	s.mu.Lock()

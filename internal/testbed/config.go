@@ -30,6 +30,9 @@ const (
 	OutsideIP = "203.0.113.2"
 	// ImageName is the image Up imports into every engine.
 	ImageName = "vrbox:latest"
+	// EngineSocket is where each ECS's engine also listens, in the ECS's own /run, as
+	// Docker does on a real host: the plugins on the ECS find it there.
+	EngineSocket = "/run/docker.sock"
 	// MaxECS is the largest number of ECSs a bed can have.
 	MaxECS = 3
 )

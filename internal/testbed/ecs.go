@@ -201,6 +201,9 @@ func (e *ECS) StartDocker(ctx context.Context) error {
 		"--data-root", e.path("data"),
 		"--exec-root", e.path("exec"),
 		"--host", e.DockerHost,
+		// Also where Docker listens on a real host, in the ECS's own /run: a plugin
+		// there reads Docker's API at its default address, as on an ECS.
+		"--host", "unix://" + EngineSocket,
 		"--pidfile", e.path("docker.pid"),
 		"--config-file", e.path("daemon.json"),
 		// Own cgroups, so that Down finds this engine's containers and a root-namespace

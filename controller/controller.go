@@ -1,0 +1,229 @@
+// Package controller is the one owner of every vpcroute network's life: its pool and
+// its route in the VPC, its bridge, rules and published ports, and its records in the
+// state file. Packages ipam and driver only translate Docker's two plugin APIs into
+// calls of the Controller, and the Controller's loop (loop.go) brings the host back in
+// line with what Docker, the VPC and the kernel really hold, using the plan that
+// package reconcile computes.
+//
+// A network's life, and who moves it along (docs/architecture.md draws it):
+//
+//	RequestPool    pool Claiming → route claimed → pool Held      (IPAM, Docker call)
+//	CreateNetwork  network Creating → [route claimed] → bridge, rules → Ready
+//	Join/Leave     veths and published ports; no cloud call
+//	ReleasePool    pool Releasing → route released → forgotten
+//	DeleteNetwork  network Deleting → rules, bridge gone → [route released] → forgotten
+//	the loop       finishes what a crash or a failed call left Claiming, Creating,
+//	               Releasing or Deleting; tears down what Docker removed while
+//	               vpcroute was not serving; rebuilds what Docker has and vpcroute
+//	               lost; re-claims deleted routes; releases unowned ones; repairs the
+//	               kernel.
+//
+// Every step records its intent before it acts, so that a plugin killed at any point
+// leaves a record that says what to finish.
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/vpcroute/vpcroute/cloud"
+	"github.com/vpcroute/vpcroute/dockerapi"
+	"github.com/vpcroute/vpcroute/firewall"
+	"github.com/vpcroute/vpcroute/link"
+	"github.com/vpcroute/vpcroute/state"
+)
+
+// Links is the host's link layer as the controller uses it (link.Host).
+type Links interface {
+	EnsureBridge(link.BridgeSpec) error
+	DeleteBridge(name, networkID string) error
+	Bridges() (map[string]string, error)
+	EnsureVeth(hostName, peerName, bridge string, mtu int) error
+	AttachVeth(hostName, bridge string, mtu int) (bool, error)
+	DeleteVeth(hostName string) error
+	UplinkMTU() int
+	Prefixes() ([]netip.Prefix, error)
+}
+
+// Firewall is the host's packet filter as the controller uses it (firewall.Firewall).
+type Firewall interface {
+	EnsureBase(firewall.Base) error
+	EnsureNetwork(firewall.NetworkRules) error
+	DeleteNetwork(firewall.NetworkRules) error
+	EnsurePort(firewall.PortMap) error
+	DeletePort(firewall.PortMap) error
+	Prune(keep map[string]bool) error
+	Owners() (map[string]bool, error)
+	PublishedPorts() ([]firewall.PortMap, error)
+}
+
+// Docker is Docker's own view of its networks (dockerapi.Client).
+type Docker interface {
+	Networks(ctx context.Context) ([]dockerapi.Network, error)
+	Network(ctx context.Context, id string) (dockerapi.Network, error)
+}
+
+// Config is the controller's policy.
+type Config struct {
+	Pool       netip.Prefix // VPCROUTE_POOL
+	SubnetSize int          // VPCROUTE_SUBNET_SIZE
+	Masquerade bool         // VPCROUTE_MASQUERADE
+	// NoNAT lists destinations never masqueraded: the VPC's ranges and the pool.
+	NoNAT []netip.Prefix
+	// ForwardAccept sets FORWARD's policy to ACCEPT (VPCROUTE_FORWARD=accept).
+	ForwardAccept bool
+	// Routed says the cloud routes subnets (VPCROUTE_CLOUD=huaweicloud): the loop
+	// reads the VPC route table. In none mode there is no route to read.
+	Routed bool
+	// Timeout bounds one Docker call's cloud work, well inside Docker's 30 s.
+	Timeout time.Duration
+	// KernelInterval and CloudInterval are how often the loop repairs the kernel
+	// and reads the VPC route table (VPCROUTE_KERNEL_INTERVAL,
+	// VPCROUTE_CLOUD_INTERVAL).
+	KernelInterval, CloudInterval time.Duration
+	// Grace is how old a record must be before its absence from Docker's list
+	// counts; OrphanGrace how long an unowned route of this ECS stays
+	// (VPCROUTE_ORPHAN_GRACE).
+	Grace, OrphanGrace time.Duration
+	// PluginName is the name Docker knows the plugin by, without a tag ("vpcroute"):
+	// networks whose driver is it, or it with a tag or a repository, are vpcroute's.
+	PluginName string
+	// SrcDstCheckOn makes network creation warn that other hosts cannot reach the
+	// containers.
+	SrcDstCheckOn bool
+	// Ports checks that a host port is free before it is published.
+	Ports PortChecker
+	Log   *slog.Logger
+	// Now is the clock (tests set it).
+	Now func() time.Time
+}
+
+// Controller owns vpcroute's networks. Its methods are safe for concurrent use.
+//
+// Lock order, the only one in vpcroute: Controller.mu, then the firewall's and the
+// state file's own locks. mu guards the records, the kernel objects and the maps
+// below, and is never held across a call to the cloud or to Docker's API: those can
+// take seconds, and Join and Leave of other networks must not wait for them. While
+// such a call is in flight its record is marked busy, which keeps the loop away from
+// it. The cloud client's own lock is taken with mu free, and the claim's Pick
+// callback takes mu inside it (cloud lock → mu), never the other way round.
+type Controller struct {
+	cfg    Config
+	store  *state.DB
+	links  Links
+	fw     Firewall
+	vpc    cloud.VPC
+	docker Docker // nil: Docker's list cannot be read
+	log    *slog.Logger
+
+	mu sync.Mutex
+	// busy counts the Docker calls (or loop actions) working on a record with mu
+	// let go, by network or pool ID.
+	busy map[string]int
+	// forgotten holds network IDs removed and pool subnets released lately, with
+	// when: Docker may still list them for a moment.
+	forgotten map[string]time.Time
+	// orphanSince says since when each unowned route has been seen.
+	orphanSince map[string]time.Time
+	// driverNames are the driver names of Docker's networks that are vpcroute's.
+	driverNames map[string]bool
+	// held are the messages of the plan's Held list already logged.
+	held map[string]bool
+	// dockerWarned is set once the lack of Docker's list has been logged.
+	dockerWarned bool
+
+	kick chan struct{}
+}
+
+// New returns the controller. Call Start before serving Docker's calls, then Run.
+func New(cfg Config, store *state.DB, links Links, fw Firewall, vpc cloud.VPC, docker Docker) *Controller {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Ports == nil {
+		cfg.Ports = BindChecker{}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 20 * time.Second
+	}
+	if cfg.KernelInterval == 0 {
+		cfg.KernelInterval = 30 * time.Second
+	}
+	if cfg.CloudInterval == 0 {
+		cfg.CloudInterval = 5 * time.Minute
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 30 * time.Second
+	}
+	if cfg.OrphanGrace == 0 {
+		cfg.OrphanGrace = 10 * time.Minute
+	}
+	if cfg.PluginName == "" {
+		cfg.PluginName = "vpcroute"
+	}
+	return &Controller{
+		cfg: cfg, store: store, links: links, fw: fw, vpc: vpc, docker: docker, log: cfg.Log,
+		busy: map[string]int{}, forgotten: map[string]time.Time{}, orphanSince: map[string]time.Time{},
+		driverNames: map[string]bool{}, held: map[string]bool{},
+		kick: make(chan struct{}, 1),
+	}
+}
+
+// markBusy and unbusy bracket work on a record done with mu let go. Call with mu held.
+func (c *Controller) markBusy(id string) { c.busy[id]++ }
+
+func (c *Controller) unbusy(id string) {
+	if c.busy[id]--; c.busy[id] <= 0 {
+		delete(c.busy, id)
+	}
+}
+
+// outside runs fn (a cloud call) with mu let go and id marked busy. Call with mu held.
+func (c *Controller) outside(id string, fn func()) {
+	c.markBusy(id)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.unbusy(id)
+	}()
+	fn()
+}
+
+// forget remembers that a network or pool subnet went, so that Docker's list, which
+// may still show it for a moment, does not bring it back. Call with mu held.
+func (c *Controller) forget(key string) { c.forgotten[key] = c.cfg.Now() }
+
+// Kick asks the loop for a cycle soon: a Docker call left work to finish.
+func (c *Controller) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// cloudCtx bounds the cloud work of one Docker call.
+func (c *Controller) cloudCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), c.cfg.Timeout)
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// label names a network in logs and errors: its Docker name when known.
+func label(n state.Network) string {
+	if n.Name != "" {
+		return fmt.Sprintf("%s (%s)", n.Name, short(n.ID))
+	}
+	return short(n.ID)
+}

@@ -1,0 +1,452 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/vpcroute/vpcroute/cloud"
+	"github.com/vpcroute/vpcroute/dockerapi"
+	"github.com/vpcroute/vpcroute/firewall"
+	"github.com/vpcroute/vpcroute/reconcile"
+	"github.com/vpcroute/vpcroute/state"
+)
+
+// forgetFor is how long a removed network or released pool stays in memory: Docker
+// lists a network until its removal is done, which takes seconds at most.
+const forgetFor = 10 * time.Minute
+
+// dockerTimeout bounds one read of Docker's network list.
+const dockerTimeout = 10 * time.Second
+
+// Start puts the kernel back the way the records say, before Docker's calls are
+// served: the base rules, and every live network's bridge, rules and published ports
+// (after a reboot none of them exist, and a container that restarts needs its
+// bridge). It never removes anything: what is left over goes in the loop's first
+// cycle, once Docker's list says it is unused.
+func (c *Controller) Start() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.fw.EnsureBase(c.base()); err != nil {
+		return fmt.Errorf("base firewall rules: %w", err)
+	}
+	nets, err := c.store.Networks()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range nets {
+		if n.Creating || n.Deleting {
+			continue // the loop finishes them
+		}
+		if err := c.ensureNetwork(n); err != nil {
+			errs = append(errs, fmt.Errorf("restore network %s: %w", label(n), err))
+			continue
+		}
+		errs = append(errs, c.ensurePorts(n))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Controller) base() firewall.Base {
+	return firewall.Base{ForwardAccept: c.cfg.ForwardAccept, Pool: c.cfg.Pool}
+}
+
+// ReconcileNow runs one full cycle: Docker's list, the VPC route table, the kernel.
+func (c *Controller) ReconcileNow(ctx context.Context) {
+	c.cycle(ctx, scope{kernel: true, cloud: true, rules: true})
+}
+
+// Run is the loop: a full cycle at once (Docker's list, the VPC route table, the
+// kernel), then the kernel every KernelInterval, the cloud every CloudInterval, and a
+// short cycle (Docker's list and the records) whenever a Docker call left work to
+// finish. It returns when ctx ends.
+func (c *Controller) Run(ctx context.Context) {
+	c.ReconcileNow(ctx)
+	kernel := time.NewTicker(c.cfg.KernelInterval)
+	defer kernel.Stop()
+	cloudT := time.NewTicker(c.cfg.CloudInterval)
+	defer cloudT.Stop()
+	for {
+		var s scope
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+			// Let a burst of calls (compose up/down) settle into one cycle.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		case <-kernel.C:
+			s.kernel = true
+		case <-cloudT.C:
+			s = scope{kernel: true, cloud: true, rules: true}
+		}
+		c.cycle(ctx, s)
+	}
+}
+
+// scope says which parts of the actual state a cycle reads.
+type scope struct {
+	kernel bool // bridges, base rules, and a repair of every network
+	cloud  bool // this ECS's routes in the VPC route table
+	rules  bool // the owners of vpcroute's iptables rules
+}
+
+// cycle reads what is, plans, and applies the plan. The reads come before the
+// records are read, so that an object made meanwhile always has its record in the
+// snapshot (and is never taken for an orphan).
+func (c *Controller) cycle(ctx context.Context, s scope) {
+	in := reconcile.Input{Grace: c.cfg.Grace, OrphanGrace: c.cfg.OrphanGrace, RepairKernel: s.kernel}
+	list, readAt := c.readDocker(ctx)
+	if s.cloud && c.cfg.Routed {
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		routes, err := c.vpc.Owned(rctx)
+		cancel()
+		if err != nil {
+			c.log.Warn("read this ECS's routes in the VPC route table (retried next cycle)", "err", err)
+		} else {
+			in.Routes = append([]cloud.Route{}, routes...)
+		}
+	}
+	if s.kernel {
+		if err := c.ensureBase(); err != nil {
+			c.log.Warn("repair base firewall rules", "err", err)
+		}
+		bridges, err := c.links.Bridges()
+		if err != nil {
+			c.log.Warn("list bridges", "err", err)
+		} else {
+			in.Bridges = bridges
+		}
+	}
+	if s.rules {
+		owners, err := c.fw.Owners()
+		if err != nil {
+			c.log.Warn("list vpcroute's iptables rules", "err", err)
+		} else {
+			in.RuleOwners = owners
+		}
+	}
+
+	c.mu.Lock()
+	var err error
+	if in.Networks, err = c.store.Networks(); err == nil {
+		in.Pools, err = c.store.Pools()
+	}
+	if err != nil {
+		c.mu.Unlock()
+		c.log.Error("read the state file", "err", err)
+		return
+	}
+	in.Now = c.cfg.Now()
+	if list != nil {
+		in.Docker = c.dockerView(list, readAt, in.Networks)
+	}
+	in.Busy = map[string]bool{}
+	for id := range c.busy {
+		in.Busy[id] = true
+	}
+	in.Forgotten = map[string]bool{}
+	for k, t := range c.forgotten {
+		if in.Now.Sub(t) > forgetFor {
+			delete(c.forgotten, k)
+			continue
+		}
+		in.Forgotten[k] = true
+	}
+	in.OrphanSince = maps.Clone(c.orphanSince)
+	c.mu.Unlock()
+
+	plan := reconcile.Compute(in)
+
+	c.mu.Lock()
+	if in.Routes != nil {
+		c.orphanSince = plan.OrphanSince
+	}
+	for _, h := range plan.Held {
+		if !c.held[h] {
+			c.held[h] = true
+			c.log.Warn(h)
+		}
+	}
+	c.mu.Unlock()
+	for _, a := range plan.Actions {
+		if ctx.Err() != nil {
+			return
+		}
+		c.apply(ctx, a)
+	}
+}
+
+func (c *Controller) ensureBase() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.fw.EnsureBase(c.base())
+}
+
+// readDocker reads Docker's list of networks; nil when it cannot. The lack of access
+// is logged once per outage: vpcroute then goes on with its own records alone.
+func (c *Controller) readDocker(ctx context.Context) ([]dockerapi.Network, time.Time) {
+	if c.docker == nil {
+		if !c.dockerWarned {
+			c.dockerWarned = true
+			c.log.Warn("Docker's API is not configured (VPCROUTE_DOCKER_HOST): vpcroute cannot check its networks against Docker's, so it keeps what it finds without a record and cannot see networks removed while it was not serving")
+		}
+		return nil, time.Time{}
+	}
+	readAt := c.cfg.Now()
+	dctx, cancel := context.WithTimeout(ctx, dockerTimeout)
+	defer cancel()
+	list, err := c.docker.Networks(dctx)
+	if err != nil {
+		if !c.dockerWarned {
+			c.dockerWarned = true
+			c.log.Warn("cannot read Docker's networks: vpcroute goes on with its own records, keeps what it finds without a record, and tries again every cycle; give the plugin Docker's socket (VPCROUTE_DOCKER_HOST, or the managed plugin's docker-socket mount)", "err", err)
+		}
+		return nil, time.Time{}
+	}
+	if c.dockerWarned {
+		c.dockerWarned = false
+		c.log.Info("reading Docker's networks again")
+	}
+	if list == nil {
+		list = []dockerapi.Network{}
+	}
+	return list, readAt
+}
+
+// dockerView turns Docker's list into the plan's input. A network is vpcroute's when
+// its driver is the plugin's name (with or without a tag or repository) or the driver
+// of a network vpcroute has a record of. Config-only networks (Swarm's --config-only)
+// have no driver state and are left out.
+func (c *Controller) dockerView(list []dockerapi.Network, readAt time.Time, nets []state.Network) *reconcile.Docker {
+	known := map[string]bool{}
+	for _, n := range nets {
+		known[n.ID] = true
+	}
+	for _, d := range list {
+		if known[d.ID] && d.Driver != "" {
+			c.driverNames[d.Driver] = true
+		}
+	}
+	v := &reconcile.Docker{ReadAt: readAt}
+	for _, d := range list {
+		if d.ConfigOnly {
+			continue
+		}
+		dn := reconcile.DockerNetwork{ID: d.ID, Name: d.Name, Driver: c.ours(d.Driver), IPAM: c.ours(d.IPAM.Driver)}
+		for _, cfg := range d.IPAM.Config {
+			if p, err := netip.ParsePrefix(cfg.Subnet); err == nil && p.Addr().Is4() {
+				dn.Subnet = p.Masked()
+				break
+			}
+		}
+		v.Networks = append(v.Networks, dn)
+	}
+	return v
+}
+
+// ours tells whether a driver name of Docker's is this plugin: "vpcroute",
+// "vpcroute:latest", "vpcroute/vpcroute:1.2", or a name a network vpcroute has a
+// record of was created with (an alias).
+func (c *Controller) ours(driver string) bool {
+	if driver == "" {
+		return false
+	}
+	if c.driverNames[driver] {
+		return true
+	}
+	name := driver
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name = name[:i]
+	}
+	return path.Base(name) == c.cfg.PluginName
+}
+
+// apply carries out one action of a plan. Each action checks the records again under
+// mu first: Docker's calls went on while the plan was made.
+func (c *Controller) apply(ctx context.Context, a reconcile.Action) {
+	log := c.log.With("action", a.Kind.String(), "why", a.Why)
+	var err error
+	switch a.Kind {
+	case reconcile.FinishNetwork:
+		err = c.applyFinishNetwork(a, log)
+	case reconcile.FinishPool:
+		err = c.applyFinishPool(a, log)
+	case reconcile.ReleaseRoute:
+		err = c.applyReleaseRoute(ctx, a, log)
+	case reconcile.Adopt:
+		err = c.adopt(ctx, a, log)
+	case reconcile.Claim:
+		err = c.applyClaim(ctx, a, log)
+	case reconcile.Rename:
+		err = c.applyRename(a)
+	case reconcile.RepairNetwork:
+		err = c.applyRepair(a)
+	case reconcile.DeleteBridge:
+		err = c.applyDeleteBridge(a, log)
+	case reconcile.PruneRules:
+		err = c.applyPrune(a, log)
+	}
+	if err != nil {
+		log.Warn("could not bring the host in line (retried next cycle)", "network", short(a.ID), "subnet", a.Subnet, "err", err)
+	}
+}
+
+// current returns the record of a network an action was planned from, if it is still
+// as it was and no call is working on it. Call with mu held.
+func (c *Controller) current(a reconcile.Action) (state.Network, bool) {
+	n, err := c.store.Network(a.ID)
+	if err != nil || c.busy[a.ID] > 0 || !n.Created.Equal(a.Since) {
+		return n, false
+	}
+	return n, true
+}
+
+func (c *Controller) applyFinishNetwork(a reconcile.Action, log *slog.Logger) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.current(a)
+	if !ok {
+		return nil
+	}
+	log.Info("removing network", "network", label(n), "subnet", n.Subnet)
+	return c.deleteNetwork(n)
+}
+
+func (c *Controller) applyFinishPool(a reconcile.Action, log *slog.Logger) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, err := c.store.Pool(a.ID)
+	if err != nil || c.busy[a.ID] > 0 || !p.Created.Equal(a.Since) {
+		return nil
+	}
+	log.Info("releasing pool", "pool", p.ID, "subnet", p.Subnet)
+	return c.releasePool(p)
+}
+
+// ownerRecord tells whether a record holds the route owner, and which (a pool or
+// network ID). Call with mu held.
+func (c *Controller) ownerRecord(owner string) (string, bool, error) {
+	pools, err := c.store.Pools()
+	if err != nil {
+		return "", false, err
+	}
+	for _, p := range pools {
+		if p.RouteOwner() == owner {
+			return p.ID, true, nil
+		}
+	}
+	nets, err := c.store.Networks()
+	if err != nil {
+		return "", false, err
+	}
+	for _, n := range nets {
+		if n.ClaimOwner == owner {
+			return n.ID, true, nil
+		}
+	}
+	return "", false, nil
+}
+
+func (c *Controller) applyReleaseRoute(ctx context.Context, a reconcile.Action, log *slog.Logger) error {
+	c.mu.Lock()
+	_, owned, err := c.ownerRecord(a.Owner)
+	c.mu.Unlock()
+	if err != nil || owned {
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	if err := c.vpc.Release(rctx, a.Subnet, a.Owner); err != nil {
+		return err
+	}
+	log.Info("released a route of this ECS that no network owns", "subnet", a.Subnet, "owner", a.Owner)
+	c.mu.Lock()
+	delete(c.orphanSince, reconcile.RouteKey(cloud.Route{Destination: a.Subnet, Owner: a.Owner}))
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Controller) applyClaim(ctx context.Context, a reconcile.Action, log *slog.Logger) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id, owned, err := c.ownerRecord(a.Owner)
+	if err != nil || !owned || c.busy[id] > 0 {
+		return err
+	}
+	c.outside(id, func() {
+		rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		defer cancel()
+		_, err = c.vpc.Claim(rctx, cloud.ClaimRequest{Owner: a.Owner, Want: a.Subnet, Name: a.Name})
+	})
+	var conflict *cloud.ConflictError
+	if errors.As(err, &conflict) {
+		return fmt.Errorf("network %s cannot have its route back: %w; its containers are reachable from this ECS only until the route is freed", a.Name, err)
+	}
+	if err == nil {
+		log.Info("route claimed again", "subnet", a.Subnet, "owner", a.Owner, "name", a.Name)
+	}
+	return err
+}
+
+func (c *Controller) applyRename(a reconcile.Action) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, err := c.store.Network(a.ID)
+	if err != nil || n.Name == a.Name {
+		return nil
+	}
+	n.Name = a.Name
+	return c.store.PutNetwork(n)
+}
+
+func (c *Controller) applyRepair(a reconcile.Action) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n, ok := c.current(a)
+	if !ok || n.Creating || n.Deleting {
+		return nil
+	}
+	return errors.Join(c.ensureNetwork(n), c.ensurePorts(n))
+}
+
+func (c *Controller) applyDeleteBridge(a reconcile.Action, log *slog.Logger) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, err := c.store.Network(a.ID); err == nil && n.Bridge == a.Bridge {
+		return nil
+	}
+	if err := c.links.DeleteBridge(a.Bridge, a.ID); err != nil {
+		return err
+	}
+	log.Info("removed bridge", "bridge", a.Bridge, "network", short(a.ID))
+	return nil
+}
+
+func (c *Controller) applyPrune(a reconcile.Action, log *slog.Logger) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	keep := maps.Clone(a.Keep)
+	nets, err := c.store.Networks()
+	if err != nil {
+		return err
+	}
+	for _, n := range nets {
+		keep[n.ID] = true
+	}
+	if err := c.fw.Prune(keep); err != nil {
+		return err
+	}
+	log.Info("removed iptables rules of networks that are gone")
+	return nil
+}

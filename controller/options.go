@@ -1,0 +1,76 @@
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// The -o options of `docker network create` vpcroute understands, named as Docker's
+// bridge driver names them.
+const (
+	OptBridgeName = "com.docker.network.bridge.name"
+	OptMTU        = "com.docker.network.driver.mtu"
+	OptMasquerade = "com.docker.network.bridge.enable_ip_masquerade"
+)
+
+// knownOptions says what each option does, for the error about an unknown one.
+var knownOptions = map[string]string{
+	OptBridgeName: "the bridge's name (at most 15 characters)",
+	OptMTU:        "the MTU of the bridge and veths (default: the uplink's)",
+	OptMasquerade: "true/false: masquerade traffic to destinations outside the VPC",
+}
+
+// Options are a network's -o options, parsed.
+type Options struct {
+	Bridge     string
+	MTU        int
+	Masquerade bool
+}
+
+// ParseOptions reads a network's -o options. Anything vpcroute does not know is an
+// error rather than silently ignored.
+func ParseOptions(opts map[string]string) (Options, error) {
+	o := Options{Masquerade: true}
+	for _, k := range sortedKeys(opts) {
+		v := strings.TrimSpace(opts[k])
+		switch k {
+		case OptBridgeName:
+			// '%' too: the kernel expands "%d" in a new link's name.
+			if v == "" || len(v) > 15 || strings.ContainsAny(v, "/:% \t") {
+				return o, fmt.Errorf("option %s=%q: a bridge name has 1 to 15 characters without '/', ':', '%%' or spaces", k, v)
+			}
+			o.Bridge = v
+		case OptMTU:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 68 || n > 65535 {
+				return o, fmt.Errorf("option %s=%q: give an MTU from 68 to 65535", k, v)
+			}
+			o.MTU = n
+		case OptMasquerade:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return o, fmt.Errorf("option %s=%q: give true or false", k, v)
+			}
+			o.Masquerade = b
+		default:
+			var names []string
+			for n, what := range knownOptions {
+				names = append(names, n+" ("+what+")")
+			}
+			sort.Strings(names)
+			return o, fmt.Errorf("option %q is not known to vpcroute: remove it; known options are %s", k, strings.Join(names, ", "))
+		}
+	}
+	return o, nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

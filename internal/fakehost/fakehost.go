@@ -1,0 +1,251 @@
+// Package fakehost keeps, in memory, the kernel objects the controller makes (bridges,
+// veths, each network's rules, published ports), for unit tests that check what
+// exists afterwards. It marks and refuses the way packages link and firewall do: a
+// link that is not vpcroute's is never changed or deleted. The kernel itself is
+// covered by those packages' tests in throwaway namespaces and by internal/e2e.
+package fakehost
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net/netip"
+	"sync"
+
+	"github.com/vpcroute/vpcroute/firewall"
+	"github.com/vpcroute/vpcroute/link"
+)
+
+// Host is a fake of link.Host and firewall.Firewall. Its maps may be read and set by
+// tests between calls.
+type Host struct {
+	mu sync.Mutex
+	// Marked maps the marked bridges to their network IDs; Gateways gives their
+	// addresses.
+	Marked   map[string]string
+	Gateways map[string]netip.Prefix
+	// Foreign links are not vpcroute's: never changed, never listed as its.
+	Foreign map[string]bool
+	// Veths maps host ends to their bridges.
+	Veths map[string]string
+	// Rules holds each network's rules, Ports the published ports.
+	Rules map[string]firewall.NetworkRules
+	Ports map[firewall.PortMap]bool
+	// Routes are the host's own routes (Prefixes adds the bridges' subnets).
+	Routes []netip.Prefix
+	MTU    int
+	// FailRules fails EnsureNetwork and EnsurePort; FailDelete DeleteNetwork;
+	// FailPortDelete DeletePort.
+	FailRules, FailDelete, FailPortDelete error
+	// BaseCalls counts EnsureBase.
+	BaseCalls int
+}
+
+// New returns an empty host with an uplink MTU of 1450.
+func New() *Host {
+	return &Host{
+		Marked: map[string]string{}, Gateways: map[string]netip.Prefix{}, Foreign: map[string]bool{},
+		Veths: map[string]string{}, Rules: map[string]firewall.NetworkRules{}, Ports: map[firewall.PortMap]bool{},
+		MTU: 1450,
+	}
+}
+
+// Lock and Unlock let tests read the maps while the controller's loop may run.
+func (h *Host) Lock()   { h.mu.Lock() }
+func (h *Host) Unlock() { h.mu.Unlock() }
+
+// EnsureBridge makes or repairs a marked bridge.
+func (h *Host) EnsureBridge(s link.BridgeSpec) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.Foreign[s.Name] {
+		return fmt.Errorf("link %s: %w", s.Name, link.ErrNotOwned)
+	}
+	if id, ok := h.Marked[s.Name]; ok && id != s.NetworkID {
+		return fmt.Errorf("bridge %s is network %s's: %w", s.Name, id, link.ErrNotOwned)
+	}
+	h.Marked[s.Name] = s.NetworkID
+	h.Gateways[s.Name] = s.Gateway
+	return nil
+}
+
+// DeleteBridge deletes a bridge marked for networkID.
+func (h *Host) DeleteBridge(name, networkID string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.Foreign[name] {
+		return fmt.Errorf("link %s: %w", name, link.ErrNotOwned)
+	}
+	id, ok := h.Marked[name]
+	if !ok {
+		return nil
+	}
+	if id != networkID {
+		return fmt.Errorf("bridge %s is network %s's: %w", name, id, link.ErrNotOwned)
+	}
+	delete(h.Marked, name)
+	delete(h.Gateways, name)
+	for v, br := range h.Veths {
+		if br == name {
+			delete(h.Veths, v) // detached; the test sees it as gone from the bridge
+		}
+	}
+	return nil
+}
+
+// Bridges lists the marked bridges.
+func (h *Host) Bridges() (map[string]string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return maps.Clone(h.Marked), nil
+}
+
+// EnsureVeth makes a veth on a bridge.
+func (h *Host) EnsureVeth(host, _, bridge string, _ int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.Marked[bridge]; !ok {
+		return fmt.Errorf("look up bridge %s for veth %s: no such link", bridge, host)
+	}
+	if h.Foreign[host] {
+		return fmt.Errorf("link %s: %w", host, link.ErrNotOwned)
+	}
+	h.Veths[host] = bridge
+	return nil
+}
+
+// AttachVeth puts an existing veth on a bridge.
+func (h *Host) AttachVeth(host, bridge string, mtu int) (bool, error) {
+	h.mu.Lock()
+	_, ok := h.Veths[host]
+	h.mu.Unlock()
+	if !ok {
+		return false, nil
+	}
+	return true, h.EnsureVeth(host, "", bridge, mtu)
+}
+
+// DeleteVeth deletes a veth.
+func (h *Host) DeleteVeth(host string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.Foreign[host] {
+		return fmt.Errorf("link %s: %w", host, link.ErrNotOwned)
+	}
+	delete(h.Veths, host)
+	return nil
+}
+
+// UplinkMTU returns MTU.
+func (h *Host) UplinkMTU() int { return h.MTU }
+
+// Prefixes returns Routes and the subnets of the bridges, as the kernel's connected
+// routes would.
+func (h *Host) Prefixes() ([]netip.Prefix, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := append([]netip.Prefix{}, h.Routes...)
+	for _, g := range h.Gateways {
+		out = append(out, g.Masked())
+	}
+	return out, nil
+}
+
+// EnsureBase counts.
+func (h *Host) EnsureBase(firewall.Base) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.BaseCalls++
+	return nil
+}
+
+// EnsureNetwork records a network's rules.
+func (h *Host) EnsureNetwork(r firewall.NetworkRules) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.FailRules != nil {
+		return h.FailRules
+	}
+	h.Rules[r.NetworkID] = r
+	return nil
+}
+
+// DeleteNetwork removes a network's rules.
+func (h *Host) DeleteNetwork(r firewall.NetworkRules) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.FailDelete != nil {
+		return h.FailDelete
+	}
+	delete(h.Rules, r.NetworkID)
+	return nil
+}
+
+// EnsurePort publishes a port.
+func (h *Host) EnsurePort(p firewall.PortMap) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.FailRules != nil {
+		return h.FailRules
+	}
+	p.Bridge = ""
+	h.Ports[p] = true
+	return nil
+}
+
+// DeletePort unpublishes a port.
+func (h *Host) DeletePort(p firewall.PortMap) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.FailPortDelete != nil {
+		return h.FailPortDelete
+	}
+	p.Bridge = ""
+	delete(h.Ports, p)
+	return nil
+}
+
+// Prune removes the rules and ports of networks not in keep.
+func (h *Host) Prune(keep map[string]bool) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for id := range h.Rules {
+		if !keep[id] {
+			delete(h.Rules, id)
+		}
+	}
+	for p := range h.Ports {
+		if !keep[p.NetworkID] {
+			delete(h.Ports, p)
+		}
+	}
+	return nil
+}
+
+// Owners lists the networks that have rules or ports.
+func (h *Host) Owners() (map[string]bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]bool{}
+	for id := range h.Rules {
+		out[id] = true
+	}
+	for p := range h.Ports {
+		out[p.NetworkID] = true
+	}
+	return out, nil
+}
+
+// PublishedPorts lists the published ports.
+func (h *Host) PublishedPorts() ([]firewall.PortMap, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []firewall.PortMap
+	for p := range h.Ports {
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// ErrInjected is a failure tests inject.
+var ErrInjected = errors.New("iptables: Resource temporarily unavailable (injected)")
