@@ -116,6 +116,7 @@ func TestPluginConfigSettings(t *testing.T) {
 		"/var/lib/vpcroute":  "/var/lib/vpcroute",
 		"/run/xtables.lock":  "/run/xtables.lock",
 		"/host/proc/sys/net": "/proc/sys/net",
+		"/run/docker.sock":   "/run/docker.sock",
 	} {
 		if mounts[dst] != src {
 			t.Errorf("mount at %s has source %q; want %q", dst, mounts[dst], src)
@@ -210,7 +211,7 @@ func managedPluginLog(t *testing.T, e *testbed.ECS) string {
 func TestManagedPlugin(t *testing.T) {
 	needBed(t)
 	dir := buildPluginDir(t)
-	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: "vrp"}})
+	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: "vrp"}, Env: fastCycles})
 	if err != nil {
 		t.Fatalf("cloud bed: %v", err)
 	}
@@ -289,10 +290,65 @@ func TestManagedPlugin(t *testing.T) {
 		}
 	})
 
+	// The state file is lost while the plugin is disabled (an uninstall wiped
+	// /var/lib/vpcroute, a disk was replaced): running containers keep their
+	// traffic, and once enabled the plugin rebuilds my-net from Docker's list.
+	t.Run("state file lost", func(t *testing.T) {
+		var wg sync.WaitGroup
+		var pingOut string
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pingOut, _ = dockerErr(t, ecs2, "exec", "nginx", "ping", "-c", "30", "-i", "0.2", "-W", "1", containerIP(t, ecs1, "nginx", "my-net").String())
+		}()
+		docker(t, ecs1, "plugin", "disable", "-f", managedPlugin)
+		state := filepath.Join(ecs1.Dir, "vpcroute")
+		entries, _ := os.ReadDir(state)
+		for _, f := range entries {
+			if err := os.RemoveAll(filepath.Join(state, f.Name())); err != nil {
+				t.Fatal(err)
+			}
+		}
+		docker(t, ecs1, "plugin", "enable", managedPlugin)
+		wg.Wait()
+		if !strings.Contains(pingOut, "30 packets received") {
+			t.Errorf("ping to ECS 1's container across the lost state file lost packets:\n%s", pingOut)
+		}
+		if !waitFor(ctxT(t), cycleWait, func() bool {
+			out, err := dockerErr(t, ecs1, "run", "--rm", "--net", "my-net", testbed.ImageName, "ping", "-c", "1", "-W", "2", remote)
+			return err == nil && strings.Contains(out, "1 packets received")
+		}) {
+			t.Fatalf("a new container on my-net cannot reach %s after the rebuild:\n%s", remote, managedPluginLog(t, ecs1))
+		}
+		httpOK("state file lost and rebuilt")
+	})
+
 	for _, e := range []*testbed.ECS{ecs1, ecs2} {
 		docker(t, e, "rm", "-f", "nginx")
 		docker(t, e, "network", "rm", "my-net")
 	}
+
+	// Docker removes a network while the plugin is disabled: it retries for a while,
+	// then forgets it. Once enabled, vpcroute gives everything of it back.
+	t.Run("network removed while disabled", func(t *testing.T) {
+		docker(t, ecs1, "network", "create", "-d", managedPlugin, "--ipam-driver", managedPlugin, "--subnet", "10.0.3.0/24", "o3")
+		id := networkID(t, ecs1, "o3")
+		docker(t, ecs1, "plugin", "disable", "-f", managedPlugin)
+		out, err := dockerErr(t, ecs1, "network", "rm", "o3")
+		t.Logf("docker network rm o3 with the plugin disabled: %v %s", err, out)
+		if _, err := dockerErr(t, ecs1, "network", "inspect", "o3"); err == nil {
+			t.Fatal("Docker kept o3 while its plugin was disabled; the test assumes it forgets it")
+		}
+		docker(t, ecs1, "plugin", "enable", managedPlugin)
+		if !waitFor(ctxT(t), cycleWait, func() bool {
+			_, routed := hasRoute(env, "10.0.3.0/24")
+			return !routed && len(leftovers(t, ecs1, id)) == 0
+		}) {
+			t.Fatalf("a cycle after enable: routes %v; on ECS 1 %q\n%s", vpcRoutes(env), leftovers(t, ecs1, id), managedPluginLog(t, ecs1))
+		}
+		docker(t, ecs1, "network", "create", "-d", managedPlugin, "--ipam-driver", managedPlugin, "--subnet", "10.0.3.0/24", "o3")
+		docker(t, ecs1, "network", "rm", "o3")
+	})
 	if added := cloudbed.AddedRoutes(before, env.CustomRoutes()); len(added) != 0 {
 		t.Errorf("after network rm the route table still has %+v", added)
 	}
