@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/vpcroute/vpcroute/alloc"
-	"github.com/vpcroute/vpcroute/cloud"
 	"github.com/vpcroute/vpcroute/dockerapi"
 	"github.com/vpcroute/vpcroute/firewall"
 	"github.com/vpcroute/vpcroute/reconcile"
@@ -83,17 +82,7 @@ func (c *Controller) adopt(ctx context.Context, a reconcile.Action, log *slog.Lo
 	log.Info("rebuilt from Docker's network list", "network", a.Name, "id", short(a.ID), "subnet", a.Subnet,
 		"pool", poolIDOf(r.pool), "endpoints", len(r.eps), "veths_attached", attached)
 	if c.cfg.Routed && r.owner != "" {
-		c.outside(busyID, func() {
-			rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-			defer cancel()
-			_, err = c.vpc.Claim(rctx, cloud.ClaimRequest{Owner: r.owner, Want: a.Subnet, Name: a.Name})
-		})
-		var conflict *cloud.ConflictError
-		if errors.As(err, &conflict) {
-			errs = append(errs, fmt.Errorf("network %s cannot have its route back: %w; its containers are reachable from this ECS only until the route is freed", a.Name, err))
-		} else if err != nil {
-			errs = append(errs, fmt.Errorf("claim %s again: %w", a.Subnet, err))
-		}
+		errs = append(errs, c.reclaim(ctx, busyID, r.owner, a.Subnet, a.Name))
 	}
 	return errors.Join(errs...)
 }

@@ -55,12 +55,24 @@ func (c *Controller) liveNetwork(id string) (state.Network, error) {
 
 // DeleteEndpoint removes what the endpoint still holds and forgets it.
 func (c *Controller) DeleteEndpoint(networkID, endpointID string) error {
+	return c.withEndpoint(networkID, endpointID, func(n state.Network, ep state.Endpoint) error {
+		return c.deleteEndpoint(n, ep)
+	})
+}
+
+// withEndpoint runs fn, with mu held, on an endpoint and its network; an endpoint that
+// is gone is not an error, so that Docker's retries of a teardown are harmless.
+func (c *Controller) withEndpoint(networkID, endpointID string, fn func(state.Network, state.Endpoint) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, ep, found, err := c.endpointOf(networkID, endpointID)
 	if !found || err != nil {
 		return err
 	}
+	return fn(n, ep)
+}
+
+func (c *Controller) deleteEndpoint(n state.Network, ep state.Endpoint) error {
 	if err := c.removeEndpointObjects(n, ep); err != nil {
 		// Docker forgets the endpoint whatever vpcroute answers: keep it marked, so
 		// that the loop removes its leftovers and never restores them.
@@ -71,7 +83,7 @@ func (c *Controller) DeleteEndpoint(networkID, endpointID string) error {
 		c.Kick()
 		return fmt.Errorf("delete endpoint %s (vpcroute retries it): %w", short(ep.ID), err)
 	}
-	return c.store.DeleteEndpoint(networkID, endpointID)
+	return c.store.DeleteEndpoint(ep.NetworkID, ep.ID)
 }
 
 // endpointOf loads an endpoint and its network for the teardown calls. found is false
@@ -138,17 +150,13 @@ func (c *Controller) Join(networkID, endpointID string) (Joined, error) {
 // Leave removes the veth and the endpoint's published ports; it tolerates them being
 // gone.
 func (c *Controller) Leave(networkID, endpointID string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, ep, found, err := c.endpointOf(networkID, endpointID)
-	if !found || err != nil {
-		return err
-	}
-	if err := c.removeEndpointObjects(n, ep); err != nil {
-		return fmt.Errorf("leave %s: %w", short(ep.ID), err)
-	}
-	ep.Ports = nil
-	return c.store.PutEndpoint(ep)
+	return c.withEndpoint(networkID, endpointID, func(n state.Network, ep state.Endpoint) error {
+		if err := c.removeEndpointObjects(n, ep); err != nil {
+			return fmt.Errorf("leave %s: %w", short(ep.ID), err)
+		}
+		ep.Ports = nil
+		return c.store.PutEndpoint(ep)
+	})
 }
 
 // EndpointPorts returns the endpoint's published ports ("0.0.0.0:8080->80/tcp").

@@ -384,19 +384,30 @@ func (c *Controller) applyClaim(ctx context.Context, a reconcile.Action, log *sl
 	if err != nil || !owned || c.busy[id] > 0 {
 		return err
 	}
+	if err := c.reclaim(ctx, id, a.Owner, a.Subnet, a.Name); err != nil {
+		return err
+	}
+	log.Info("route claimed again", "subnet", a.Subnet, "owner", a.Owner, "name", a.Name)
+	return nil
+}
+
+// reclaim claims a record's route again, with mu let go and the record busy; a
+// conflict says whose the subnet is now. Call with mu held.
+func (c *Controller) reclaim(ctx context.Context, id, owner string, subnet netip.Prefix, name string) error {
+	var err error
 	c.outside(id, func() {
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 		defer cancel()
-		_, err = c.vpc.Claim(rctx, cloud.ClaimRequest{Owner: a.Owner, Want: a.Subnet, Name: a.Name})
+		_, err = c.vpc.Claim(rctx, cloud.ClaimRequest{Owner: owner, Want: subnet, Name: name})
 	})
 	var conflict *cloud.ConflictError
 	if errors.As(err, &conflict) {
-		return fmt.Errorf("network %s cannot have its route back: %w; its containers are reachable from this ECS only until the route is freed", a.Name, err)
+		return fmt.Errorf("network %s cannot have its route back: %w; its containers are reachable from this ECS only until the route is freed", name, err)
 	}
-	if err == nil {
-		log.Info("route claimed again", "subnet", a.Subnet, "owner", a.Owner, "name", a.Name)
+	if err != nil {
+		return fmt.Errorf("claim %s again: %w", subnet, err)
 	}
-	return err
+	return nil
 }
 
 func (c *Controller) applyRename(a reconcile.Action) error {

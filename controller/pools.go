@@ -128,6 +128,12 @@ func (c *Controller) picker(poolID string) func([]netip.Prefix) (netip.Prefix, e
 // ReleasePool gives the pool's route back and forgets it. An unknown pool succeeds,
 // so Docker's retries are harmless.
 func (c *Controller) ReleasePool(ref string) error {
+	return c.withPool(ref, c.releasePool)
+}
+
+// withPool runs fn, with mu held, on the pool Docker names ref; a pool that is gone
+// is not an error, so that Docker's retries of a release are harmless.
+func (c *Controller) withPool(ref string, fn func(state.Pool) error) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p, err := c.poolByRef(ref)
@@ -137,7 +143,7 @@ func (c *Controller) ReleasePool(ref string) error {
 	if err != nil {
 		return err
 	}
-	return c.releasePool(p)
+	return fn(p)
 }
 
 // releasePool marks the pool Releasing, gives its route back and forgets it. Docker
@@ -242,16 +248,7 @@ func (c *Controller) RequestAddress(ref string, asked netip.Addr, gateway bool) 
 // ReleaseAddress frees an address; freeing a free one, or one of a pool that is
 // gone, succeeds.
 func (c *Controller) ReleaseAddress(ref string, a netip.Addr) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p, err := c.poolByRef(ref)
-	if errors.Is(err, state.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return c.store.Free(p.ID, a)
+	return c.withPool(ref, func(p state.Pool) error { return c.store.Free(p.ID, a) })
 }
 
 // localTaken is what a new subnet must not overlap on this host, with why: the

@@ -208,17 +208,13 @@ func (c *Controller) reservePort(r PortRequest, taken func(state.Port) (bool, er
 
 // UnpublishPorts removes the endpoint's published ports.
 func (c *Controller) UnpublishPorts(networkID, endpointID string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, ep, found, err := c.endpointOf(networkID, endpointID)
-	if !found || err != nil {
-		return err
-	}
-	if err := c.removePorts(n, ep); err != nil {
-		return err
-	}
-	ep.Ports = nil
-	return c.store.PutEndpoint(ep)
+	return c.withEndpoint(networkID, endpointID, func(n state.Network, ep state.Endpoint) error {
+		if err := c.removePorts(n, ep); err != nil {
+			return err
+		}
+		ep.Ports = nil
+		return c.store.PutEndpoint(ep)
+	})
 }
 
 // removePorts deletes the endpoint's published ports. Call with mu held.
