@@ -65,8 +65,8 @@ func (c *Controller) ReconcileNow(ctx context.Context) {
 
 // Run is the loop: a full cycle at once (Docker's list, the VPC route table, the
 // kernel), then the kernel every KernelInterval, the cloud every CloudInterval, and a
-// short cycle (Docker's list and the records) whenever a Docker call left work to
-// finish. It returns when ctx ends.
+// short cycle (Docker's list and the records) after each Docker call that changed
+// something or left work to finish. It returns when ctx ends.
 func (c *Controller) Run(ctx context.Context) {
 	c.ReconcileNow(ctx)
 	kernel := time.NewTicker(c.cfg.KernelInterval)

@@ -124,6 +124,7 @@ func (c *Controller) CreateNetwork(spec NetworkSpec) error {
 		c.log.Warn("source/destination check is ON for this ECS's NIC: containers of this network will not be reachable from other hosts; turn it off in the ECS console (NIC > Source/Destination Check) or set VPCROUTE_SRC_DST_CHECK=disable", "network", short(n.ID), "subnet", n.Subnet)
 	}
 	c.log.Info("network created", "network", short(n.ID), "subnet", n.Subnet, "bridge", n.Bridge, "mtu", n.MTU)
+	c.Kick() // learn its name from Docker's list
 	return nil
 }
 
@@ -215,6 +216,7 @@ func (c *Controller) deleteNetwork(n state.Network) error {
 	}
 	c.forget(n.ID)
 	c.log.Info("network deleted", "network", label(n), "subnet", n.Subnet)
+	c.Kick()
 	return nil
 }
 

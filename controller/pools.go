@@ -72,6 +72,7 @@ func (c *Controller) RequestPool(req PoolRequest) (state.Pool, error) {
 	}
 	c.log.Info("pool claimed", "pool", pool.ID, "subnet", got, "requested", req.Subnet)
 	c.warnOutsidePool(got)
+	c.Kick()
 	return pool, nil
 }
 
@@ -175,6 +176,7 @@ func (c *Controller) releasePool(p state.Pool) error {
 		c.forget(p.Subnet.String())
 	}
 	c.log.Info("pool released", "pool", p.ID, "subnet", p.Subnet)
+	c.Kick()
 	return nil
 }
 

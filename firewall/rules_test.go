@@ -270,3 +270,29 @@ func TestBaseValidation(t *testing.T) {
 		t.Errorf("fast path without a pool: %q", got)
 	}
 }
+
+// parsePortRule reads back exactly what portRule writes, and nothing else.
+func TestParsePortRule(t *testing.T) {
+	ports := []PortMap{
+		{NetworkID: "net1", Proto: "tcp", HostPort: 8080, ContainerIP: netip.MustParseAddr("10.0.2.3"), ContainerPort: 80},
+		{NetworkID: "net1", Proto: "udp", HostIP: netip.MustParseAddr("192.168.0.2"), HostPort: 5353, ContainerIP: netip.MustParseAddr("10.0.2.4"), ContainerPort: 53},
+	}
+	for _, p := range ports {
+		r, err := portRule(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := parsePortRule(r.spec); !ok || got != p {
+			t.Errorf("parsePortRule(%q) = %+v, %v; want %+v", r.spec, got, ok, p)
+		}
+	}
+	for _, spec := range [][]string{
+		{"-p", "tcp", "-m", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", "10.0.2.3:80"},                                    // unmarked
+		{"-p", "tcp", "-m", "comment", "--comment", "vpcroute", "-j", "ACCEPT"},                                                         // a base rule
+		{"-p", "tcp", "-m", "tcp", "--dport", "x", "-m", "comment", "--comment", "vpcroute:n", "-j", "DNAT", "--to-destination", "a:b"}, // garbage
+	} {
+		if got, ok := parsePortRule(spec); ok {
+			t.Errorf("parsePortRule(%q) = %+v; want it refused", spec, got)
+		}
+	}
+}

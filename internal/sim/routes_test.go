@@ -388,6 +388,35 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// Changes made "in the console" follow the API's rules, reach watchers (the router),
+// and show in the API.
+func TestConsoleChanges(t *testing.T) {
+	e := newEnv(t, nil)
+	var calls int
+	e.sim.Watch(func([]Route) { calls++ })
+	r := Route{Type: "ecs", Destination: "10.0.9.0/24", NextHop: ecs1ID, Description: "office VPN"}
+	if err := e.sim.ConsoleAddRoute(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.sim.ConsoleAddRoute(r); err == nil || !strings.Contains(err.Error(), "VPC.2812") {
+		t.Fatalf("duplicate in the console = %v; want the API's refusal", err)
+	}
+	routes, _ := e.sim.RouteTable(e.sim.DefaultRouteTableID())
+	if !slices.Contains(routes, r) || calls != 2 {
+		t.Fatalf("after a console add: routes %+v, %d watch calls", routes, calls)
+	}
+	if err := e.sim.ConsoleDeleteRoute("10.0.9.0/24"); err != nil {
+		t.Fatal(err)
+	}
+	routes, _ = e.sim.RouteTable(e.sim.DefaultRouteTableID())
+	if slices.Contains(routes, r) || calls != 3 {
+		t.Fatalf("after a console delete: routes %+v, %d watch calls", routes, calls)
+	}
+	if err := e.sim.ConsoleDeleteRoute("10.0.9.0/24"); err == nil {
+		t.Fatal("deleting a missing route in the console succeeded")
+	}
+}
+
 func TestUnknownAPIAndProject(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.sdk(t)
