@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 )
 
 func env(kv ...string) func(string) string {
@@ -24,7 +25,8 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if s.Cloud != CloudHuawei || s.Pool.String() != "10.0.0.0/8" || s.SubnetSize != 24 || s.ForwardAccept || !s.Masquerade ||
-		s.StateDir != "/var/lib/vpcroute" || s.Socket != "/run/docker/plugins/vpcroute.sock" || s.Huawei.MetadataURL != "http://169.254.169.254" || s.Huawei.SrcDstCheck != "warn" {
+		s.StateDir != "/var/lib/vpcroute" || s.Socket != "/run/docker/plugins/vpcroute.sock" || s.Huawei.MetadataURL != "http://169.254.169.254" || s.Huawei.SrcDstCheck != "warn" ||
+		s.DockerHost != "unix:///run/docker.sock" || s.KernelInterval != 30*time.Second || s.CloudInterval != 5*time.Minute || s.OrphanGrace != 10*time.Minute {
 		t.Fatalf("defaults = %+v", s)
 	}
 }
@@ -50,6 +52,16 @@ func TestValidation(t *testing.T) {
 		{[]string{"VPCROUTE_METADATA_URL", "169.254.169.254"}, "http(s) URL"},
 		{[]string{"VPCROUTE_SRC_DST_CHECK", "off"}, "warn or disable"},
 		{[]string{"HUAWEICLOUD_SDK_AK", "AK"}, "must be given together"},
+		{[]string{"VPCROUTE_DOCKER_HOST", "none"}, ""},
+		{[]string{"VPCROUTE_DOCKER_HOST", "/var/run/docker.sock"}, ""},
+		{[]string{"VPCROUTE_DOCKER_HOST", "tcp://10.0.0.1:2375"}, ""},
+		{[]string{"VPCROUTE_DOCKER_HOST", "docker.sock"}, "unix:///path/to/docker.sock"},
+		{[]string{"VPCROUTE_KERNEL_INTERVAL", "10s"}, ""},
+		{[]string{"VPCROUTE_KERNEL_INTERVAL", "100ms"}, "from 1s to 1h"},
+		{[]string{"VPCROUTE_KERNEL_INTERVAL", "often"}, "from 1s to 1h"},
+		{[]string{"VPCROUTE_CLOUD_INTERVAL", "1s"}, "from 5s to 24h"},
+		{[]string{"VPCROUTE_ORPHAN_GRACE", "0s"}, ""},
+		{[]string{"VPCROUTE_ORPHAN_GRACE", "-1m"}, "from 0s to 24h"},
 	}
 	for _, tt := range tests {
 		_, err := FromEnv(env(tt.kv...))
