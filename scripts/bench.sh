@@ -43,5 +43,5 @@ fi
 
 echo "bench.sh: budgets on the test bed" >&2
 # shellcheck disable=SC2086 # VRBENCH_ARGS is a list of flags
-$GO run ./scripts/bench/vrbench -gobench "$out/gobench.txt" -out docs/benchmarks.md ${VRBENCH_ARGS:-}
+$GO run ./cmd/vpcroute-bench -gobench "$out/gobench.txt" -out docs/benchmarks.md ${VRBENCH_ARGS:-}
 exit $status
