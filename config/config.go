@@ -32,6 +32,7 @@ type Settings struct {
 	VPCCIDRs      []netip.Prefix // empty: from the cloud (or the uplink in none mode)
 	StateDir      string
 	LogLevel      slog.Level
+	LogFormat     string // text or json
 	Socket        string
 	Hostname      string
 	// DockerHost is Docker's API, read to hold vpcroute's records against
@@ -50,33 +51,47 @@ type Setting struct {
 	Name    string
 	Default string
 	Allowed string // shown in errors
+	// Packaging settings belong to how vpcroute is installed (the managed plugin's
+	// socket and state mount): `docker plugin set` cannot change them.
+	Packaging bool
 }
 
 // Names of every setting, in the order the README documents them.
 var names = []Setting{
-	{"VPCROUTE_CLOUD", CloudHuawei, "huaweicloud or none"},
-	{"VPCROUTE_POOL", "10.0.0.0/8", "an IPv4 CIDR such as 10.0.0.0/8"},
-	{"VPCROUTE_SUBNET_SIZE", "24", "a prefix length from 16 to 28"},
-	{"VPCROUTE_FORWARD", "rules", "rules or accept"},
-	{"VPCROUTE_MASQUERADE", "true", "true or false"},
-	{"VPCROUTE_VPC_CIDRS", "", "comma-separated IPv4 CIDRs"},
-	{"VPCROUTE_STATE_DIR", "/var/lib/vpcroute", "an absolute path"},
-	{"VPCROUTE_LOG_LEVEL", "info", "debug, info, warn or error"},
-	{"VPCROUTE_SOCKET", "/run/docker/plugins/vpcroute.sock", "an absolute path"},
-	{"VPCROUTE_HOSTNAME", "", "a name for this host in route descriptions"},
-	{"VPCROUTE_DOCKER_HOST", dockerapi.DefaultHost, "unix:///path/to/docker.sock, tcp://host:port, or none"},
-	{"VPCROUTE_KERNEL_INTERVAL", "30s", "a duration from 1s to 1h, such as 30s"},
-	{"VPCROUTE_CLOUD_INTERVAL", "5m", "a duration from 5s to 24h, such as 5m"},
-	{"VPCROUTE_ORPHAN_GRACE", "10m", "a duration from 0s to 24h, such as 10m"},
-	{"VPCROUTE_METADATA_URL", "http://169.254.169.254", "an http(s) URL"},
-	{"VPCROUTE_INSTANCE_ID", "", "the ECS ID"},
-	{"VPCROUTE_PROJECT_ID", "", "the project ID"},
-	{"VPCROUTE_REGION", "", "a region such as ap-southeast-1"},
-	{"VPCROUTE_VPC_ID", "", "the VPC ID"},
-	{"VPCROUTE_PORT_ID", "", "the primary NIC's port ID"},
-	{"VPCROUTE_ROUTE_TABLE_ID", "", "a route table ID"},
-	{"VPCROUTE_VPC_ENDPOINT", "", "an https URL"},
-	{"VPCROUTE_SRC_DST_CHECK", "warn", "warn or disable"},
+	{"VPCROUTE_CLOUD", CloudHuawei, "huaweicloud or none", false},
+	{"VPCROUTE_POOL", "10.0.0.0/8", "an IPv4 CIDR such as 10.0.0.0/8", false},
+	{"VPCROUTE_SUBNET_SIZE", "24", "a prefix length from 16 to 28", false},
+	{"VPCROUTE_FORWARD", "rules", "rules or accept", false},
+	{"VPCROUTE_MASQUERADE", "true", "true or false", false},
+	{"VPCROUTE_VPC_CIDRS", "", "comma-separated IPv4 CIDRs", false},
+	{"VPCROUTE_STATE_DIR", "/var/lib/vpcroute", "an absolute path", true},
+	{"VPCROUTE_LOG_LEVEL", "info", "debug, info, warn or error", false},
+	{"VPCROUTE_LOG_FORMAT", "text", "text or json", false},
+	{"VPCROUTE_SOCKET", "/run/docker/plugins/vpcroute.sock", "an absolute path", true},
+	{"VPCROUTE_HOSTNAME", "", "a name for this host in route descriptions", false},
+	{"VPCROUTE_DOCKER_HOST", dockerapi.DefaultHost, "unix:///path/to/docker.sock, tcp://host:port, or none", false},
+	{"VPCROUTE_KERNEL_INTERVAL", "30s", "a duration from 1s to 1h, such as 30s", false},
+	{"VPCROUTE_CLOUD_INTERVAL", "5m", "a duration from 5s to 24h, such as 5m", false},
+	{"VPCROUTE_ORPHAN_GRACE", "10m", "a duration from 0s to 24h, such as 10m", false},
+	{"VPCROUTE_METADATA_URL", "http://169.254.169.254", "an http(s) URL", false},
+	{"VPCROUTE_INSTANCE_ID", "", "the ECS ID", false},
+	{"VPCROUTE_PROJECT_ID", "", "the project ID", false},
+	{"VPCROUTE_REGION", "", "a region such as ap-southeast-1", false},
+	{"VPCROUTE_VPC_ID", "", "the VPC ID", false},
+	{"VPCROUTE_PORT_ID", "", "the primary NIC's port ID", false},
+	{"VPCROUTE_ROUTE_TABLE_ID", "", "a route table ID", false},
+	{"VPCROUTE_VPC_ENDPOINT", "", "an https URL", false},
+	{"VPCROUTE_SRC_DST_CHECK", "warn", "warn or disable", false},
+}
+
+// Default returns a setting's default.
+func Default(name string) string {
+	for _, s := range names {
+		if s.Name == name {
+			return s.Default
+		}
+	}
+	return ""
 }
 
 // All returns the documented settings, for the README and plugin/config.json checks.
@@ -153,10 +168,24 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 			bad(name, v)
 		}
 	}
-	s.StateDir = get("VPCROUTE_STATE_DIR")
-	s.Socket = get("VPCROUTE_SOCKET")
+	// These three are always usable, bad or not: the plugin serves, logs and keeps
+	// its state somewhere even when it must answer that a setting is wrong.
+	s.StateDir, s.Socket = get("VPCROUTE_STATE_DIR"), get("VPCROUTE_SOCKET")
+	if !strings.HasPrefix(s.StateDir, "/") {
+		s.StateDir = Default("VPCROUTE_STATE_DIR")
+	}
+	if !strings.HasPrefix(s.Socket, "/") {
+		s.Socket = Default("VPCROUTE_SOCKET")
+	}
 	if err := s.LogLevel.UnmarshalText([]byte(get("VPCROUTE_LOG_LEVEL"))); err != nil {
 		bad("VPCROUTE_LOG_LEVEL", get("VPCROUTE_LOG_LEVEL"))
+		s.LogLevel = slog.LevelInfo
+	}
+	switch s.LogFormat = strings.ToLower(get("VPCROUTE_LOG_FORMAT")); s.LogFormat {
+	case "text", "json":
+	default:
+		bad("VPCROUTE_LOG_FORMAT", s.LogFormat)
+		s.LogFormat = "text"
 	}
 	s.Hostname = get("VPCROUTE_HOSTNAME")
 	if strings.ContainsAny(s.Hostname, "<>") || len(s.Hostname) > 64 {

@@ -62,11 +62,29 @@ func TestValidation(t *testing.T) {
 		{[]string{"VPCROUTE_CLOUD_INTERVAL", "1s"}, "from 5s to 24h"},
 		{[]string{"VPCROUTE_ORPHAN_GRACE", "0s"}, ""},
 		{[]string{"VPCROUTE_ORPHAN_GRACE", "-1m"}, "from 0s to 24h"},
+		{[]string{"VPCROUTE_LOG_FORMAT", "json"}, ""},
+		{[]string{"VPCROUTE_LOG_FORMAT", "xml"}, "text or json"},
 	}
 	for _, tt := range tests {
 		_, err := FromEnv(env(tt.kv...))
 		if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
 			t.Errorf("%v: err = %v; want %q", tt.kv, err, tt.want)
+		}
+	}
+}
+
+// A bad setting still leaves the plugin a socket, a state directory and a log level.
+func TestBadSettingsKeepWhatServingNeeds(t *testing.T) {
+	s, err := FromEnv(env("VPCROUTE_SOCKET", "relative.sock", "VPCROUTE_STATE_DIR", "state", "VPCROUTE_LOG_LEVEL", "loud", "VPCROUTE_POOL", "banana"))
+	if err == nil {
+		t.Fatal("bad settings accepted")
+	}
+	if s.Socket != "/run/docker/plugins/vpcroute.sock" || s.StateDir != "/var/lib/vpcroute" || s.LogLevel != slog.LevelInfo {
+		t.Fatalf("settings after errors = socket %q state %q level %v; want the defaults", s.Socket, s.StateDir, s.LogLevel)
+	}
+	for _, name := range []string{"VPCROUTE_SOCKET", "VPCROUTE_STATE_DIR", "VPCROUTE_LOG_LEVEL", `VPCROUTE_POOL="banana"`} {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("error %q does not name %s", err, name)
 		}
 	}
 }
@@ -104,6 +122,12 @@ func TestPluginConfigListsEverySetting(t *testing.T) {
 	}
 	want := []string{"HUAWEICLOUD_SDK_AK", "HUAWEICLOUD_SDK_SK", "HUAWEICLOUD_SDK_SECURITY_TOKEN"}
 	for _, s := range All() {
+		if s.Packaging {
+			if got[s.Name] {
+				t.Errorf("plugin/config.json lets `docker plugin set` change %s, which the packaging owns", s.Name)
+			}
+			continue
+		}
 		want = append(want, s.Name)
 	}
 	sort.Strings(want)

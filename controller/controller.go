@@ -135,6 +135,8 @@ type Controller struct {
 	held map[string]bool
 	// dockerWarned is set once the lack of Docker's list has been logged.
 	dockerWarned bool
+	// full asks the loop's next cycle to read and repair everything.
+	full bool
 
 	kick chan struct{}
 }
@@ -174,6 +176,20 @@ func New(cfg Config, store *state.DB, links Links, fw Firewall, vpc cloud.VPC, d
 		driverNames: map[string]bool{}, held: map[string]bool{},
 		kick: make(chan struct{}, 1),
 	}
+}
+
+// SetIdentity takes the host's identity once the cloud answers (it was the one saved
+// by the last run until then): the VPC's ranges, which traffic is never masqueraded
+// to, and the NIC's source/destination check. Every network's rules are then
+// rewritten where they differ, and the VPC route table is read at once.
+func (c *Controller) SetIdentity(id cloud.Identity) {
+	c.mu.Lock()
+	c.cfg.NoNAT = append([]netip.Prefix{c.cfg.Pool}, id.VPCCIDRs...)
+	c.cfg.SrcDstCheckOn = id.SrcDstCheckOn
+	c.full = true
+	c.saveDataPlane()
+	c.mu.Unlock()
+	c.Kick()
 }
 
 // markBusy and unbusy bracket work on a record done with mu let go. Call with mu held.

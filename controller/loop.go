@@ -33,9 +33,15 @@ const dockerTimeout = 10 * time.Second
 func (c *Controller) Start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.saveDataPlane()
 	if err := c.fw.EnsureBase(c.base()); err != nil {
 		return fmt.Errorf("base firewall rules: %w", err)
 	}
+	return c.restoreNetworks()
+}
+
+// restoreNetworks ensures every live network's kernel objects. Call with mu held.
+func (c *Controller) restoreNetworks() error {
 	nets, err := c.store.Networks()
 	if err != nil {
 		return err
@@ -52,6 +58,46 @@ func (c *Controller) Start() error {
 		errs = append(errs, c.ensurePorts(n))
 	}
 	return errors.Join(errs...)
+}
+
+// DataPlane is what the kernel objects of every network depend on besides its own
+// record. It is saved with the records, so that a plugin started with a setting the
+// user must fix still restores its networks the way they were (RestoreDataPlane).
+type DataPlane struct {
+	Pool          netip.Prefix   `json:"pool"`
+	NoNAT         []netip.Prefix `json:"no_nat"`
+	ForwardAccept bool           `json:"forward_accept"`
+}
+
+const metaDataPlane = "dataplane"
+
+// saveDataPlane records the data plane settings in use. Call with mu held.
+func (c *Controller) saveDataPlane() {
+	dp := DataPlane{Pool: c.cfg.Pool, NoNAT: c.cfg.NoNAT, ForwardAccept: c.cfg.ForwardAccept}
+	if err := c.store.PutMeta(metaDataPlane, dp); err != nil {
+		c.log.Warn("save the data plane settings", "err", err)
+	}
+}
+
+// RestoreDataPlane puts back the kernel objects of the networks in store with the
+// data plane settings of the last good run, for a plugin that cannot serve (a bad
+// setting): running containers keep their traffic, and containers that restart
+// find their bridge (after a reboot, say). It does nothing when no run saved them.
+func RestoreDataPlane(store *state.DB, links Links, fw Firewall, log *slog.Logger) error {
+	var dp DataPlane
+	if err := store.Meta(metaDataPlane, &dp); err != nil {
+		if errors.Is(err, state.ErrNotFound) {
+			return nil
+		}
+		return err
+	}
+	c := New(Config{Pool: dp.Pool, NoNAT: dp.NoNAT, ForwardAccept: dp.ForwardAccept, Log: log}, store, links, fw, nil, nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.fw.EnsureBase(c.base()); err != nil {
+		return fmt.Errorf("base firewall rules: %w", err)
+	}
+	return c.restoreNetworks()
 }
 
 func (c *Controller) base() firewall.Base {
@@ -85,6 +131,11 @@ func (c *Controller) Run(ctx context.Context) {
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
+			c.mu.Lock()
+			if c.full {
+				s, c.full = scope{kernel: true, cloud: true, rules: true}, false
+			}
+			c.mu.Unlock()
 		case <-kernel.C:
 			s.kernel = true
 		case <-cloudT.C:
@@ -111,9 +162,12 @@ func (c *Controller) cycle(ctx context.Context, s scope) {
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 		routes, err := c.vpc.Owned(rctx)
 		cancel()
-		if err != nil {
+		switch {
+		case errors.Is(err, cloud.ErrNotReady):
+			c.log.Debug("the VPC route table cannot be read yet", "err", err)
+		case err != nil:
 			c.log.Warn("read this ECS's routes in the VPC route table (retried next cycle)", "err", err)
-		} else {
+		default:
 			in.Routes = append([]cloud.Route{}, routes...)
 		}
 	}

@@ -4,6 +4,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	dipam "github.com/docker/go-plugins-helpers/ipam"
@@ -34,62 +36,91 @@ type Capabilities struct {
 
 // Drivers are the two APIs' implementations.
 type Drivers struct {
-	Capabilities
 	Network dnet.Driver
 	IPAM    dipam.Ipam
 }
 
-// Handler serves both plugin APIs. Until ready is closed, API calls wait (Activate
-// does not), so Docker can reach the socket at once while start-up builds the drivers
-// and reconciles; *drivers is read only after ready is closed.
-func Handler(drivers *Drivers, ready <-chan struct{}, log *slog.Logger) http.Handler {
+// Gate holds the drivers once start-up has built them, or why it could not: a
+// setting the user must fix, a state directory that cannot be written. The plugin
+// serves either way, so that Docker enables it and the user reads the reason in
+// `docker network create`'s own error rather than in a log.
+type Gate struct {
+	done chan struct{}
+	once sync.Once
+	d    Drivers
+	err  error
+}
+
+// NewGate returns a gate that is neither open nor failed: calls wait.
+func NewGate() *Gate { return &Gate{done: make(chan struct{})} }
+
+// Open lets calls through to the drivers.
+func (g *Gate) Open(d Drivers) { g.once.Do(func() { g.d = d; close(g.done) }) }
+
+// Fail answers every call with err, which says what to fix.
+func (g *Gate) Fail(err error) { g.once.Do(func() { g.err = err; close(g.done) }) }
+
+// wait returns the drivers, or why there are none, waiting for start-up up to max.
+func (g *Gate) wait(ctx context.Context, max time.Duration) (Drivers, error) {
+	select {
+	case <-g.done:
+		return g.d, g.err
+	case <-time.After(max):
+		return Drivers{}, errors.New("vpcroute is still starting (restoring saved networks); retry in a few seconds")
+	case <-ctx.Done():
+		return Drivers{}, ctx.Err()
+	}
+}
+
+// maxBody bounds a request: Docker's largest (a port map) is a few kilobytes, and a
+// huge body must not make the plugin hold it in memory.
+const maxBody = 1 << 20
+
+// Handler serves both plugin APIs. Until the gate opens, API calls wait (Activate and
+// the capabilities do not), so Docker can reach the socket at once while start-up
+// builds the drivers and restores the host.
+func Handler(caps Capabilities, gate *Gate, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", contentType)
 		fmt.Fprintln(w, Manifest)
 	})
-	h := &handlers{mux: mux, ready: ready, log: log}
-	nd := lateNetwork{drivers}
-	ipam := lateIPAM{drivers}
+	h := &handlers{mux: mux, gate: gate, log: log}
 
-	static(h, "/NetworkDriver.GetCapabilities", drivers.Capabilities.Network)
-	on(h, "/NetworkDriver.CreateNetwork", func(r *dnet.CreateNetworkRequest) (any, error) { return empty, nd.d.Network.CreateNetwork(r) })
-	on(h, "/NetworkDriver.DeleteNetwork", func(r *dnet.DeleteNetworkRequest) (any, error) { return empty, nd.d.Network.DeleteNetwork(r) })
-	on(h, "/NetworkDriver.AllocateNetwork", func(r *dnet.AllocateNetworkRequest) (any, error) { return nd.d.Network.AllocateNetwork(r) })
-	on(h, "/NetworkDriver.FreeNetwork", func(r *dnet.FreeNetworkRequest) (any, error) { return empty, nd.d.Network.FreeNetwork(r) })
-	on(h, "/NetworkDriver.CreateEndpoint", func(r *dnet.CreateEndpointRequest) (any, error) { return nd.d.Network.CreateEndpoint(r) })
-	on(h, "/NetworkDriver.DeleteEndpoint", func(r *dnet.DeleteEndpointRequest) (any, error) { return empty, nd.d.Network.DeleteEndpoint(r) })
-	on(h, "/NetworkDriver.EndpointOperInfo", func(r *dnet.InfoRequest) (any, error) { return nd.d.Network.EndpointInfo(r) })
-	on(h, "/NetworkDriver.Join", func(r *dnet.JoinRequest) (any, error) { return nd.d.Network.Join(r) })
-	on(h, "/NetworkDriver.Leave", func(r *dnet.LeaveRequest) (any, error) { return empty, nd.d.Network.Leave(r) })
-	on(h, "/NetworkDriver.DiscoverNew", func(r *dnet.DiscoveryNotification) (any, error) { return empty, nd.d.Network.DiscoverNew(r) })
-	on(h, "/NetworkDriver.DiscoverDelete", func(r *dnet.DiscoveryNotification) (any, error) { return empty, nd.d.Network.DiscoverDelete(r) })
-	on(h, "/NetworkDriver.ProgramExternalConnectivity", func(r *dnet.ProgramExternalConnectivityRequest) (any, error) {
-		return empty, nd.d.Network.ProgramExternalConnectivity(r)
+	static(h, "/NetworkDriver.GetCapabilities", caps.Network)
+	on(h, "/NetworkDriver.CreateNetwork", func(d Drivers, r *dnet.CreateNetworkRequest) (any, error) { return empty, d.Network.CreateNetwork(r) })
+	on(h, "/NetworkDriver.DeleteNetwork", func(d Drivers, r *dnet.DeleteNetworkRequest) (any, error) { return empty, d.Network.DeleteNetwork(r) })
+	on(h, "/NetworkDriver.AllocateNetwork", func(d Drivers, r *dnet.AllocateNetworkRequest) (any, error) { return d.Network.AllocateNetwork(r) })
+	on(h, "/NetworkDriver.FreeNetwork", func(d Drivers, r *dnet.FreeNetworkRequest) (any, error) { return empty, d.Network.FreeNetwork(r) })
+	on(h, "/NetworkDriver.CreateEndpoint", func(d Drivers, r *dnet.CreateEndpointRequest) (any, error) { return d.Network.CreateEndpoint(r) })
+	on(h, "/NetworkDriver.DeleteEndpoint", func(d Drivers, r *dnet.DeleteEndpointRequest) (any, error) { return empty, d.Network.DeleteEndpoint(r) })
+	on(h, "/NetworkDriver.EndpointOperInfo", func(d Drivers, r *dnet.InfoRequest) (any, error) { return d.Network.EndpointInfo(r) })
+	on(h, "/NetworkDriver.Join", func(d Drivers, r *dnet.JoinRequest) (any, error) { return d.Network.Join(r) })
+	on(h, "/NetworkDriver.Leave", func(d Drivers, r *dnet.LeaveRequest) (any, error) { return empty, d.Network.Leave(r) })
+	on(h, "/NetworkDriver.DiscoverNew", func(d Drivers, r *dnet.DiscoveryNotification) (any, error) { return empty, d.Network.DiscoverNew(r) })
+	on(h, "/NetworkDriver.DiscoverDelete", func(d Drivers, r *dnet.DiscoveryNotification) (any, error) { return empty, d.Network.DiscoverDelete(r) })
+	on(h, "/NetworkDriver.ProgramExternalConnectivity", func(d Drivers, r *dnet.ProgramExternalConnectivityRequest) (any, error) {
+		return empty, d.Network.ProgramExternalConnectivity(r)
 	})
-	on(h, "/NetworkDriver.RevokeExternalConnectivity", func(r *dnet.RevokeExternalConnectivityRequest) (any, error) {
-		return empty, nd.d.Network.RevokeExternalConnectivity(r)
+	on(h, "/NetworkDriver.RevokeExternalConnectivity", func(d Drivers, r *dnet.RevokeExternalConnectivityRequest) (any, error) {
+		return empty, d.Network.RevokeExternalConnectivity(r)
 	})
 
-	static(h, "/IpamDriver.GetCapabilities", drivers.Capabilities.IPAM)
-	static(h, "/IpamDriver.GetDefaultAddressSpaces", drivers.Capabilities.Spaces)
-	on(h, "/IpamDriver.RequestPool", func(r *dipam.RequestPoolRequest) (any, error) { return ipam.d.IPAM.RequestPool(r) })
-	on(h, "/IpamDriver.ReleasePool", func(r *dipam.ReleasePoolRequest) (any, error) { return empty, ipam.d.IPAM.ReleasePool(r) })
-	on(h, "/IpamDriver.RequestAddress", func(r *dipam.RequestAddressRequest) (any, error) { return ipam.d.IPAM.RequestAddress(r) })
-	on(h, "/IpamDriver.ReleaseAddress", func(r *dipam.ReleaseAddressRequest) (any, error) { return empty, ipam.d.IPAM.ReleaseAddress(r) })
+	static(h, "/IpamDriver.GetCapabilities", caps.IPAM)
+	static(h, "/IpamDriver.GetDefaultAddressSpaces", caps.Spaces)
+	on(h, "/IpamDriver.RequestPool", func(d Drivers, r *dipam.RequestPoolRequest) (any, error) { return d.IPAM.RequestPool(r) })
+	on(h, "/IpamDriver.ReleasePool", func(d Drivers, r *dipam.ReleasePoolRequest) (any, error) { return empty, d.IPAM.ReleasePool(r) })
+	on(h, "/IpamDriver.RequestAddress", func(d Drivers, r *dipam.RequestAddressRequest) (any, error) { return d.IPAM.RequestAddress(r) })
+	on(h, "/IpamDriver.ReleaseAddress", func(d Drivers, r *dipam.ReleaseAddressRequest) (any, error) { return empty, d.IPAM.ReleaseAddress(r) })
 	return mux
 }
 
 var empty = struct{}{}
 
-// lateNetwork and lateIPAM read the drivers at call time, after ready.
-type lateNetwork struct{ d *Drivers }
-type lateIPAM struct{ d *Drivers }
-
 type handlers struct {
-	mux   *http.ServeMux
-	ready <-chan struct{}
-	log   *slog.Logger
+	mux  *http.ServeMux
+	gate *Gate
+	log  *slog.Logger
 }
 
 // errorResponse is the error shape both plugin APIs share.
@@ -97,26 +128,23 @@ type errorResponse struct {
 	Err string
 }
 
-func on[Req any](h *handlers, path string, fn func(*Req) (any, error)) {
+func on[Req any](h *handlers, path string, fn func(Drivers, *Req) (any, error)) {
 	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		req := new(Req)
 		// Docker sends an empty body for some calls.
 		if r.ContentLength != 0 {
-			if err := json.NewDecoder(r.Body).Decode(req); err != nil && !errors.Is(err, io.EOF) {
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(req); err != nil && !errors.Is(err, io.EOF) {
 				write(w, http.StatusBadRequest, errorResponse{Err: "bad request: " + err.Error()})
 				return
 			}
 		}
-		select {
-		case <-h.ready:
-		case <-time.After(10 * time.Second):
-			write(w, http.StatusServiceUnavailable, errorResponse{Err: "vpcroute is still starting (restoring saved networks); retry in a few seconds"})
-			return
-		case <-r.Context().Done():
+		d, err := h.gate.wait(r.Context(), 10*time.Second)
+		if err != nil {
+			write(w, http.StatusServiceUnavailable, errorResponse{Err: err.Error()})
 			return
 		}
-		res, err := fn(req)
+		res, err := fn(d, req)
 		if err != nil {
 			h.log.Warn("request failed", "call", path[1:], "err", err, "took", time.Since(start).Round(time.Microsecond))
 			write(w, http.StatusInternalServerError, errorResponse{Err: err.Error()})

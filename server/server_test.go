@@ -56,9 +56,9 @@ func TestBothAPIsOnOneSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := make(chan struct{})
-	drivers := &Drivers{Capabilities: Capabilities{Network: &dnet.CapabilitiesResponse{Scope: "local"}}}
-	srv := &http.Server{Handler: Handler(drivers, ready, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	gate := NewGate()
+	caps := Capabilities{Network: &dnet.CapabilitiesResponse{Scope: "local"}}
+	srv := &http.Server{Handler: Handler(caps, gate, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 	go srv.Serve(l)
 	defer srv.Close()
 	c := client(sock)
@@ -84,8 +84,7 @@ func TestBothAPIsOnOneSocket(t *testing.T) {
 		t.Fatalf("call answered before ready: %s", b)
 	case <-time.After(100 * time.Millisecond):
 	}
-	drivers.Network, drivers.IPAM = stubNet{}, stubIPAM{}
-	close(ready)
+	gate.Open(Drivers{Network: stubNet{}, IPAM: stubIPAM{}})
 	if b := <-done; !strings.Contains(b, `"Pool":"10.0.9.0/24"`) {
 		t.Fatalf("RequestPool after ready = %s", b)
 	}
@@ -101,6 +100,38 @@ func TestBothAPIsOnOneSocket(t *testing.T) {
 	// A second instance refuses to steal the socket.
 	if _, err := Listen(sock); err == nil || !strings.Contains(err.Error(), "another vpcroute") {
 		t.Fatalf("second Listen = %v", err)
+	}
+}
+
+// A plugin that cannot start (a bad setting) still answers: Docker enables it, and
+// every call says what to fix.
+func TestFailedGate(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "vpcroute.sock")
+	l, err := Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gate := NewGate()
+	caps := Capabilities{Network: &dnet.CapabilitiesResponse{Scope: "local"}, IPAM: &dipam.CapabilitiesResponse{}}
+	srv := &http.Server{Handler: Handler(caps, gate, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	go srv.Serve(l)
+	defer srv.Close()
+	gate.Fail(errors.New(`vpcroute is not ready: setting VPCROUTE_POOL="banana" is not valid: use an IPv4 CIDR such as 10.0.0.0/8`))
+	c := client(sock)
+	if code, _ := post(t, c, "/Plugin.Activate", ""); code != 200 {
+		t.Fatalf("Activate = %d", code)
+	}
+	if code, _ := post(t, c, "/IpamDriver.GetCapabilities", "{}"); code != 200 {
+		t.Fatalf("GetCapabilities = %d", code)
+	}
+	code, body := post(t, c, "/IpamDriver.RequestPool", "{}")
+	if code == 200 || !strings.Contains(body, `VPCROUTE_POOL=\"banana\"`) {
+		t.Fatalf("RequestPool on a failed start = %d %s; want the setting's message", code, body)
+	}
+	// A huge body is refused, not read into memory.
+	big := `{"Pool":"` + strings.Repeat("x", 2<<20) + `"}`
+	if code, _ := post(t, c, "/IpamDriver.RequestPool", big); code != 400 {
+		t.Fatalf("2 MB body = %d; want 400", code)
 	}
 }
 

@@ -107,6 +107,9 @@ var (
 	// bPorts indexes published host ports, so a clash check reads the bindings of one
 	// port instead of every endpoint: key proto/port/hostIP, value the endpoint key.
 	bPorts = []byte("ports")
+	// bMeta holds facts about the host that the plugin needs before the cloud
+	// answers: the identity it had, the settings the data plane was built with.
+	bMeta = []byte("meta")
 )
 
 // ErrNotFound is returned for a missing record.
@@ -129,7 +132,7 @@ func Open(dir string) (*DB, error) {
 		return nil, fmt.Errorf("open state file %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bPools, bAddrs, bNetworks, bEndpoints, bPorts} {
+		for _, b := range [][]byte{bPools, bAddrs, bNetworks, bEndpoints, bPorts, bMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -478,4 +481,14 @@ func (d *DB) Adopt(n Network, pool *Pool, addrs []netip.Addr, eps []Endpoint) er
 		}
 		return nil
 	})
+}
+
+// PutMeta saves v (JSON) under key.
+func (d *DB) PutMeta(key string, v any) error {
+	return d.db.Update(func(tx *bolt.Tx) error { return put(tx, bMeta, key, v) })
+}
+
+// Meta loads what PutMeta saved under key into v; ErrNotFound when nothing was.
+func (d *DB) Meta(key string, v any) error {
+	return d.db.View(func(tx *bolt.Tx) error { return get(tx, bMeta, key, v) })
 }

@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -250,21 +251,29 @@ func TestUserErrors(t *testing.T) {
 	})
 
 	t.Run("wrong credentials", func(t *testing.T) {
+		// The plugin serves anyway, and Docker's own error says what to fix.
 		p, err := ecs1.StartPlugin(vpcrouteBin, append(env.PluginEnv("ecs1"),
 			"HUAWEICLOUD_SDK_AK="+cloudbed.AK, "HUAWEICLOUD_SDK_SK=wrong-secret-key-0123456789",
 			"VPCROUTE_SOCKET=/run/docker/plugins/vpcroute-bad.sock", "VPCROUTE_STATE_DIR=/tmp/vpcroute-bad-creds"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		select {
-		case <-p.Exited():
-		case <-time.After(20 * time.Second):
-			_ = p.Kill9()
-			t.Fatal("plugin with a wrong SK kept running")
+		t.Cleanup(func() { _ = p.Stop(); _ = os.RemoveAll("/tmp/vpcroute-bad-creds") })
+		if err := ecs1.WaitPlugin(ctxT(t), "vpcroute-bad"); err != nil {
+			t.Fatal(err)
 		}
-		logs := p.Logs()
-		if !strings.Contains(logs, "HUAWEICLOUD_SDK_SK") || strings.Contains(logs, "wrong-secret-key") {
-			t.Errorf("wrong-SK start-up: want a message naming HUAWEICLOUD_SDK_SK and never the key itself:\n%s", logs)
+		out, err := dockerErr(t, ecs1, "network", "create", "-d", "vpcroute-bad", "--ipam-driver", "vpcroute-bad", "bad-creds")
+		if err == nil {
+			t.Fatalf("a network was created with a wrong SK: %s", out)
+		}
+		if !strings.Contains(err.Error(), "HUAWEICLOUD_SDK_SK") || strings.Contains(err.Error(), "wrong-secret-key") {
+			t.Errorf("docker network create with a wrong SK: want an error naming HUAWEICLOUD_SDK_SK and never the key itself: %v", err)
+		}
+		if !p.Running() {
+			t.Errorf("the plugin exited on a wrong SK; it must serve and say what to fix:\n%s", p.Logs())
+		}
+		if strings.Contains(p.Logs(), "wrong-secret-key") {
+			t.Errorf("the plugin logged the secret key:\n%s", p.Logs())
 		}
 	})
 }
