@@ -4,7 +4,7 @@ import "fmt"
 
 // Tools are the operators' commands: all but serve.
 func Tools() []Command {
-	return []Command{versionCommand()}
+	return []Command{versionCommand(), statusCommand()}
 }
 
 func versionCommand() Command {

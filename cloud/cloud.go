@@ -6,9 +6,12 @@ package cloud
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
 	"net/netip"
+
+	"github.com/vpcroute/vpcroute/check"
 )
 
 // Identity is this host as the cloud sees it.
@@ -62,6 +65,38 @@ type VPC interface {
 	Release(ctx context.Context, prefix netip.Prefix, owner string) error
 	// Owned lists the routes vpcroute holds for this host, for reconciliation.
 	Owned(ctx context.Context) ([]Route, error)
+	// Table reads the route table this host writes to, for status and doctor.
+	Table(ctx context.Context) (Table, error)
+	// Checks reads what doctor checks of the cloud (reachability, credentials,
+	// permissions, the NIC, the security groups for the container pool, the
+	// quota, the clock); it never writes.
+	Checks(ctx context.Context, pool netip.Prefix) []check.Result
+	// ReleaseGone removes a vpcroute route whose next hop is an instance that no
+	// longer exists (Table marks it Gone), after checking that again.
+	ReleaseGone(ctx context.Context, r TableRoute) error
+}
+
+// Table is the route table a host writes to, as `vpcroute status` shows it.
+type Table struct {
+	ID string
+	// Quota is how many custom routes the table may hold, 0 when unknown; Used how
+	// many it holds.
+	Quota, Used int
+	Routes      []TableRoute
+}
+
+// TableRoute is one route of a Table.
+type TableRoute struct {
+	Destination netip.Prefix
+	Type        string // ecs, local, peering, ...
+	NextHop     string
+	Description string
+	// Owner is the claim owner of a vpcroute route ("" for others'); Mine says its
+	// next hop is this host; Gone that it is a vpcroute route to an instance that
+	// no longer exists.
+	Owner string
+	Mine  bool
+	Gone  bool
 }
 
 // ErrQuotaFull means the route table holds as many routes as its quota allows: a

@@ -2,12 +2,15 @@ package cloud
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/vpcroute/vpcroute/check"
 )
 
 // ErrNotReady wraps the reason a Later cannot serve yet.
@@ -143,6 +146,34 @@ func (l *Later) Owned(ctx context.Context) ([]Route, error) {
 		return nil, l.Err()
 	}
 	return vpc.Owned(ctx)
+}
+
+// Table reads through the built VPC, or says at once why it cannot yet.
+func (l *Later) Table(ctx context.Context) (Table, error) {
+	vpc := l.Unwrap()
+	if vpc == nil {
+		return Table{}, l.Err()
+	}
+	return vpc.Table(ctx)
+}
+
+// Checks checks through the built VPC, or says why there is none yet.
+func (l *Later) Checks(ctx context.Context, pool netip.Prefix) []check.Result {
+	vpc := l.Unwrap()
+	if vpc == nil {
+		return []check.Result{{Name: "cloud", Status: check.Fail, Detail: l.Err().Error(),
+			Fix: "the message says what to fix; vpcroute keeps trying and serves its networks meanwhile"}}
+	}
+	return vpc.Checks(ctx, pool)
+}
+
+// ReleaseGone releases through the built VPC, or says why it cannot yet.
+func (l *Later) ReleaseGone(ctx context.Context, r TableRoute) error {
+	vpc, err := l.get(ctx)
+	if err != nil {
+		return err
+	}
+	return vpc.ReleaseGone(ctx, r)
 }
 
 // Unwrap returns the built VPC, nil until then: status and doctor ask it what only

@@ -2,7 +2,10 @@ package cloud
 
 import (
 	"context"
+
 	"net/netip"
+
+	"github.com/vpcroute/vpcroute/check"
 )
 
 // None is the cloud for VPCROUTE_CLOUD=none: a single host, or routes managed
@@ -33,3 +36,14 @@ func (None) Release(context.Context, netip.Prefix, string) error { return nil }
 
 // Owned returns nothing.
 func (None) Owned(context.Context) ([]Route, error) { return nil, nil }
+
+// Table returns an empty table: there is none.
+func (None) Table(context.Context) (Table, error) { return Table{}, nil }
+
+// Checks says there is no cloud to check.
+func (None) Checks(context.Context, netip.Prefix) []check.Result {
+	return []check.Result{{Name: "cloud", Status: check.Skip, Detail: "VPCROUTE_CLOUD=none: no VPC routes to check"}}
+}
+
+// ReleaseGone does nothing: there are no routes.
+func (None) ReleaseGone(context.Context, TableRoute) error { return nil }

@@ -59,6 +59,7 @@ type Firewall interface {
 	Prune(keep map[string]bool) error
 	Owners() (map[string]bool, error)
 	PublishedPorts() ([]firewall.PortMap, error)
+	Forward() (firewall.Forward, error)
 }
 
 // Docker is Docker's own view of its networks (dockerapi.Client).
@@ -100,6 +101,8 @@ type Config struct {
 	Log   *slog.Logger
 	// Now is the clock (tests set it).
 	Now func() time.Time
+	// Version is vpcroute's, for status.
+	Version string
 }
 
 // Controller owns vpcroute's networks. Its methods are safe for concurrent use.
@@ -137,6 +140,8 @@ type Controller struct {
 	dockerWarned bool
 	// full asks the loop's next cycle to read and repair everything.
 	full bool
+	// lastCycle is what the loop's last cycle did, for status.
+	lastCycle CycleReport
 
 	kick chan struct{}
 }

@@ -156,7 +156,7 @@ type scope struct {
 // records are read, so that an object made meanwhile always has its record in the
 // snapshot (and is never taken for an orphan).
 func (c *Controller) cycle(ctx context.Context, s scope) {
-	in := reconcile.Input{Grace: c.cfg.Grace, OrphanGrace: c.cfg.OrphanGrace, RepairKernel: s.kernel}
+	in := reconcile.Input{Grace: c.cfg.Grace, OrphanGrace: c.cfg.OrphanGrace, RepairKernel: s.kernel, Routed: c.cfg.Routed}
 	list, readAt := c.readDocker(ctx)
 	if s.cloud && c.cfg.Routed {
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
@@ -233,12 +233,40 @@ func (c *Controller) cycle(ctx context.Context, s scope) {
 		}
 	}
 	c.mu.Unlock()
+	report := CycleReport{At: in.Now, Held: plan.Held}
 	for _, a := range plan.Actions {
 		if ctx.Err() != nil {
 			return
 		}
-		c.apply(ctx, a)
+		what := describe(a)
+		switch err := c.apply(ctx, a); {
+		case err != nil:
+			report.Failed = append(report.Failed, what+": "+err.Error())
+		case a.Kind != reconcile.RepairNetwork:
+			report.Done = append(report.Done, what)
+		}
 	}
+	c.mu.Lock()
+	c.lastCycle = report
+	c.mu.Unlock()
+}
+
+// describe says what an action is about, for status.
+func describe(a reconcile.Action) string {
+	s := a.Kind.String()
+	switch {
+	case a.Name != "":
+		s += " " + a.Name
+	case a.ID != "":
+		s += " " + short(a.ID)
+	}
+	if a.Subnet.IsValid() {
+		s += " " + a.Subnet.String()
+	}
+	if a.Bridge != "" {
+		s += " bridge " + a.Bridge
+	}
+	return s + " (" + a.Why + ")"
 }
 
 func (c *Controller) ensureBase() error {
@@ -328,7 +356,7 @@ func (c *Controller) ours(driver string) bool {
 
 // apply carries out one action of a plan. Each action checks the records again under
 // mu first: Docker's calls went on while the plan was made.
-func (c *Controller) apply(ctx context.Context, a reconcile.Action) {
+func (c *Controller) apply(ctx context.Context, a reconcile.Action) error {
 	log := c.log.With("action", a.Kind.String(), "why", a.Why)
 	var err error
 	switch a.Kind {
@@ -354,6 +382,7 @@ func (c *Controller) apply(ctx context.Context, a reconcile.Action) {
 	if err != nil {
 		log.Warn("could not bring the host in line (retried next cycle)", "network", short(a.ID), "subnet", a.Subnet, "err", err)
 	}
+	return err
 }
 
 // current returns the record of a network an action was planned from, if it is still

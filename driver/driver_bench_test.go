@@ -36,6 +36,7 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
+	"github.com/vpcroute/vpcroute/check"
 	"github.com/vpcroute/vpcroute/cloud"
 	"github.com/vpcroute/vpcroute/cloud/huawei"
 	"github.com/vpcroute/vpcroute/controller"
@@ -184,6 +185,16 @@ func (c *countingCloud) Claim(ctx context.Context, r cloud.ClaimRequest) (netip.
 func (c *countingCloud) Release(ctx context.Context, p netip.Prefix, owner string) error {
 	defer c.track(time.Now())
 	return c.vpc().Release(ctx, p, owner)
+}
+func (c *countingCloud) Table(ctx context.Context) (cloud.Table, error) {
+	defer c.track(time.Now())
+	return c.vpc().Table(ctx)
+}
+func (c *countingCloud) Checks(ctx context.Context, pool netip.Prefix) []check.Result {
+	return c.vpc().Checks(ctx, pool)
+}
+func (c *countingCloud) ReleaseGone(ctx context.Context, r cloud.TableRoute) error {
+	return c.vpc().ReleaseGone(ctx, r)
 }
 func (c *countingCloud) Owned(ctx context.Context) ([]cloud.Route, error) {
 	defer c.track(time.Now())

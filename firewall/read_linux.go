@@ -58,3 +58,12 @@ func (f *Firewall) PublishedPorts() ([]PortMap, error) {
 	}
 	return out, nil
 }
+
+// Forward reads the filter FORWARD chain (one iptables-save).
+func (f *Firewall) Forward() (Forward, error) {
+	saved, err := f.save(tableFilter)
+	if err != nil {
+		return Forward{}, err
+	}
+	return forwardOf(saved), nil
+}

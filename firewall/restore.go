@@ -322,8 +322,9 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 
 // savedTable is one table as iptables-save prints it.
 type savedTable struct {
-	chains []string
-	rules  []savedRule
+	chains   []string
+	policies map[string]string // built-in chain -> ACCEPT or DROP
+	rules    []savedRule
 }
 
 // savedRule is one "-A CHAIN ..." line of iptables-save, with the line kept
@@ -355,6 +356,12 @@ func parseSave(out string) (savedTable, error) {
 		case strings.HasPrefix(line, ":"):
 			if f := strings.Fields(line[1:]); len(f) > 0 {
 				t.chains = append(t.chains, f[0])
+				if len(f) > 1 && f[1] != "-" {
+					if t.policies == nil {
+						t.policies = map[string]string{}
+					}
+					t.policies[f[0]] = f[1]
+				}
 			}
 		case strings.HasPrefix(line, "-A "):
 			args, err := splitRule(line)
@@ -434,4 +441,39 @@ func pruneScript(table string, t savedTable, keep map[string]bool) (string, []er
 // rules of published ports themselves).
 func isNetworkBaseChain(chain string) bool {
 	return chain == chainForward || chain == chainInput || chain == chainPostrouting
+}
+
+// Forward is how the filter FORWARD chain treats vpcroute's traffic, for status and
+// doctor.
+type Forward struct {
+	// Policy is FORWARD's policy (Docker sets DROP).
+	Policy string
+	// Hook is the 1-based position of the jump into VPCROUTE-FORWARD, 0 when it is
+	// missing; Rules is how many rules FORWARD holds.
+	Hook, Rules int
+	// DropsBefore are the rules ahead of the hook that drop or reject every packet
+	// they match, as iptables-save prints them: they may drop container traffic
+	// before vpcroute's rules see it.
+	DropsBefore []string
+}
+
+// forwardOf reads FORWARD out of a saved filter table.
+func forwardOf(t savedTable) Forward {
+	out := Forward{Policy: t.policies["FORWARD"]}
+	for _, r := range t.rules {
+		if r.chain != "FORWARD" {
+			continue
+		}
+		out.Rules++
+		if id, ok := ruleNetworkID(r.args); ok && id == "" && r.target() == chainForward {
+			if out.Hook == 0 {
+				out.Hook = out.Rules
+			}
+			continue
+		}
+		if out.Hook == 0 && (r.target() == "DROP" || r.target() == "REJECT") {
+			out.DropsBefore = append(out.DropsBefore, r.line)
+		}
+	}
+	return out
 }

@@ -264,3 +264,45 @@ func TestForwardOrderScript(t *testing.T) {
 		t.Errorf("no pool:\n%s\nwant:\n%s", got, want)
 	}
 }
+
+func TestForwardOf(t *testing.T) {
+	tests := []struct {
+		name string
+		save string
+		want Forward
+	}{
+		{name: "hooked first", save: `*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:VPCROUTE-FORWARD - [0:0]
+-A FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD
+-A FORWARD -j DOCKER-USER
+-A FORWARD -j DOCKER-ISOLATION-STAGE-1
+COMMIT
+`, want: Forward{Policy: "DROP", Hook: 1, Rules: 3}},
+		{name: "a drop ahead of the hook", save: `*filter
+:FORWARD ACCEPT [0:0]
+-A FORWARD -s 10.0.0.0/8 -j DROP
+-A FORWARD -j DOCKER-USER
+-A FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD
+COMMIT
+`, want: Forward{Policy: "ACCEPT", Hook: 3, Rules: 3, DropsBefore: []string{"-A FORWARD -s 10.0.0.0/8 -j DROP"}}},
+		{name: "not hooked", save: `*filter
+:FORWARD DROP [0:0]
+-A FORWARD -j DOCKER-USER
+COMMIT
+`, want: Forward{Policy: "DROP", Rules: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			saved, err := parseSave(tt.save)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := forwardOf(saved)
+			if got.Policy != tt.want.Policy || got.Hook != tt.want.Hook || got.Rules != tt.want.Rules || strings.Join(got.DropsBefore, "|") != strings.Join(tt.want.DropsBefore, "|") {
+				t.Fatalf("forwardOf = %+v; want %+v", got, tt.want)
+			}
+		})
+	}
+}

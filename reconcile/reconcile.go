@@ -52,6 +52,9 @@ type Input struct {
 	// Routes are this ECS's vpcroute routes in the VPC route table; nil when the
 	// cloud was not read in this cycle (or there is no cloud).
 	Routes []cloud.Route
+	// Routed says a cloud routes subnets: a network is then rebuilt only in a cycle
+	// that read the route table, whose routes say which pool owned it.
+	Routed bool
 	// Bridges maps each vpcroute-marked bridge to the network ID in its mark; nil
 	// when not read.
 	Bridges map[string]string
@@ -295,6 +298,15 @@ func (p *planner) poolInUse(pl state.Pool) bool {
 // IPAM.
 func (p *planner) planAdopt() {
 	if p.in.Docker == nil {
+		return
+	}
+	if p.in.Routed && p.in.Routes == nil {
+		for _, d := range p.in.Docker.Networks {
+			if _, known := p.nets[d.ID]; d.Driver && !known && !p.in.Forgotten[d.ID] {
+				// Rebuilt in the next cycle that reads the route table.
+				p.adopting[d.Subnet] = true
+			}
+		}
 		return
 	}
 	owners := map[netip.Prefix]string{}

@@ -151,6 +151,10 @@ func TestCompute(t *testing.T) {
 			"adopt n2 p2 web 10.0.2.0/24 network=true pool=true",
 			"adopt n3 net-n3 db 10.0.3.0/24 network=true pool=false",
 		}},
+		{name: "lost records: rebuilt only once the route table says which pool had the route", setup: func(in *Input) {
+			in.Networks, in.Pools = nil, nil
+			in.Routed, in.Routes = true, nil
+		}},
 		{name: "a network vpcroute just removed is not brought back", setup: func(in *Input) {
 			in.Networks = in.Networks[:1]
 			in.Routes = in.Routes[:1]

@@ -34,11 +34,31 @@ type Capabilities struct {
 	Spaces  *dipam.AddressSpacesResponse
 }
 
-// Drivers are the two APIs' implementations.
+// Drivers are the two APIs' implementations, and the operators' endpoints.
 type Drivers struct {
 	Network dnet.Driver
 	IPAM    dipam.Ipam
+	Admin   Admin
 }
+
+// Admin answers the operators' tools (`vpcroute status`, `doctor`, `gc`,
+// `uninstall`) on the plugin's own socket, beside Docker's API: they work the same
+// for the host service and the managed plugin, whose settings and credentials only
+// the running plugin has.
+type Admin interface {
+	Status(ctx context.Context) (any, error)
+	Doctor(ctx context.Context) (any, error)
+	GC(ctx context.Context, apply bool) (any, error)
+	Uninstall(ctx context.Context, apply, force bool) (any, error)
+}
+
+// Paths of the operators' endpoints. Docker never calls them.
+const (
+	PathStatus    = "/vpcroute/status"
+	PathDoctor    = "/vpcroute/doctor"
+	PathGC        = "/vpcroute/gc"
+	PathUninstall = "/vpcroute/uninstall"
+)
 
 // Gate holds the drivers once start-up has built them, or why it could not: a
 // setting the user must fix, a state directory that cannot be written. The plugin
@@ -112,7 +132,41 @@ func Handler(caps Capabilities, gate *Gate, log *slog.Logger) http.Handler {
 	on(h, "/IpamDriver.ReleasePool", func(d Drivers, r *dipam.ReleasePoolRequest) (any, error) { return empty, d.IPAM.ReleasePool(r) })
 	on(h, "/IpamDriver.RequestAddress", func(d Drivers, r *dipam.RequestAddressRequest) (any, error) { return d.IPAM.RequestAddress(r) })
 	on(h, "/IpamDriver.ReleaseAddress", func(d Drivers, r *dipam.ReleaseAddressRequest) (any, error) { return empty, d.IPAM.ReleaseAddress(r) })
+
+	admin(h, PathStatus, http.MethodGet, func(ctx context.Context, a Admin, _ *http.Request) (any, error) { return a.Status(ctx) })
+	admin(h, PathDoctor, http.MethodGet, func(ctx context.Context, a Admin, _ *http.Request) (any, error) { return a.Doctor(ctx) })
+	admin(h, PathGC, http.MethodPost, func(ctx context.Context, a Admin, r *http.Request) (any, error) {
+		return a.GC(ctx, r.URL.Query().Get("apply") == "true")
+	})
+	admin(h, PathUninstall, http.MethodPost, func(ctx context.Context, a Admin, r *http.Request) (any, error) {
+		return a.Uninstall(ctx, r.URL.Query().Get("apply") == "true", r.URL.Query().Get("force") == "true")
+	})
 	return mux
+}
+
+// admin serves one operators' endpoint: JSON out, {"Err": ...} on failure, as the
+// plugin API does.
+func admin(h *handlers, path, method string, fn func(context.Context, Admin, *http.Request) (any, error)) {
+	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			write(w, http.StatusMethodNotAllowed, errorResponse{Err: path + " takes " + method})
+			return
+		}
+		d, err := h.gate.wait(r.Context(), 10*time.Second)
+		if err == nil && d.Admin == nil {
+			err = errors.New("this plugin has no operators' endpoints")
+		}
+		if err != nil {
+			write(w, http.StatusServiceUnavailable, errorResponse{Err: err.Error()})
+			return
+		}
+		res, err := fn(r.Context(), d.Admin, r)
+		if err != nil {
+			write(w, http.StatusInternalServerError, errorResponse{Err: err.Error()})
+			return
+		}
+		write(w, http.StatusOK, res)
+	})
 }
 
 var empty = struct{}{}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	hccore "github.com/huaweicloud/huaweicloud-sdk-go-v3/core"
@@ -33,11 +34,19 @@ type routeTable struct {
 	Routes  []route
 }
 
-// port is what vpcroute needs of the primary NIC's port.
+// port is what vpcroute needs of a NIC's port.
 type port struct {
-	ID        string
-	NetworkID string // the subnet's ID in the v1 API
-	Pairs     []model.AllowedAddressPair
+	ID             string
+	NetworkID      string // the subnet's ID in the v1 API
+	Pairs          []model.AllowedAddressPair
+	SecurityGroups []string
+}
+
+// sgRule is what doctor needs of a security group rule.
+type sgRule struct {
+	Direction, Ethertype, Protocol string // Protocol "" means any
+	PortMin, PortMax               int32
+	RemoteIPPrefix, RemoteGroupID  string
 }
 
 // vpcAPI is the part of the VPC API vpcroute uses. Every method retries
@@ -50,6 +59,11 @@ type vpcAPI interface {
 	showPort(ctx context.Context, id string) (port, error)
 	updatePortPairs(ctx context.Context, id string, pairs []model.AllowedAddressPair) (port, error)
 	listSubnetCIDRs(ctx context.Context, vpcID string) ([]netip.Prefix, error)
+	listPortsOf(ctx context.Context, instanceID string) ([]port, error)
+	listSecurityGroupRules(ctx context.Context, groupID string) ([]sgRule, error)
+	// serverTime is the API's clock as its last answer's Date header gave it, and
+	// the local time of that answer; zero before any answer.
+	serverTime() (server, local time.Time)
 }
 
 // sdkAPI calls the VPC API through the official SDK. The SDK's calls take no
@@ -64,22 +78,51 @@ type sdkAPI struct {
 	creds     credentialSource
 	log       *slog.Logger
 	t         timing
+	clock     serverClock
+}
+
+// serverClock keeps the Date header of the API's last answer: signatures fail when
+// the host's clock is more than 15 minutes off, and doctor says so before they do.
+type serverClock struct {
+	mu            sync.Mutex
+	server, local time.Time
+}
+
+func (c *serverClock) note(resp *http.Response) {
+	d, err := http.ParseTime(resp.Header.Get("Date"))
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.server, c.local = d, time.Now()
+	c.mu.Unlock()
+}
+
+func (a *sdkAPI) serverTime() (time.Time, time.Time) {
+	a.clock.mu.Lock()
+	defer a.clock.mu.Unlock()
+	return a.clock.server, a.clock.local
 }
 
 // ctxTransport sends every request with ctx, so that an attempt can be
-// abandoned when the caller gives up.
+// abandoned when the caller gives up, and notes the API's clock.
 type ctxTransport struct {
-	ctx  context.Context
-	base http.RoundTripper
+	ctx   context.Context
+	base  http.RoundTripper
+	clock *serverClock
 }
 
 func (c ctxTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	return c.base.RoundTrip(req.WithContext(c.ctx))
+	resp, err := c.base.RoundTrip(req.WithContext(c.ctx))
+	if err == nil && c.clock != nil {
+		c.clock.note(resp)
+	}
+	return resp, err
 }
 
 func (a *sdkAPI) client(ctx context.Context, creds *basic.Credentials) *vpc.VpcClient {
 	hc := config.DefaultHttpConfig().
-		WithHttpRoundTripper(ctxTransport{ctx: ctx, base: a.transport}).
+		WithHttpRoundTripper(ctxTransport{ctx: ctx, base: a.transport, clock: &a.clock}).
 		WithUserAgent("vpcroute")
 	// The attempt's context bounds the request; the SDK's own retries stay off
 	// (Retries 0, a single endpoint) so that backoff and deadlines are ours.
@@ -297,7 +340,42 @@ func (a *sdkAPI) routeQuota(ctx context.Context) (int, error) {
 }
 
 func convertPort(p *model.Port) port {
-	return port{ID: p.Id, NetworkID: p.NetworkId, Pairs: p.AllowedAddressPairs}
+	return port{ID: p.Id, NetworkID: p.NetworkId, Pairs: p.AllowedAddressPairs, SecurityGroups: p.SecurityGroups}
+}
+
+// listPortsOf lists the ports of an instance: none when it no longer exists.
+func (a *sdkAPI) listPortsOf(ctx context.Context, instanceID string) ([]port, error) {
+	resp, err := call(ctx, a, "ListPorts", "ports of instance "+instanceID, func(c *vpc.VpcClient) (*model.ListPortsResponse, error) {
+		return c.ListPorts(&model.ListPortsRequest{DeviceId: &instanceID})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []port
+	if resp.Ports != nil {
+		for i := range *resp.Ports {
+			out = append(out, convertPort(&(*resp.Ports)[i]))
+		}
+	}
+	return out, nil
+}
+
+// listSecurityGroupRules lists a security group's rules.
+func (a *sdkAPI) listSecurityGroupRules(ctx context.Context, groupID string) ([]sgRule, error) {
+	resp, err := call(ctx, a, "ListSecurityGroupRules", "rules of security group "+groupID, func(c *vpc.VpcClient) (*model.ListSecurityGroupRulesResponse, error) {
+		return c.ListSecurityGroupRules(&model.ListSecurityGroupRulesRequest{SecurityGroupId: &groupID})
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []sgRule
+	if resp.SecurityGroupRules != nil {
+		for _, r := range *resp.SecurityGroupRules {
+			out = append(out, sgRule{Direction: r.Direction, Ethertype: r.Ethertype, Protocol: r.Protocol,
+				PortMin: r.PortRangeMin, PortMax: r.PortRangeMax, RemoteIPPrefix: r.RemoteIpPrefix, RemoteGroupID: r.RemoteGroupId})
+		}
+	}
+	return out, nil
 }
 
 func (a *sdkAPI) showPort(ctx context.Context, id string) (port, error) {

@@ -44,6 +44,11 @@ type Client struct {
 	tableID string // the route table vpcroute writes to
 	quota   int    // routes per table, 0 when unknown
 	srcDst  bool   // the primary port's source/destination check is on
+	// md is the metadata service; usesMetadata says the identity or the
+	// credentials come from it, so that doctor checks it.
+	md           *metadataClient
+	usesMetadata bool
+	agency       bool // credentials are the ECS agency's
 
 	writeMu sync.Mutex
 
@@ -76,7 +81,8 @@ func newClient(ctx context.Context, cfg Config, t timing, transport http.RoundTr
 	}
 	md := newMetadataClient(cfg.MetadataURL, t.metadataTimeout)
 
-	c := &Client{log: log, t: t}
+	c := &Client{log: log, t: t, md: md, agency: cfg.AK == ""}
+	c.usesMetadata = cfg.AK == "" || cfg.InstanceID == "" || cfg.ProjectID == "" || cfg.Region == "" || cfg.VPCID == "" || cfg.PortID == ""
 	if err := c.resolveIdentity(ctx, &cfg, md); err != nil {
 		return nil, err
 	}
@@ -464,6 +470,34 @@ func (c *Client) Owned(ctx context.Context) ([]cloud.Route, error) {
 		if d, ok := parseDescription(r.Description); ok {
 			out = append(out, cloud.Route{Destination: p, Owner: d.Owner})
 		}
+	}
+	return out, nil
+}
+
+// Table reads the route table this host writes to (one request) and the quota.
+func (c *Client) Table(ctx context.Context) (cloud.Table, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
+	defer cancel()
+	t, err := c.api.showRouteTable(ctx, c.tableID)
+	if err != nil {
+		return cloud.Table{}, fmt.Errorf("read route table %s: %w", c.tableID, err)
+	}
+	out := cloud.Table{ID: c.tableID, Quota: c.quota, Used: customCount(t.Routes)}
+	gone, err := c.goneHops(ctx, t.Routes)
+	if err != nil {
+		c.log.Debug("tell routes to deleted instances", "err", err)
+	}
+	for _, r := range t.Routes {
+		p, ok := r.destination()
+		if !ok {
+			continue
+		}
+		tr := cloud.TableRoute{Destination: p, Type: r.Type, NextHop: r.NextHop, Description: r.Description,
+			Mine: r.Type == routeTypeECS && r.NextHop == c.id.InstanceID}
+		if d, ok := parseDescription(r.Description); ok {
+			tr.Owner, tr.Gone = d.Owner, gone[r.NextHop]
+		}
+		out.Routes = append(out.Routes, tr)
 	}
 	return out, nil
 }

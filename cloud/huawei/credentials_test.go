@@ -79,6 +79,13 @@ func (s *skewClock) now() time.Time {
 	return time.Now().Add(s.offset)
 }
 
+// Advance moves the emulator's clock ahead of the host's.
+func (s *skewClock) Advance(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offset += d
+}
+
 func TestAgencyCredentialsRejectedAreFetchedAgain(t *testing.T) {
 	clock := &skewClock{}
 	b := newBed(t, func(c *sim.Config) {

@@ -65,13 +65,15 @@ func (e *APIError) Unwrap() error { return e.Err }
 
 // iamActions names the IAM permission each operation needs, for 403 messages.
 var iamActions = map[string]string{
-	"ListRouteTables":  "vpc:routeTables:list",
-	"ShowRouteTable":   "vpc:routeTables:get",
-	"UpdateRouteTable": "vpc:routeTables:update",
-	"ShowQuota":        "vpc:quotas:list",
-	"ShowPort":         "vpc:ports:get",
-	"UpdatePort":       "vpc:ports:update",
-	"ListSubnets":      "vpc:subnets:get",
+	"ListRouteTables":        "vpc:routeTables:list",
+	"ShowRouteTable":         "vpc:routeTables:get",
+	"UpdateRouteTable":       "vpc:routeTables:update",
+	"ShowQuota":              "vpc:quotas:list",
+	"ShowPort":               "vpc:ports:get",
+	"UpdatePort":             "vpc:ports:update",
+	"ListSubnets":            "vpc:subnets:get",
+	"ListPorts":              "vpc:ports:get",
+	"ListSecurityGroupRules": "vpc:securityGroupRules:get",
 }
 
 // addHint fills in what the user should do about a failed call.

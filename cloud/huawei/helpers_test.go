@@ -53,15 +53,19 @@ func testVPCConfig() sim.Config {
 	}
 }
 
-// bed is an emulated Huawei Cloud served over HTTP on loopback.
+// bed is an emulated Huawei Cloud served over HTTP on loopback, with a clock the
+// test may move ahead of the host's.
 type bed struct {
-	sim *sim.Sim
-	srv *httptest.Server
+	sim   *sim.Sim
+	srv   *httptest.Server
+	clock *skewClock
 }
 
 func newBed(t *testing.T, mutate func(*sim.Config)) *bed {
 	t.Helper()
 	cfg := testVPCConfig()
+	clock := &skewClock{}
+	cfg.Now = clock.now
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -71,7 +75,7 @@ func newBed(t *testing.T, mutate func(*sim.Config)) *bed {
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
-	return &bed{sim: s, srv: srv}
+	return &bed{sim: s, srv: srv, clock: clock}
 }
 
 // config is what the plugin on ECS name would be given: the metadata URL and

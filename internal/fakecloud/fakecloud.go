@@ -7,10 +7,13 @@ package fakecloud
 
 import (
 	"context"
+
 	"maps"
 	"net/netip"
 	"slices"
 	"sync"
+
+	"github.com/vpcroute/vpcroute/check"
 
 	"github.com/vpcroute/vpcroute/cloud"
 )
@@ -156,4 +159,35 @@ func (v *VPC) Owned(context.Context) ([]cloud.Route, error) {
 		}
 	}
 	return out, nil
+}
+
+// Table lists every route, this host's and others'.
+func (v *VPC) Table(context.Context) (cloud.Table, error) {
+	v.Lock()
+	defer v.Unlock()
+	if v.Fail != nil {
+		return cloud.Table{}, v.Fail
+	}
+	t := cloud.Table{ID: "rtb-fake", Quota: 200, Used: len(v.Routes)}
+	for _, p := range slices.SortedFunc(maps.Keys(v.Routes), func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) }) {
+		r := v.Routes[p]
+		t.Routes = append(t.Routes, cloud.TableRoute{Destination: p, Type: "ecs", NextHop: r.Instance, Owner: r.Owner,
+			Mine: r.Instance == v.ID.InstanceID, Description: r.Name})
+	}
+	return t, nil
+}
+
+// Checks has nothing to check: the table is in memory.
+func (v *VPC) Checks(context.Context, netip.Prefix) []check.Result {
+	return []check.Result{{Name: "cloud", Status: check.Pass, Detail: "route table in memory"}}
+}
+
+// ReleaseGone removes a route.
+func (v *VPC) ReleaseGone(_ context.Context, r cloud.TableRoute) error {
+	v.Lock()
+	defer v.Unlock()
+	if got, ok := v.Routes[r.Destination]; ok && got.Owner == r.Owner && got.Instance == r.NextHop {
+		delete(v.Routes, r.Destination)
+	}
+	return nil
 }

@@ -247,5 +247,15 @@ func (h *Host) PublishedPorts() ([]firewall.PortMap, error) {
 	return out, nil
 }
 
+// Forward says FORWARD is hooked, as EnsureBase leaves it.
+func (h *Host) Forward() (firewall.Forward, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.BaseCalls == 0 {
+		return firewall.Forward{Policy: "DROP"}, nil
+	}
+	return firewall.Forward{Policy: "DROP", Hook: 1, Rules: 1}, nil
+}
+
 // ErrInjected is a failure tests inject.
 var ErrInjected = errors.New("iptables: Resource temporarily unavailable (injected)")

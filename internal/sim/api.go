@@ -37,7 +37,8 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, reqID string) {
 		writeAPIError(w, invalid("cannot read request body: %v", err))
 		return
 	}
-	if gerr := s.authenticate(r, body); gerr != nil {
+	principal, gerr := s.authenticate(r, body)
+	if gerr != nil {
 		writeGWError(w, reqID, gerr)
 		return
 	}
@@ -59,6 +60,10 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, reqID string) {
 	if id != "" {
 		route += "/{id}"
 	}
+	if apiErr := s.denied(principal, route); apiErr != nil {
+		writeAPIError(w, apiErr)
+		return
+	}
 	switch route {
 	case "GET routetables":
 		s.listRouteTables(w, r)
@@ -68,8 +73,12 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, reqID string) {
 		s.updateRouteTable(w, id, body)
 	case "GET quotas":
 		s.showQuota(w, r)
+	case "GET ports":
+		s.listPorts(w, r)
 	case "GET ports/{id}":
 		s.showPort(w, id)
+	case "GET security-group-rules":
+		s.listSecurityGroupRules(w, r)
 	case "PUT ports/{id}":
 		s.updatePort(w, id, body)
 	case "GET subnets":
@@ -333,6 +342,57 @@ func neutronSubnetID(networkID string) string {
 	h := sha256.Sum256([]byte("subnet:" + networkID))
 	x := hex.EncodeToString(h[:16])
 	return x[0:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:32]
+}
+
+// listPorts answers GET /v1/{project_id}/ports, filtered by device_id (the instance).
+func (s *Sim) listPorts(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	device := r.URL.Query().Get("device_id")
+	ports := []map[string]any{}
+	for _, e := range s.ecss {
+		if device == "" || e.ID == device {
+			ports = append(ports, s.portJSONLocked(e))
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ports": ports})
+}
+
+// listSecurityGroupRules answers GET /v1/{project_id}/security-group-rules, filtered
+// by security_group_id.
+func (s *Sim) listSecurityGroupRules(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	group := r.URL.Query().Get("security_group_id")
+	rules := []map[string]any{}
+	for _, g := range s.cfg.SecurityGroups {
+		if group != "" && g.ID != group {
+			continue
+		}
+		for _, rl := range g.Rules {
+			var proto, remote, remoteGroup any
+			if rl.Protocol != "" {
+				proto = rl.Protocol
+			}
+			if rl.RemoteIPPrefix != "" {
+				remote = rl.RemoteIPPrefix
+			}
+			if rl.RemoteGroupID != "" {
+				remoteGroup = rl.RemoteGroupID
+			}
+			var pmin, pmax any
+			if rl.PortRangeMin != 0 {
+				pmin, pmax = rl.PortRangeMin, rl.PortRangeMax
+			}
+			rules = append(rules, map[string]any{
+				"id": rl.ID, "description": "", "security_group_id": g.ID, "direction": rl.Direction,
+				"ethertype": rl.Ethertype, "protocol": proto, "port_range_min": pmin, "port_range_max": pmax,
+				"remote_ip_prefix": remote, "remote_group_id": remoteGroup, "remote_address_group_id": nil,
+				"tenant_id": s.cfg.ProjectID,
+			})
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"security_group_rules": rules})
 }
 
 func (s *Sim) showPort(w http.ResponseWriter, id string) {

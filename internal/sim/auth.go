@@ -59,15 +59,16 @@ type tempCredential struct {
 }
 
 // authenticate checks the request's signature against the permanent AK/SK or an
-// unexpired temporary credential.
-func (s *Sim) authenticate(r *http.Request, body []byte) *gwError {
+// unexpired temporary credential, and returns whose it is: the ECS of an agency
+// credential, "" for the permanent one.
+func (s *Sim) authenticate(r *http.Request, body []byte) (string, *gwError) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
-		return authFailed("Authorization header is missing; sign requests with AK/SK (SDK-HMAC-SHA256)")
+		return "", authFailed("Authorization header is missing; sign requests with AK/SK (SDK-HMAC-SHA256)")
 	}
 	scheme, rest, _ := strings.Cut(auth, " ")
 	if scheme != authScheme {
-		return authFailed("unsupported signing algorithm %q", scheme)
+		return "", authFailed("unsupported signing algorithm %q", scheme)
 	}
 	fields := map[string]string{}
 	for _, part := range strings.Split(rest, ",") {
@@ -78,31 +79,36 @@ func (s *Sim) authenticate(r *http.Request, body []byte) *gwError {
 	}
 	ak, signed, sig := fields["Access"], fields["SignedHeaders"], fields["Signature"]
 	if ak == "" || signed == "" || sig == "" {
-		return authFailed("Authorization header lacks Access, SignedHeaders or Signature")
+		return "", authFailed("Authorization header lacks Access, SignedHeaders or Signature")
 	}
 	signedHeaders := strings.Split(signed, ";")
 	if !slices.Contains(signedHeaders, strings.ToLower(headerSdkDate)) {
-		return authFailed("x-sdk-date must be a signed header")
+		return "", authFailed("x-sdk-date must be a signed header")
 	}
 	date := r.Header.Get(headerSdkDate)
 	t, err := time.Parse(sdkDateFormat, date)
 	if err != nil {
-		return authFailed("X-Sdk-Date %q is not in the format %s", date, sdkDateFormat)
+		return "", authFailed("X-Sdk-Date %q is not in the format %s", date, sdkDateFormat)
 	}
 	now := s.now()
 	if d := now.Sub(t); d > maxClockSkew || d < -maxClockSkew {
-		return authFailed("X-Sdk-Date %s differs from the server time %s by more than 15 minutes; check the clock", date, now.UTC().Format(sdkDateFormat))
+		return "", authFailed("X-Sdk-Date %s differs from the server time %s by more than 15 minutes; check the clock", date, now.UTC().Format(sdkDateFormat))
 	}
 
 	sk, gerr := s.secretFor(ak, r, signedHeaders, now)
 	if gerr != nil {
-		return gerr
+		return "", gerr
 	}
 	want := signature(sk, stringToSign(date, canonicalRequest(r, signedHeaders, body)))
 	if !hmac.Equal([]byte(want), []byte(strings.ToLower(sig))) {
-		return authFailed("verify aksk signature fail")
+		return "", authFailed("verify aksk signature fail")
 	}
-	return nil
+	if ak == s.cfg.AK {
+		return "", nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.creds[ak].ecsID, nil
 }
 
 // secretFor returns the SK of ak, checking a temporary credential's token and expiry.
@@ -259,4 +265,34 @@ func randomString(n int, alphabet string) string {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
 	return string(b)
+}
+
+// iamActions names the IAM action of each API route, for 403s.
+var iamActions = map[string]string{
+	"GET routetables":          "vpc:routeTables:list",
+	"GET routetables/{id}":     "vpc:routeTables:get",
+	"PUT routetables/{id}":     "vpc:routeTables:update",
+	"GET quotas":               "vpc:quotas:list",
+	"GET ports":                "vpc:ports:get",
+	"GET ports/{id}":           "vpc:ports:get",
+	"PUT ports/{id}":           "vpc:ports:update",
+	"GET subnets":              "vpc:subnets:get",
+	"GET vpcs/{id}":            "vpc:vpcs:get",
+	"GET security-group-rules": "vpc:securityGroupRules:get",
+}
+
+// denied returns the 403 of a route the principal (an ECS's agency, or "" for the
+// permanent AK/SK) lacks the permission for, or nil.
+func (s *Sim) denied(principal, route string) *apiError {
+	action := iamActions[route]
+	s.mu.Lock()
+	deny := s.cfg.Deny
+	if e := s.ecsByIDLocked(principal); principal != "" && e != nil {
+		deny = e.Deny
+	}
+	s.mu.Unlock()
+	if action == "" || !slices.Contains(deny, action) {
+		return nil
+	}
+	return &apiError{Status: http.StatusForbidden, Code: "VPC.2201", Message: "Policy doesn't allow " + action + " to be performed."}
 }

@@ -135,6 +135,8 @@ func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := newHexID()
 	w.Header().Set("X-Request-Id", reqID)
+	// The emulator's own clock, which tests move to make skew.
+	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
 	if strings.HasPrefix(r.URL.Path, "/_sim/") {
 		s.serveAdmin(w, r)
 		return

@@ -56,6 +56,12 @@ type ECS struct {
 	// endpoint serves temporary credentials; without one it answers 404.
 	Agency           bool   `json:"agency"`
 	AvailabilityZone string `json:"availability_zone"`
+	// SecurityGroups are the IDs of the primary port's security groups; default
+	// the VPC's default group.
+	SecurityGroups []string `json:"security_groups"`
+	// Deny lists IAM actions (vpc:routeTables:update, ...) the ECS's agency lacks:
+	// the API answers them 403 VPC.2201.
+	Deny []string `json:"deny"`
 }
 
 // Route is a route of a route table as the API shows it.
@@ -86,6 +92,12 @@ type Config struct {
 	Routes []Route `json:"routes"`
 	// CredentialTTL is the lifetime of the agency temporary credentials.
 	CredentialTTL time.Duration `json:"credential_ttl"`
+	// SecurityGroups are the VPC's security groups. Default: one group "default"
+	// with Huawei's default rules (inbound from members of the group, outbound to
+	// anywhere).
+	SecurityGroups []SecurityGroup `json:"security_groups"`
+	// Deny lists IAM actions the permanent AK/SK lacks, as ECS.Deny for agencies.
+	Deny []string `json:"deny"`
 	// Now is the emulator's clock (signature skew, credential expiry, created_at).
 	// Nil means time.Now; tests move it to simulate skew and expiry.
 	Now func() time.Time `json:"-"`
@@ -122,6 +134,26 @@ func (c *Config) UnmarshalJSON(b []byte) error {
 	}
 	c.CredentialTTL = time.Duration(n)
 	return nil
+}
+
+// SecurityGroup is a security group of the VPC.
+type SecurityGroup struct {
+	ID    string              `json:"id"`
+	Name  string              `json:"name"`
+	Rules []SecurityGroupRule `json:"rules"`
+}
+
+// SecurityGroupRule is one rule of a security group, as the v1 API shows it.
+type SecurityGroupRule struct {
+	ID        string `json:"id"`
+	Direction string `json:"direction"` // ingress or egress
+	Ethertype string `json:"ethertype"` // IPv4 or IPv6
+	// Protocol is tcp, udp, icmp, or "" for any.
+	Protocol       string `json:"protocol"`
+	PortRangeMin   int    `json:"port_range_min"`
+	PortRangeMax   int    `json:"port_range_max"`
+	RemoteIPPrefix string `json:"remote_ip_prefix"`
+	RemoteGroupID  string `json:"remote_group_id"`
 }
 
 // RequestLog is one request the handler served, for tests that count cloud
@@ -246,6 +278,34 @@ func New(cfg Config) (*Sim, error) {
 		s.subnets = append(s.subnets, subnetState{Subnet: *sn, prefix: p})
 	}
 
+	c.SecurityGroups = slices.Clone(c.SecurityGroups)
+	if len(c.SecurityGroups) == 0 {
+		id := newUUID()
+		c.SecurityGroups = []SecurityGroup{{ID: id, Name: "default", Rules: []SecurityGroupRule{
+			{Direction: "ingress", Ethertype: "IPv4", RemoteGroupID: id},
+			{Direction: "egress", Ethertype: "IPv4"},
+		}}}
+	}
+	for i := range c.SecurityGroups {
+		g := &c.SecurityGroups[i]
+		if g.ID == "" {
+			g.ID = newUUID()
+		}
+		g.Rules = slices.Clone(g.Rules)
+		for j := range g.Rules {
+			r := &g.Rules[j]
+			if r.ID == "" {
+				r.ID = newUUID()
+			}
+			if r.Ethertype == "" {
+				r.Ethertype = "IPv4"
+			}
+			if r.Direction != "ingress" && r.Direction != "egress" {
+				return nil, fmt.Errorf("sim config: security group %q: rule direction %q is not ingress or egress", g.Name, r.Direction)
+			}
+		}
+	}
+
 	c.ECSs = slices.Clone(c.ECSs)
 	seen := map[string]bool{}
 	for i := range c.ECSs {
@@ -276,13 +336,16 @@ func New(cfg Config) (*Sim, error) {
 		if e.AvailabilityZone == "" {
 			e.AvailabilityZone = c.Region + "a"
 		}
+		if len(e.SecurityGroups) == 0 {
+			e.SecurityGroups = []string{c.SecurityGroups[0].ID}
+		}
 		for _, k := range []string{"name:" + e.Name, "id:" + e.ID, "ip:" + e.IP, "port:" + e.PortID} {
 			if seen[k] {
 				return nil, fmt.Errorf("sim config: ecs %q: duplicate %s", e.Name, k)
 			}
 			seen[k] = true
 		}
-		st := &ecsState{ECS: *e, addr: addr, securityGroups: []string{newUUID()}}
+		st := &ecsState{ECS: *e, addr: addr, securityGroups: slices.Clone(e.SecurityGroups)}
 		a4 := addr.As4()
 		st.mac = fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", a4[1], a4[2], a4[3])
 		if !e.SrcDstCheck {
@@ -518,6 +581,15 @@ func (s *Sim) subnetLocked(id string) *subnetState {
 		}
 	}
 	return nil
+}
+
+// DeleteECS deletes an instance as a person does in the console: its port and its
+// metadata go; routes that lead to it stay in the route tables.
+func (s *Sim) DeleteECS(id string) {
+	s.mu.Lock()
+	s.ecss = slices.DeleteFunc(s.ecss, func(e *ecsState) bool { return e.ID == id })
+	s.mu.Unlock()
+	s.notify()
 }
 
 func (s *Sim) ecsByIDLocked(id string) *ecsState {
