@@ -165,12 +165,13 @@ func start(ctx context.Context, settings config.Settings, badSettings error, gat
 		PluginName:     strings.TrimSuffix(filepath.Base(settings.Socket), ".sock"),
 		SrcDstCheckOn:  saved.SrcDstCheckOn,
 		Log:            log,
+		Version:        version,
 	}, db, host, fw, vpc, docker)
 	if err := ctl.Start(); err != nil {
 		// Serve anyway: what could be restored is; the loop keeps trying.
 		log.Error("restore saved networks", "err", err)
 	}
-	gate.Open(server.Drivers{Network: driver.New(ctl), IPAM: ipam.New(ctl)})
+	gate.Open(server.Drivers{Network: driver.New(ctl), IPAM: ipam.New(ctl), Admin: admin{ctl: ctl, gate: gate}})
 	log.Info("ready", "cloud", settings.Cloud, "pool", settings.Pool, "subnet_size", settings.SubnetSize,
 		"iptables", fw.Backend(), "docker", settings.DockerHost)
 	if later != nil {
@@ -215,4 +216,22 @@ func huaweiCloud(ctx context.Context, s config.Settings, log *slog.Logger) (clou
 		return nil, fmt.Errorf("huawei cloud: %w", err)
 	}
 	return c, nil
+}
+
+// admin is the operators' endpoints: the controller's answers; an applied uninstall
+// also closes the gate, so that Docker's calls say vpcroute is gone.
+type admin struct {
+	ctl  *controller.Controller
+	gate *server.Gate
+}
+
+func (a admin) Status(ctx context.Context) (any, error)         { return a.ctl.Status(ctx) }
+func (a admin) Doctor(ctx context.Context) (any, error)         { return a.ctl.Doctor(ctx) }
+func (a admin) GC(ctx context.Context, apply bool) (any, error) { return a.ctl.GC(ctx, apply) }
+func (a admin) Uninstall(ctx context.Context, apply, force bool) (any, error) {
+	r, err := a.ctl.Uninstall(ctx, apply, force)
+	if err == nil && apply {
+		a.gate.Fail(controller.ErrUninstalled)
+	}
+	return r, err
 }

@@ -79,6 +79,9 @@ func Main(args []string, env *Env, commands []Command) int {
 		return 2
 	}
 	if err := c.Run(env, fs.Args()); err != nil {
+		if errors.Is(err, errFound) {
+			return 1
+		}
 		if errors.Is(err, errUsage) {
 			commandHelp(env.Stderr, c, fs)
 			return 2

@@ -4,7 +4,7 @@ import "fmt"
 
 // Tools are the operators' commands: all but serve.
 func Tools() []Command {
-	return []Command{versionCommand(), statusCommand()}
+	return []Command{versionCommand(), statusCommand(), doctorCommand(), gcCommand(), uninstallCommand()}
 }
 
 func versionCommand() Command {

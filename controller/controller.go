@@ -45,6 +45,7 @@ type Links interface {
 	EnsureVeth(hostName, peerName, bridge string, mtu int) error
 	AttachVeth(hostName, bridge string, mtu int) (bool, error)
 	DeleteVeth(hostName string) error
+	Veths() ([]string, error)
 	UplinkMTU() int
 	Prefixes() ([]netip.Prefix, error)
 }
@@ -60,6 +61,7 @@ type Firewall interface {
 	Owners() (map[string]bool, error)
 	PublishedPorts() ([]firewall.PortMap, error)
 	Forward() (firewall.Forward, error)
+	RemoveAll() error
 }
 
 // Docker is Docker's own view of its networks (dockerapi.Client).
@@ -142,6 +144,8 @@ type Controller struct {
 	full bool
 	// lastCycle is what the loop's last cycle did, for status.
 	lastCycle CycleReport
+	// uninstalled is set by Uninstall: the loop stops, nothing is made again.
+	uninstalled bool
 
 	kick chan struct{}
 }
@@ -195,6 +199,12 @@ func (c *Controller) SetIdentity(id cloud.Identity) {
 	c.saveDataPlane()
 	c.mu.Unlock()
 	c.Kick()
+}
+
+func (c *Controller) isUninstalled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.uninstalled
 }
 
 // markBusy and unbusy bracket work on a record done with mu let go. Call with mu held.

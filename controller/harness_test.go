@@ -276,8 +276,8 @@ func (h *harness) removeNetwork(id string, p state.Pool) {
 func (h *harness) empty(when string) {
 	h.t.Helper()
 	h.host.Lock()
-	kernel := fmt.Sprintf("bridges %v rules %d ports %v veths %v", h.host.Marked, len(h.host.Rules), h.host.Ports, h.host.Veths)
-	dirty := len(h.host.Marked)+len(h.host.Rules)+len(h.host.Ports)+len(h.host.Veths) > 0
+	kernel := fmt.Sprintf("bridges %v rules %d ports %v veths %v", h.host.Marked, len(h.host.Rules), h.host.Ports, h.host.Attached)
+	dirty := len(h.host.Marked)+len(h.host.Rules)+len(h.host.Ports)+len(h.host.Attached) > 0
 	h.host.Unlock()
 	owned, _ := h.vpc.Owned(context.Background())
 	pools, _ := h.db.Pools()

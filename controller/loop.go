@@ -156,7 +156,57 @@ type scope struct {
 // records are read, so that an object made meanwhile always has its record in the
 // snapshot (and is never taken for an orphan).
 func (c *Controller) cycle(ctx context.Context, s scope) {
+	in, ok := c.gather(ctx, s)
+	if !ok {
+		return
+	}
+	plan := reconcile.Compute(in)
+
+	c.mu.Lock()
+	if in.Routes != nil {
+		c.orphanSince = plan.OrphanSince
+	}
+	for _, h := range plan.Held {
+		if !c.held[h] {
+			c.held[h] = true
+			c.log.Warn(h)
+		}
+	}
+	c.mu.Unlock()
+	report := c.applyAll(ctx, plan.Actions, func(a reconcile.Action) bool { return a.Kind != reconcile.RepairNetwork })
+	report.At, report.Held = in.Now, plan.Held
+	c.mu.Lock()
+	c.lastCycle = report
+	c.mu.Unlock()
+}
+
+// applyAll applies actions in order and reports them: report says which of the
+// done ones to list.
+func (c *Controller) applyAll(ctx context.Context, actions []reconcile.Action, report func(reconcile.Action) bool) CycleReport {
+	var r CycleReport
+	for _, a := range actions {
+		if ctx.Err() != nil || c.isUninstalled() {
+			break
+		}
+		what := describe(a)
+		switch err := c.apply(ctx, a); {
+		case err != nil:
+			r.Failed = append(r.Failed, what+": "+err.Error())
+		case report(a):
+			r.Done = append(r.Done, what)
+		}
+	}
+	return r
+}
+
+// gather reads what is (Docker's list, and what s says of the cloud and the kernel)
+// and then the records, into the plan's input; false when the records cannot be read
+// or vpcroute was uninstalled.
+func (c *Controller) gather(ctx context.Context, s scope) (reconcile.Input, bool) {
 	in := reconcile.Input{Grace: c.cfg.Grace, OrphanGrace: c.cfg.OrphanGrace, RepairKernel: s.kernel, Routed: c.cfg.Routed}
+	if c.isUninstalled() {
+		return in, false
+	}
 	list, readAt := c.readDocker(ctx)
 	if s.cloud && c.cfg.Routed {
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
@@ -192,14 +242,17 @@ func (c *Controller) cycle(ctx context.Context, s scope) {
 	}
 
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.uninstalled {
+		return in, false
+	}
 	var err error
 	if in.Networks, err = c.store.Networks(); err == nil {
 		in.Pools, err = c.store.Pools()
 	}
 	if err != nil {
-		c.mu.Unlock()
 		c.log.Error("read the state file", "err", err)
-		return
+		return in, false
 	}
 	in.Now = c.cfg.Now()
 	if list != nil {
@@ -218,37 +271,7 @@ func (c *Controller) cycle(ctx context.Context, s scope) {
 		in.Forgotten[k] = true
 	}
 	in.OrphanSince = maps.Clone(c.orphanSince)
-	c.mu.Unlock()
-
-	plan := reconcile.Compute(in)
-
-	c.mu.Lock()
-	if in.Routes != nil {
-		c.orphanSince = plan.OrphanSince
-	}
-	for _, h := range plan.Held {
-		if !c.held[h] {
-			c.held[h] = true
-			c.log.Warn(h)
-		}
-	}
-	c.mu.Unlock()
-	report := CycleReport{At: in.Now, Held: plan.Held}
-	for _, a := range plan.Actions {
-		if ctx.Err() != nil {
-			return
-		}
-		what := describe(a)
-		switch err := c.apply(ctx, a); {
-		case err != nil:
-			report.Failed = append(report.Failed, what+": "+err.Error())
-		case a.Kind != reconcile.RepairNetwork:
-			report.Done = append(report.Done, what)
-		}
-	}
-	c.mu.Lock()
-	c.lastCycle = report
-	c.mu.Unlock()
+	return in, true
 }
 
 // describe says what an action is about, for status.
@@ -272,6 +295,9 @@ func describe(a reconcile.Action) string {
 func (c *Controller) ensureBase() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.uninstalled {
+		return nil
+	}
 	return c.fw.EnsureBase(c.base())
 }
 

@@ -71,8 +71,8 @@ func TestLostStateIsRebuiltFromDocker(t *testing.T) {
 	if err != nil || ep.Addr != a1.Addr() || len(ep.Ports) != 1 || ep.Ports[0].HostPort != 8080 {
 		t.Fatalf("rebuilt endpoint = %+v, %v; want its address and port 8080", ep, err)
 	}
-	if h.host.Veths["vrhep1"] != "vr-0123456789ab" {
-		t.Fatalf("the running container's veth is not on the bridge: %v", h.host.Veths)
+	if h.host.Attached["vrhep1"] != "vr-0123456789ab" {
+		t.Fatalf("the running container's veth is not on the bridge: %v", h.host.Attached)
 	}
 	if h.vpc.Len() != routesBefore {
 		t.Fatalf("routes changed from %d to %d: %v", routesBefore, h.vpc.Len(), h.vpc.Routes)

@@ -144,8 +144,8 @@ func TestEndpointLifecycle(t *testing.T) {
 	if j.Gateway.String() != "10.0.2.1" || j.Veth != "vrceeeeeeeeeeee" {
 		t.Fatalf("Join = %+v", j)
 	}
-	if h.host.Veths["vrheeeeeeeeeeee"] != "vr-0123456789ab" {
-		t.Fatalf("veth not on the bridge: %v", h.host.Veths)
+	if h.host.Attached["vrheeeeeeeeeeee"] != "vr-0123456789ab" {
+		t.Fatalf("veth not on the bridge: %v", h.host.Attached)
 	}
 	ports := []controller.PortRequest{
 		{Proto: "tcp", ContainerPort: 80, HostPort: 8080, HostPortEnd: 8080},

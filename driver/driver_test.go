@@ -176,9 +176,9 @@ func TestDockerSequence(t *testing.T) {
 	}
 	nets, _ := e.DB.Networks()
 	pools, _ := e.DB.Pools()
-	if e.VPC.Len()+len(e.Host.Marked)+len(e.Host.Rules)+len(e.Host.Ports)+len(e.Host.Veths)+len(nets)+len(pools) != 0 {
+	if e.VPC.Len()+len(e.Host.Marked)+len(e.Host.Rules)+len(e.Host.Ports)+len(e.Host.Attached)+len(nets)+len(pools) != 0 {
 		t.Fatalf("left behind: routes %v bridges %v rules %v ports %v veths %v networks %v pools %v",
-			e.VPC.Routes, e.Host.Marked, e.Host.Rules, e.Host.Ports, e.Host.Veths, nets, pools)
+			e.VPC.Routes, e.Host.Marked, e.Host.Rules, e.Host.Ports, e.Host.Attached, nets, pools)
 	}
 }
 

@@ -39,3 +39,46 @@ func (f *Firewall) Prune(keep map[string]bool) error {
 	}
 	return errors.Join(errs...)
 }
+
+// RemoveAll removes every vpcroute rule and chain: the rules of every network, the
+// published ports, the jumps from the built-in chains and vpcroute's base chains.
+// Rules without vpcroute's mark stay. It is for `vpcroute uninstall`; FORWARD's
+// policy is left as it is.
+func (f *Firewall) RemoveAll() error {
+	if err := f.Prune(map[string]bool{}); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.baseOrdered = false
+	var errs []error
+	for _, j := range baseJumps() {
+		for range maxJumps {
+			ok, err := f.exists(j)
+			if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			if !ok {
+				break
+			}
+			if err := f.remove(j); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+	}
+	for _, c := range baseChains {
+		ok, err := f.ipt.ChainExists(c.table, c.chain)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("look for chain %s: %w", c.chain, err))
+			continue
+		}
+		if ok {
+			if err := f.ipt.ClearAndDeleteChain(c.table, c.chain); err != nil {
+				errs = append(errs, fmt.Errorf("delete chain %s: %w", c.chain, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -274,6 +274,21 @@ func (h Host) AttachVeth(hostName, bridge string, mtu int) (bool, error) {
 	return true, h.EnsureVeth(hostName, "", bridge, mtu)
 }
 
+// Veths returns the host ends of every veth marked as vpcroute's.
+func (Host) Veths() ([]string, error) {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var out []string
+	for _, l := range links {
+		if _, ok := l.(*netlink.Veth); ok && l.Attrs().Alias == vethAlias {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
+}
+
 func ensureVethLink(hostName, peerName string, masterIndex, mtu int) (netlink.Link, error) {
 	link, err := netlink.LinkByName(hostName)
 	switch {

@@ -67,6 +67,7 @@ const (
 type Gate struct {
 	done chan struct{}
 	once sync.Once
+	mu   sync.Mutex
 	d    Drivers
 	err  error
 }
@@ -75,16 +76,32 @@ type Gate struct {
 func NewGate() *Gate { return &Gate{done: make(chan struct{})} }
 
 // Open lets calls through to the drivers.
-func (g *Gate) Open(d Drivers) { g.once.Do(func() { g.d = d; close(g.done) }) }
+func (g *Gate) Open(d Drivers) {
+	g.mu.Lock()
+	g.d = d
+	g.mu.Unlock()
+	g.once.Do(func() { close(g.done) })
+}
 
-// Fail answers every call with err, which says what to fix.
-func (g *Gate) Fail(err error) { g.once.Do(func() { g.err = err; close(g.done) }) }
+// Fail answers every call with err, which says what to fix; also after Open, for a
+// plugin that was uninstalled while it runs.
+func (g *Gate) Fail(err error) {
+	g.mu.Lock()
+	g.err = err
+	g.mu.Unlock()
+	g.once.Do(func() { close(g.done) })
+}
 
 // wait returns the drivers, or why there are none, waiting for start-up up to max.
 func (g *Gate) wait(ctx context.Context, max time.Duration) (Drivers, error) {
 	select {
 	case <-g.done:
-		return g.d, g.err
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.err != nil {
+			return Drivers{}, g.err
+		}
+		return g.d, nil
 	case <-time.After(max):
 		return Drivers{}, errors.New("vpcroute is still starting (restoring saved networks); retry in a few seconds")
 	case <-ctx.Done():

@@ -116,7 +116,10 @@ var (
 var ErrNotFound = errors.New("not found")
 
 // DB is the state file.
-type DB struct{ db *bolt.DB }
+type DB struct {
+	db   *bolt.DB
+	path string
+}
 
 // Open opens (or creates) dir/vpcroute.db.
 func Open(dir string) (*DB, error) {
@@ -143,11 +146,23 @@ func Open(dir string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("initialise state file %s: %w", path, err)
 	}
-	return &DB{db: db}, nil
+	return &DB{db: db, path: path}, nil
 }
 
 // Close closes the file.
 func (d *DB) Close() error { return d.db.Close() }
+
+// Remove closes the file and deletes it, with every record: `vpcroute uninstall`.
+// The directory stays (a managed plugin's state mount needs it).
+func (d *DB) Remove() error {
+	if err := d.db.Close(); err != nil && !errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return err
+	}
+	if err := os.Remove(d.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove state file %s: %w", d.path, err)
+	}
+	return nil
+}
 
 func put(tx *bolt.Tx, bucket []byte, key string, v any) error {
 	data, err := json.Marshal(v)

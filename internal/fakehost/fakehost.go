@@ -26,8 +26,8 @@ type Host struct {
 	Gateways map[string]netip.Prefix
 	// Foreign links are not vpcroute's: never changed, never listed as its.
 	Foreign map[string]bool
-	// Veths maps host ends to their bridges.
-	Veths map[string]string
+	// Attached maps the veths' host ends to their bridges.
+	Attached map[string]string
 	// Rules holds each network's rules, Ports the published ports.
 	Rules map[string]firewall.NetworkRules
 	Ports map[firewall.PortMap]bool
@@ -45,7 +45,7 @@ type Host struct {
 func New() *Host {
 	return &Host{
 		Marked: map[string]string{}, Gateways: map[string]netip.Prefix{}, Foreign: map[string]bool{},
-		Veths: map[string]string{}, Rules: map[string]firewall.NetworkRules{}, Ports: map[firewall.PortMap]bool{},
+		Attached: map[string]string{}, Rules: map[string]firewall.NetworkRules{}, Ports: map[firewall.PortMap]bool{},
 		MTU: 1450,
 	}
 }
@@ -85,9 +85,9 @@ func (h *Host) DeleteBridge(name, networkID string) error {
 	}
 	delete(h.Marked, name)
 	delete(h.Gateways, name)
-	for v, br := range h.Veths {
+	for v, br := range h.Attached {
 		if br == name {
-			delete(h.Veths, v) // detached; the test sees it as gone from the bridge
+			delete(h.Attached, v) // detached; the test sees it as gone from the bridge
 		}
 	}
 	return nil
@@ -110,14 +110,14 @@ func (h *Host) EnsureVeth(host, _, bridge string, _ int) error {
 	if h.Foreign[host] {
 		return fmt.Errorf("link %s: %w", host, link.ErrNotOwned)
 	}
-	h.Veths[host] = bridge
+	h.Attached[host] = bridge
 	return nil
 }
 
 // AttachVeth puts an existing veth on a bridge.
 func (h *Host) AttachVeth(host, bridge string, mtu int) (bool, error) {
 	h.mu.Lock()
-	_, ok := h.Veths[host]
+	_, ok := h.Attached[host]
 	h.mu.Unlock()
 	if !ok {
 		return false, nil
@@ -132,8 +132,19 @@ func (h *Host) DeleteVeth(host string) error {
 	if h.Foreign[host] {
 		return fmt.Errorf("link %s: %w", host, link.ErrNotOwned)
 	}
-	delete(h.Veths, host)
+	delete(h.Attached, host)
 	return nil
+}
+
+// Veths lists the veths.
+func (h *Host) Veths() ([]string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for v := range h.Attached {
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // UplinkMTU returns MTU.
@@ -245,6 +256,16 @@ func (h *Host) PublishedPorts() ([]firewall.PortMap, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// RemoveAll removes every rule and port, and the base.
+func (h *Host) RemoveAll() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.Rules = map[string]firewall.NetworkRules{}
+	h.Ports = map[firewall.PortMap]bool{}
+	h.BaseCalls = 0
+	return nil
 }
 
 // Forward says FORWARD is hooked, as EnsureBase leaves it.
