@@ -387,10 +387,20 @@ func (p *planner) planRoutes() {
 				Why: fmt.Sprintf("no network of vpcroute's or Docker's has owned it for %s", p.in.Now.Sub(since).Round(time.Second))})
 		}
 	}
+	held := map[netip.Prefix]bool{}
+	for _, r := range p.in.Routes {
+		held[r.Destination] = true
+	}
 	for _, owner := range slices.Sorted(maps.Keys(wanted)) {
-		if w := wanted[owner]; !present[owner] {
-			p.add(Action{Kind: Claim, Owner: owner, Subnet: w.subnet, Name: w.name, Why: "missing from the VPC route table (deleted in the console?)"})
+		w := wanted[owner]
+		if present[owner] {
+			continue
 		}
+		why := "missing from the VPC route table (deleted in the console?)"
+		if held[w.subnet] {
+			why = "its route to this ECS is under another owner (edited in the console?)"
+		}
+		p.add(Action{Kind: Claim, Owner: owner, Subnet: w.subnet, Name: w.name, Why: why})
 	}
 }
 

@@ -61,7 +61,13 @@ type Options struct {
 	RouteQuota int
 	// Routes are custom routes already in the table before vpcroute runs.
 	Routes []sim.Route
+	// Deny lists IAM actions the ECSs' agencies lack.
+	Deny []string
 }
+
+// SecurityGroupID is the bed's security group: inbound from the VPC and from the
+// container pool 10.0.0.0/8, as the README tells users to set it up.
+const SecurityGroupID = "5ec0a1b2-c3d4-4e5f-8a9b-0c1d2e3f4a5b"
 
 // Env is a running bed with its cloud.
 type Env struct {
@@ -102,6 +108,11 @@ func (e *Env) start(ctx context.Context) error {
 		SK:         SK,
 		RouteQuota: e.opts.RouteQuota,
 		Routes:     e.opts.Routes,
+		SecurityGroups: []sim.SecurityGroup{{ID: SecurityGroupID, Name: "sg-ecs", Rules: []sim.SecurityGroupRule{
+			{ID: "5ec0a1b2-0000-4000-8000-000000000001", Direction: "ingress", RemoteIPPrefix: "192.168.0.0/16"},
+			{ID: "5ec0a1b2-0000-4000-8000-000000000002", Direction: "ingress", RemoteIPPrefix: "10.0.0.0/8"},
+			{ID: "5ec0a1b2-0000-4000-8000-000000000003", Direction: "egress"},
+		}}},
 	}
 	on := map[string]bool{}
 	for _, n := range e.opts.SrcDstCheckOn {
@@ -111,6 +122,7 @@ func (e *Env) start(ctx context.Context) error {
 		cfg.ECSs = append(cfg.ECSs, sim.ECS{
 			ID: InstanceID(ecs.Name), Name: ecs.Name, IP: ecs.IP.String(), PortID: PortID(ecs.Name),
 			SubnetID: SubnetID, SrcDstCheck: on[ecs.Name], Agency: true, AvailabilityZone: "ap-southeast-1a",
+			Deny: e.opts.Deny,
 		})
 	}
 	s, err := sim.New(cfg)
