@@ -16,8 +16,6 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -122,7 +120,7 @@ func start(ctx context.Context, settings config.Settings, badSettings error, gat
 		if err := controller.RestoreDataPlane(db, host, fw, log); err != nil {
 			log.Error("restore saved networks", "err", err)
 		}
-		return fmt.Errorf("vpcroute is not ready: %w\nfix it with `docker plugin set vpcroute:latest NAME=value` (then `docker plugin disable -f` and `enable`), or in the service's environment (then restart it)", badSettings)
+		return fmt.Errorf("vpcroute is not ready: %w\nfix it with `docker plugin set %s NAME=value` (then `docker plugin disable -f` and `enable` it), or in the service's environment (then restart it)", badSettings, settings.DriverName)
 	}
 
 	var saved cloud.Identity
@@ -162,7 +160,7 @@ func start(ctx context.Context, settings config.Settings, badSettings error, gat
 		KernelInterval: settings.KernelInterval,
 		CloudInterval:  settings.CloudInterval,
 		OrphanGrace:    settings.OrphanGrace,
-		PluginName:     strings.TrimSuffix(filepath.Base(settings.Socket), ".sock"),
+		DriverName:     settings.DriverName,
 		SrcDstCheckOn:  saved.SrcDstCheckOn,
 		Log:            log,
 		Version:        version,
@@ -231,7 +229,7 @@ func (a admin) GC(ctx context.Context, apply bool) (any, error) { return a.ctl.G
 func (a admin) Uninstall(ctx context.Context, apply, force bool) (any, error) {
 	r, err := a.ctl.Uninstall(ctx, apply, force)
 	if err == nil && apply {
-		a.gate.Fail(controller.ErrUninstalled)
+		a.gate.Fail(a.ctl.Uninstalled())
 	}
 	return r, err
 }

@@ -120,6 +120,9 @@ type ConflictError struct {
 	// next hop type's target).
 	NextHop     string
 	Description string
+	// Driver is how the user names the plugin (vpcroute, vpcroute:latest), for the
+	// hint; default vpcroute.
+	Driver string
 }
 
 func (e *ConflictError) Error() string {
@@ -130,5 +133,9 @@ func (e *ConflictError) Error() string {
 	if e.Description != "" {
 		what += fmt.Sprintf(" (%q)", e.Description)
 	}
-	return fmt.Sprintf("subnet %s overlaps %s in the VPC route table; choose a free --subnet or let vpcroute pick one with --ipam-driver vpcroute", e.Want, what)
+	driver := e.Driver
+	if driver == "" {
+		driver = "vpcroute"
+	}
+	return fmt.Sprintf("subnet %s overlaps %s in the VPC route table; choose a free --subnet or let vpcroute pick one with --ipam-driver %s", e.Want, what, driver)
 }

@@ -35,6 +35,9 @@ type Settings struct {
 	LogFormat     string // text or json
 	Socket        string
 	Hostname      string
+	// DriverName is how users name the plugin in -d and --ipam-driver: error hints
+	// say it as they installed it.
+	DriverName string
 	// DockerHost is Docker's API, read to hold vpcroute's records against
 	// Docker's networks; empty when VPCROUTE_DOCKER_HOST=none.
 	DockerHost string
@@ -54,34 +57,38 @@ type Setting struct {
 	// Packaging settings belong to how vpcroute is installed (the managed plugin's
 	// socket and state mount): `docker plugin set` cannot change them.
 	Packaging bool
+	// PluginDefault is the managed plugin's default (plugin/config.json) where it
+	// differs from the host service's.
+	PluginDefault string
 }
 
 // Names of every setting, in the order the README documents them.
 var names = []Setting{
-	{"VPCROUTE_CLOUD", CloudHuawei, "huaweicloud or none", false},
-	{"VPCROUTE_POOL", "10.0.0.0/8", "an IPv4 CIDR such as 10.0.0.0/8", false},
-	{"VPCROUTE_SUBNET_SIZE", "24", "a prefix length from 16 to 28", false},
-	{"VPCROUTE_FORWARD", "rules", "rules or accept", false},
-	{"VPCROUTE_MASQUERADE", "true", "true or false", false},
-	{"VPCROUTE_VPC_CIDRS", "", "comma-separated IPv4 CIDRs", false},
-	{"VPCROUTE_STATE_DIR", "/var/lib/vpcroute", "an absolute path", true},
-	{"VPCROUTE_LOG_LEVEL", "info", "debug, info, warn or error", false},
-	{"VPCROUTE_LOG_FORMAT", "text", "text or json", false},
-	{"VPCROUTE_SOCKET", "/run/docker/plugins/vpcroute.sock", "an absolute path", true},
-	{"VPCROUTE_HOSTNAME", "", "a name for this host in route descriptions", false},
-	{"VPCROUTE_DOCKER_HOST", dockerapi.DefaultHost, "unix:///path/to/docker.sock, tcp://host:port, or none", false},
-	{"VPCROUTE_KERNEL_INTERVAL", "30s", "a duration from 1s to 1h, such as 30s", false},
-	{"VPCROUTE_CLOUD_INTERVAL", "5m", "a duration from 5s to 24h, such as 5m", false},
-	{"VPCROUTE_ORPHAN_GRACE", "10m", "a duration from 0s to 24h, such as 10m", false},
-	{"VPCROUTE_METADATA_URL", "http://169.254.169.254", "an http(s) URL", false},
-	{"VPCROUTE_INSTANCE_ID", "", "the ECS ID", false},
-	{"VPCROUTE_PROJECT_ID", "", "the project ID", false},
-	{"VPCROUTE_REGION", "", "a region such as ap-southeast-1", false},
-	{"VPCROUTE_VPC_ID", "", "the VPC ID", false},
-	{"VPCROUTE_PORT_ID", "", "the primary NIC's port ID", false},
-	{"VPCROUTE_ROUTE_TABLE_ID", "", "a route table ID", false},
-	{"VPCROUTE_VPC_ENDPOINT", "", "an https URL", false},
-	{"VPCROUTE_SRC_DST_CHECK", "warn", "warn or disable", false},
+	{"VPCROUTE_CLOUD", CloudHuawei, "huaweicloud or none", false, ""},
+	{"VPCROUTE_POOL", "10.0.0.0/8", "an IPv4 CIDR such as 10.0.0.0/8", false, ""},
+	{"VPCROUTE_SUBNET_SIZE", "24", "a prefix length from 16 to 28", false, ""},
+	{"VPCROUTE_FORWARD", "rules", "rules or accept", false, ""},
+	{"VPCROUTE_MASQUERADE", "true", "true or false", false, ""},
+	{"VPCROUTE_VPC_CIDRS", "", "comma-separated IPv4 CIDRs", false, ""},
+	{"VPCROUTE_STATE_DIR", "/var/lib/vpcroute", "an absolute path", true, ""},
+	{"VPCROUTE_LOG_LEVEL", "info", "debug, info, warn or error", false, ""},
+	{"VPCROUTE_LOG_FORMAT", "text", "text or json", false, ""},
+	{"VPCROUTE_SOCKET", "/run/docker/plugins/vpcroute.sock", "an absolute path", true, ""},
+	{"VPCROUTE_HOSTNAME", "", "a name for this host in route descriptions", false, ""},
+	{"VPCROUTE_DRIVER_NAME", "vpcroute", "the name -d and --ipam-driver give the plugin, such as vpcroute or vpcroute:latest", false, "vpcroute:latest"},
+	{"VPCROUTE_DOCKER_HOST", dockerapi.DefaultHost, "unix:///path/to/docker.sock, tcp://host:port, or none", false, ""},
+	{"VPCROUTE_KERNEL_INTERVAL", "30s", "a duration from 1s to 1h, such as 30s", false, ""},
+	{"VPCROUTE_CLOUD_INTERVAL", "5m", "a duration from 5s to 24h, such as 5m", false, ""},
+	{"VPCROUTE_ORPHAN_GRACE", "10m", "a duration from 0s to 24h, such as 10m", false, ""},
+	{"VPCROUTE_METADATA_URL", "http://169.254.169.254", "an http(s) URL", false, ""},
+	{"VPCROUTE_INSTANCE_ID", "", "the ECS ID", false, ""},
+	{"VPCROUTE_PROJECT_ID", "", "the project ID", false, ""},
+	{"VPCROUTE_REGION", "", "a region such as ap-southeast-1", false, ""},
+	{"VPCROUTE_VPC_ID", "", "the VPC ID", false, ""},
+	{"VPCROUTE_PORT_ID", "", "the primary NIC's port ID", false, ""},
+	{"VPCROUTE_ROUTE_TABLE_ID", "", "a route table ID", false, ""},
+	{"VPCROUTE_VPC_ENDPOINT", "", "an https URL", false, ""},
+	{"VPCROUTE_SRC_DST_CHECK", "warn", "warn or disable", false, ""},
 }
 
 // Default returns a setting's default.
@@ -186,6 +193,11 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 	default:
 		bad("VPCROUTE_LOG_FORMAT", s.LogFormat)
 		s.LogFormat = "text"
+	}
+	s.DriverName = get("VPCROUTE_DRIVER_NAME")
+	if s.DriverName == "" || strings.ContainsAny(s.DriverName, " \t\"'`") {
+		bad("VPCROUTE_DRIVER_NAME", s.DriverName)
+		s.DriverName = Default("VPCROUTE_DRIVER_NAME")
 	}
 	s.Hostname = get("VPCROUTE_HOSTNAME")
 	if strings.ContainsAny(s.Hostname, "<>") || len(s.Hostname) > 64 {

@@ -24,9 +24,12 @@ package controller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path"
+	"strings"
 	"sync"
 	"time"
 
@@ -92,9 +95,10 @@ type Config struct {
 	// counts; OrphanGrace how long an unowned route of this ECS stays
 	// (VPCROUTE_ORPHAN_GRACE).
 	Grace, OrphanGrace time.Duration
-	// PluginName is the name Docker knows the plugin by, without a tag ("vpcroute"):
-	// networks whose driver is it, or it with a tag or a repository, are vpcroute's.
-	PluginName string
+	// DriverName is how users name the plugin in -d and --ipam-driver ("vpcroute",
+	// "vpcroute:latest"): error hints say it so. Networks whose driver is it, or it
+	// with another tag or repository, are vpcroute's.
+	DriverName string
 	// SrcDstCheckOn makes network creation warn that other hosts cannot reach the
 	// containers.
 	SrcDstCheckOn bool
@@ -176,8 +180,8 @@ func New(cfg Config, store *state.DB, links Links, fw Firewall, vpc cloud.VPC, d
 	if cfg.OrphanGrace == 0 {
 		cfg.OrphanGrace = 10 * time.Minute
 	}
-	if cfg.PluginName == "" {
-		cfg.PluginName = "vpcroute"
+	if cfg.DriverName == "" {
+		cfg.DriverName = "vpcroute"
 	}
 	return &Controller{
 		cfg: cfg, store: store, links: links, fw: fw, vpc: vpc, docker: docker, log: cfg.Log,
@@ -249,6 +253,25 @@ func short(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// baseName is a driver name without its tag and repository: "vpcroute" for
+// "vpcroute/vpcroute:1.2".
+func baseName(driver string) string {
+	name := driver
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name = name[:i]
+	}
+	return path.Base(name)
+}
+
+// hintDriver fills in the driver name users know in a cloud conflict's hint.
+func (c *Controller) hintDriver(err error) error {
+	var conflict *cloud.ConflictError
+	if errors.As(err, &conflict) {
+		conflict.Driver = c.cfg.DriverName
+	}
+	return err
 }
 
 // label names a network in logs and errors: its Docker name when known.

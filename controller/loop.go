@@ -7,8 +7,6 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
-	"path"
-	"strings"
 	"time"
 
 	"github.com/vpcroute/vpcroute/cloud"
@@ -373,11 +371,7 @@ func (c *Controller) ours(driver string) bool {
 	if c.driverNames[driver] {
 		return true
 	}
-	name := driver
-	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
-		name = name[:i]
-	}
-	return path.Base(name) == c.cfg.PluginName
+	return baseName(driver) == baseName(c.cfg.DriverName)
 }
 
 // apply carries out one action of a plan. Each action checks the records again under

@@ -79,7 +79,7 @@ func (c *Controller) CreateNetwork(spec NetworkSpec) error {
 		}
 		n.PoolID = p.ID
 	} else {
-		hint := " (Docker's default IPAM picked it: add --ipam-driver vpcroute to get a free subnet, or give a free --subnet)"
+		hint := fmt.Sprintf(" (Docker's default IPAM picked it: add --ipam-driver %s to get a free subnet, or give a free --subnet)", c.cfg.DriverName)
 		if err := alloc.CheckSubnet(spec.Subnet); err != nil {
 			return fmt.Errorf("%w%s", err, hint)
 		}
@@ -107,7 +107,7 @@ func (c *Controller) CreateNetwork(spec NetworkSpec) error {
 				// The write may still land: the loop releases whatever it left.
 				c.markDeleting(n)
 			}
-			return fmt.Errorf("claim %s in the VPC: %w (Docker's default IPAM picked it: add --ipam-driver vpcroute to get a free subnet, or give a free --subnet)", n.Subnet, err)
+			return fmt.Errorf("claim %s in the VPC: %w (Docker's default IPAM picked it: add --ipam-driver %s to get a free subnet, or give a free --subnet)", n.Subnet, c.hintDriver(err), c.cfg.DriverName)
 		}
 		c.warnOutsidePool(n.Subnet)
 	}

@@ -214,14 +214,16 @@ type UninstallReport struct {
 	Failed  []string `json:"failed,omitempty"`
 }
 
-// ErrUninstalled answers Docker's calls once vpcroute was uninstalled.
-var ErrUninstalled = errors.New("vpcroute was uninstalled from this host: remove the plugin (`docker plugin disable -f vpcroute:latest && docker plugin rm vpcroute:latest`), or stop the service; start it again to use vpcroute again")
+// Uninstalled is the error Docker's calls get once vpcroute was uninstalled.
+func (c *Controller) Uninstalled() error {
+	return fmt.Errorf("vpcroute was uninstalled from this host: remove the plugin (`docker plugin disable -f %s && docker plugin rm %s`), or stop the service; start it again to use vpcroute again", c.cfg.DriverName, c.cfg.DriverName)
+}
 
 // Uninstall removes everything vpcroute made on this host: this ECS's vpcroute
 // routes, its bridges and veths, its iptables rules and chains, and its records. It
 // refuses while Docker has vpcroute networks (they would lose their data plane),
 // unless force. Without apply it only lists what it would remove. Once applied, the
-// loop stops and Docker's calls are refused with ErrUninstalled.
+// loop stops and Docker's calls are to be refused with Uninstalled.
 func (c *Controller) Uninstall(ctx context.Context, apply, force bool) (UninstallReport, error) {
 	if !force {
 		if c.docker == nil {

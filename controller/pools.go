@@ -62,7 +62,7 @@ func (c *Controller) RequestPool(req PoolRequest) (state.Pool, error) {
 	})
 	if err != nil {
 		c.abandonClaim(pool, err)
-		return state.Pool{}, fmt.Errorf("claim a subnet in the VPC: %w", err)
+		return state.Pool{}, fmt.Errorf("claim a subnet in the VPC: %w", c.hintDriver(err))
 	}
 	pool.Subnet, pool.Claiming = got, false
 	if err := c.store.PutPool(pool); err != nil {
@@ -303,7 +303,7 @@ func (c *Controller) checkLocal(subnet netip.Prefix, skip string) error {
 	}
 	for i, t := range taken {
 		if t.Overlaps(subnet) {
-			return fmt.Errorf("subnet %s overlaps %s: choose a free --subnet, or leave --subnet out and use --ipam-driver vpcroute to get a free one", subnet, why[i])
+			return fmt.Errorf("subnet %s overlaps %s: choose a free --subnet, or leave --subnet out and use --ipam-driver %s to get a free one", subnet, why[i], c.cfg.DriverName)
 		}
 	}
 	return nil

@@ -41,16 +41,28 @@ func serviceContainer(t *testing.T, e *testbed.ECS, project, service string) str
 	return id
 }
 
-// TestCompose brings examples/docker-compose.yml up on ECS 1 with Debian's
-// docker-compose: its networks become routed VPC subnets, its services find each other
-// by name, a container on ECS 2 reaches the web service across hosts, and `down`
-// returns the routes.
+// TestCompose brings examples/docker-compose.yml up, as written, on ECS 1 with the
+// managed plugin and Debian's docker-compose: its networks become routed VPC subnets,
+// its services find each other by name, a container on ECS 2 reaches the web service
+// across hosts, and `down` returns the routes.
 func TestCompose(t *testing.T) {
+	needBed(t)
 	if _, err := os.Stat(composeBin); err != nil {
 		t.Skipf("needs Debian's docker-compose (apt-get install docker-compose): %v", err)
 	}
-	env := startCloud(t, "vrc", cloudbed.Options{})
+	dir := buildPluginDir(t)
+	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: "vrc"}})
+	if err != nil {
+		t.Fatalf("cloud bed: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Close() })
 	ecs1, ecs2 := ecsOf(t, env, "ecs1"), ecsOf(t, env, "ecs2")
+	for _, e := range []*testbed.ECS{ecs1, ecs2} {
+		installPlugin(t, env, e, dir)
+	}
+	// The file names busybox:latest, which no registry serves here: the bed's busybox
+	// image stands in.
+	docker(t, ecs1, "tag", testbed.ImageName, "busybox:latest")
 	const project = "shop"
 	before := env.CustomRoutes()
 
@@ -70,8 +82,8 @@ func TestCompose(t *testing.T) {
 		t.Errorf("network %s_data has subnet %s; the file asks for 10.0.50.0/24", project, got)
 	}
 	for _, n := range []string{"front", "data"} {
-		if d := docker(t, ecs1, "network", "inspect", "-f", "{{.Driver}} {{.IPAM.Driver}}", project+"_"+n); d != "vpcroute vpcroute" {
-			t.Errorf("network %s_%s: drivers %q; want vpcroute vpcroute", project, n, d)
+		if d := docker(t, ecs1, "network", "inspect", "-f", "{{.Driver}} {{.IPAM.Driver}}", project+"_"+n); d != managedPlugin+" "+managedPlugin {
+			t.Errorf("network %s_%s: drivers %q; want %s twice", project, n, d, managedPlugin)
 		}
 	}
 	added := cloudbed.AddedRoutes(before, env.CustomRoutes())
@@ -88,7 +100,7 @@ func TestCompose(t *testing.T) {
 	// The client finds the web service by its Compose name.
 	client := serviceContainer(t, ecs1, project, "client")
 	out := docker(t, ecs1, append([]string{"exec", client}, testbed.HTTPGetCmd("web", 80)...)...)
-	if !strings.Contains(out, "200 OK") || !strings.Contains(out, "ecs1") {
+	if !strings.Contains(out, "200 OK") || !strings.Contains(out, "web on") {
 		t.Errorf("client -> http://web/: %q", out)
 	}
 	web := serviceContainer(t, ecs1, project, "web")
@@ -100,10 +112,10 @@ func TestCompose(t *testing.T) {
 	// its fixed address and the published port on ECS 1, and the client on the
 	// automatic subnet. (web itself answers on the network holding its default route:
 	// data; replies for front would leave through data's bridge.)
-	docker(t, ecs2, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", "remote")
+	docker(t, ecs2, "network", "create", "-d", managedPlugin, "--ipam-driver", managedPlugin, "remote")
 	for _, target := range [][2]string{{"10.0.50.10", "80"}, {ecs1.IP.String(), "8080"}} {
 		out := run(t, ecs2, "remote", testbed.HTTPGetCmd(target[0], atoi(target[1]))...)
-		if !strings.Contains(out, "200 OK") || !strings.Contains(out, "ecs1") {
+		if !strings.Contains(out, "200 OK") || !strings.Contains(out, "web on") {
 			t.Errorf("ECS 2 container -> http://%s:%s/: %q", target[0], target[1], out)
 		}
 	}
@@ -122,5 +134,24 @@ func TestCompose(t *testing.T) {
 	}
 	if added := cloudbed.AddedRoutes(before, env.CustomRoutes()); len(added) != 0 {
 		t.Errorf("after down the route table still has %+v", added)
+	}
+}
+
+// The README shows the example's networks as the file has them.
+func TestComposeExampleInREADME(t *testing.T) {
+	file, err := os.ReadFile("../../examples/docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(file), "networks:\n  #")
+	if i < 0 {
+		t.Fatal("examples/docker-compose.yml has no top-level networks block")
+	}
+	if !strings.Contains(string(readme), string(file[i:])) {
+		t.Errorf("README.md does not show the networks of examples/docker-compose.yml as the file has them:\n%s", file[i:])
 	}
 }

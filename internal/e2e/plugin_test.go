@@ -74,6 +74,9 @@ func TestPluginConfigSettings(t *testing.T) {
 	packaging := map[string]bool{}
 	for _, s := range config.All() {
 		want[s.Name] = s.Default
+		if s.PluginDefault != "" {
+			want[s.Name] = s.PluginDefault
+		}
 		packaging[s.Name] = s.Packaging
 	}
 	got := map[string]bool{}
@@ -251,6 +254,32 @@ func TestManagedPlugin(t *testing.T) {
 	}
 	httpOK("plugin enabled")
 
+	// The operators' tools find the managed plugin's socket themselves.
+	t.Run("status and doctor", func(t *testing.T) {
+		if !waitFor(ctxT(t), cycleWait, func() bool {
+			out, _ := vr(t, ecs1, "status")
+			return strings.Contains(out, "my-net ")
+		}) {
+			out, err := vr(t, ecs1, "status")
+			t.Fatalf("status of the managed plugin: %v\n%s", err, out)
+		}
+		out, _ := vr(t, ecs1, "status")
+		goldenOutput(t, "status-managed", out)
+		out, err := vr(t, ecs1, "doctor")
+		if err != nil {
+			t.Errorf("doctor on a healthy ECS failed: %v", err)
+		}
+		goldenOutput(t, "doctor-managed", out)
+		// dockerd keeps the plugin's levels: info lines at info, not error.
+		logs := managedPluginLog(t, ecs1)
+		if !regexp.MustCompile(`level=info msg=".*level=INFO msg=ready`).MatchString(logs) {
+			t.Errorf("dockerd does not log the plugin's info lines at level info:\n%s", logs)
+		}
+		if regexp.MustCompile(`level=error msg=".*level=INFO`).MatchString(logs) {
+			t.Errorf("dockerd logs some of the plugin's info lines as errors:\n%s", logs)
+		}
+	})
+
 	added := cloudbed.AddedRoutes(before, env.CustomRoutes())
 	want := map[string]string{"10.0.2.0/24": cloudbed.InstanceID("ecs1"), remoteSubnet.String(): cloudbed.InstanceID("ecs2")}
 	if len(added) != 2 {
@@ -332,6 +361,31 @@ func TestManagedPlugin(t *testing.T) {
 		docker(t, e, "rm", "-f", "nginx")
 		docker(t, e, "network", "rm", "my-net")
 	}
+
+	// A bad setting: Docker enables the plugin anyway, and its own error says what to
+	// fix; the networks that exist keep working.
+	t.Run("bad setting", func(t *testing.T) {
+		docker(t, ecs1, "plugin", "disable", "-f", managedPlugin)
+		docker(t, ecs1, "plugin", "set", managedPlugin, "VPCROUTE_POOL=banana")
+		docker(t, ecs1, "plugin", "enable", managedPlugin)
+		out, err := dockerErr(t, ecs1, "network", "create", "-d", managedPlugin, "--ipam-driver", managedPlugin, "bad")
+		if err == nil {
+			t.Fatalf("a network was created with VPCROUTE_POOL=banana: %s", out)
+		}
+		for _, want := range []string{`VPCROUTE_POOL="banana"`, "IPv4 CIDR such as 10.0.0.0/8", "docker plugin set"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("docker network create with a bad setting: %v; want %q in it", err, want)
+			}
+		}
+		if out, err := vr(t, ecs1, "status"); err == nil || !strings.Contains(err.Error(), "VPCROUTE_POOL") {
+			t.Errorf("status with a bad setting: %v\n%s", err, out)
+		}
+		docker(t, ecs1, "plugin", "disable", "-f", managedPlugin)
+		docker(t, ecs1, "plugin", "set", managedPlugin, "VPCROUTE_POOL=10.0.0.0/8")
+		docker(t, ecs1, "plugin", "enable", managedPlugin)
+		docker(t, ecs1, "network", "create", "-d", managedPlugin, "--ipam-driver", managedPlugin, "good")
+		docker(t, ecs1, "network", "rm", "good")
+	})
 
 	// Docker removes a network while the plugin is disabled: it retries for a while,
 	// then forgets it. Once enabled, vpcroute gives everything of it back.
