@@ -45,6 +45,9 @@ var unstable = []struct {
 // rewrites it).
 func goldenOutput(t *testing.T, name, out string) {
 	t.Helper()
+	if os.Getenv("VPCROUTE_E2E_SHOW") != "" {
+		t.Logf("%s:\n%s", name, out)
+	}
 	// What the loop's last cycle did depends on when it ran: it is checked apart.
 	if i := strings.Index(out, "\nlast reconcile cycle"); i >= 0 {
 		out = out[:i+1]
@@ -118,6 +121,29 @@ func TestOperatorsTools(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	t.Run("help starts nothing", func(t *testing.T) {
+		sockets := func() string {
+			out, _ := ecs1.Exec(ctxT(t), "ls", "-R", "/run/docker/plugins")
+			return out
+		}
+		_, stateErr := os.Stat("/var/lib/vpcroute")
+		before := sockets()
+		for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}, {"help", "gc"}, {"status", "--help"}, {"doctor", "-h"},
+			{"gc", "--help"}, {"uninstall", "--help"}, {"serve", "--help"}, {"version"}} {
+			out, err := vr(t, ecs1, args...)
+			if err != nil || !strings.Contains(out, "vpcroute") {
+				t.Errorf("vpcroute %s: %v\n%s", strings.Join(args, " "), err, out)
+			}
+		}
+		if after := sockets(); after != before {
+			t.Errorf("--help changed /run/docker/plugins:\n%s\nwas:\n%s", after, before)
+		}
+		if _, err := os.Stat("/var/lib/vpcroute"); (err == nil) != (stateErr == nil) {
+			t.Errorf("--help created or removed /var/lib/vpcroute (%v, was %v)", err, stateErr)
+		}
+		docker(t, ecs1, "network", "ls") // the plugin still serves
+	})
 
 	t.Run("status and doctor", func(t *testing.T) {
 		out, err := vr(t, ecs1, "status")
