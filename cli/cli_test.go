@@ -106,7 +106,7 @@ func TestPrintStatus(t *testing.T) {
 		},
 		Unowned: []cloud.TableRoute{{Destination: netip.MustParsePrefix("10.0.9.0/24"), Owner: "vr-0123456789ab", Description: "vpcroute owner=vr-0123456789ab host=ecs1"}},
 		Cloud:   controller.CloudStatus{Mode: "huaweicloud", Ready: true, InstanceID: "i-1", RouteTable: "rtb-1", Used: 3, Quota: 200},
-		Host:    controller.HostStatus{IPForward: true, Forward: firewall.Forward{Policy: "DROP", Hook: 1, Rules: 9}, Bridges: 2, Docker: "ok"},
+		Host:    controller.HostStatus{Iptables: "nft", IPForward: true, Forward: firewall.Forward{Policy: "DROP", Hook: 1, Rules: 9}, Bridges: 2, Docker: "ok"},
 		Cycle:   controller.CycleReport{At: now.Add(-3 * time.Second), Done: []string{"claim web 10.0.2.0/24 (missing)"}},
 	}
 	var b strings.Builder

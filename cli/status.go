@@ -88,8 +88,8 @@ func printStatus(w io.Writer, st controller.Status, now time.Time) {
 	if h.Forward.Hook > 0 {
 		hook = fmt.Sprintf("at rule %d of %d", h.Forward.Hook, h.Forward.Rules)
 	}
-	fmt.Fprintf(w, "host: ip_forward %s; FORWARD policy %s, vpcroute's hook %s; vpcroute bridges: %d; Docker's API %s\n",
-		fwd, orDash(h.Forward.Policy), hook, h.Bridges, h.Docker)
+	fmt.Fprintf(w, "host: ip_forward %s; iptables %s, FORWARD policy %s, vpcroute's hook %s; vpcroute bridges: %d; Docker's API %s\n",
+		fwd, orDash(h.Iptables), orDash(h.Forward.Policy), hook, h.Bridges, h.Docker)
 	for _, d := range h.Forward.DropsBefore {
 		fmt.Fprintf(w, "  ahead of vpcroute's hook, and dropping: %s\n", d)
 	}

@@ -65,6 +65,7 @@ type Firewall interface {
 	PublishedPorts() ([]firewall.PortMap, error)
 	Forward() (firewall.Forward, error)
 	RemoveAll() error
+	Backend() string
 }
 
 // Docker is Docker's own view of its networks (dockerapi.Client).

@@ -107,6 +107,21 @@ func routeChecks(st Status) []check.Result {
 	default:
 		out = append(out, check.Result{Name: "network routes", Status: check.Pass, Detail: fmt.Sprintf("every network's route is in the table (%d)", len(st.Networks))})
 	}
+	var others, overlapping []string
+	for _, r := range st.Others {
+		others = append(others, r.Destination.String())
+		if st.Pool.IsValid() && r.Destination.Overlaps(st.Pool) {
+			overlapping = append(overlapping, r.Destination.String())
+		}
+	}
+	switch {
+	case len(overlapping) > 0:
+		out = append(out, check.Result{Name: "other routes to this ECS", Status: check.Warn,
+			Detail: "routes to this ECS that are not vpcroute's lie in the container pool: " + strings.Join(overlapping, ", "),
+			Fix:    "vpcroute never touches them and picks no subnet they overlap; remove them in the console if they are leftovers"})
+	case len(others) > 0:
+		out = append(out, check.Result{Name: "other routes to this ECS", Status: check.Pass, Detail: "not vpcroute's, left alone: " + strings.Join(others, ", ")})
+	}
 	if len(st.Unowned) > 0 {
 		var s []string
 		for _, r := range st.Unowned {
@@ -152,7 +167,7 @@ func (c *Controller) GC(ctx context.Context, apply bool) (GCReport, error) {
 		return GCReport{}, errors.New("vpcroute cannot read its records (see its log)")
 	}
 	if in.Docker == nil {
-		return GCReport{}, errors.New("Docker's networks cannot be read, so what is stale cannot be told: give the plugin Docker's socket (VPCROUTE_DOCKER_HOST)")
+		return GCReport{}, errors.New("what is stale cannot be told without Docker's list of networks: give the plugin Docker's socket (VPCROUTE_DOCKER_HOST)")
 	}
 	if c.cfg.Routed && in.Routes == nil {
 		return GCReport{}, errors.New("the VPC route table cannot be read (see `vpcroute doctor`)")
@@ -227,7 +242,7 @@ func (c *Controller) Uninstalled() error {
 func (c *Controller) Uninstall(ctx context.Context, apply, force bool) (UninstallReport, error) {
 	if !force {
 		if c.docker == nil {
-			return UninstallReport{}, errors.New("Docker's networks cannot be read to check that none is vpcroute's: remove them first, then run again with --force")
+			return UninstallReport{}, errors.New("without Docker's list of networks, vpcroute cannot check that none is its own: remove them first, then run again with --force")
 		}
 		list, err := c.docker.Networks(ctx)
 		if err != nil {

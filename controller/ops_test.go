@@ -50,12 +50,13 @@ func TestStatusAndDoctor(t *testing.T) {
 	h.vpc.Delete("10.0.2.0/24")
 	delete(h.host.Marked, "vr-0123456789ab")
 	h.vpc.Add("10.0.9.0/24", fakecloud.Route{Instance: instance, Owner: "vr-gone"})
+	h.vpc.Add("10.7.0.0/16", fakecloud.Route{Instance: instance}) // a person's own, in the pool
 	st, _ = h.c.Status(context.Background())
 	if st.Networks[0].Route.State != controller.RouteMissing || st.Networks[0].BridgeUp || len(st.Unowned) != 1 {
 		t.Fatalf("status after drift = %+v, unowned %+v", st.Networks[0], st.Unowned)
 	}
 	got := results(t, h)
-	for name, want := range map[string]string{"network routes": check.Warn, "routes of no network": check.Warn, "bridges": check.Warn} {
+	for name, want := range map[string]string{"network routes": check.Warn, "routes of no network": check.Warn, "bridges": check.Warn, "other routes to this ECS": check.Warn} {
 		if got[name].Status != want || got[name].Fix == "" {
 			t.Errorf("doctor %s = %+v; want %s with a fix", name, got[name], want)
 		}

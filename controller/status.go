@@ -19,11 +19,15 @@ type Status struct {
 	Version  string          `json:"version"`
 	Hostname string          `json:"hostname"`
 	Networks []NetworkStatus `json:"networks"`
-	// Unowned are the vpcroute routes to this ECS that no network has.
+	// Unowned are the vpcroute routes to this ECS that no network has; Others the
+	// routes to this ECS that are not vpcroute's.
 	Unowned []cloud.TableRoute `json:"unowned_routes"`
-	Cloud   CloudStatus        `json:"cloud"`
-	Host    HostStatus         `json:"host"`
-	Cycle   CycleReport        `json:"last_cycle"`
+	Others  []cloud.TableRoute `json:"other_routes,omitempty"`
+	// Pool is VPCROUTE_POOL.
+	Pool  netip.Prefix `json:"pool"`
+	Cloud CloudStatus  `json:"cloud"`
+	Host  HostStatus   `json:"host"`
+	Cycle CycleReport  `json:"last_cycle"`
 }
 
 // NetworkStatus is one network.
@@ -84,6 +88,7 @@ type CloudStatus struct {
 
 // HostStatus is the host's forwarding as vpcroute needs it.
 type HostStatus struct {
+	Iptables  string           `json:"iptables"` // the backend in use: nft or legacy
 	IPForward bool             `json:"ip_forward"`
 	Forward   firewall.Forward `json:"forward"`
 	Bridges   int              `json:"bridges"`
@@ -120,6 +125,7 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 	}
 	bridges, _ := c.links.Bridges()
 	st.Host.Bridges = len(bridges)
+	st.Host.Iptables = c.fw.Backend()
 	if v, err := sysctl.Get("net/ipv4/ip_forward"); err == nil {
 		st.Host.IPForward = v == "1"
 	}
@@ -179,10 +185,14 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 	}
 	slices.SortFunc(st.Networks, func(a, b NetworkStatus) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) })
 	for _, r := range table.Routes {
-		if r.Mine && r.Owner != "" && !owners[r.Owner] {
+		switch {
+		case r.Mine && r.Owner != "" && !owners[r.Owner]:
 			st.Unowned = append(st.Unowned, r)
+		case r.Mine && r.Owner == "":
+			st.Others = append(st.Others, r)
 		}
 	}
+	st.Pool = c.cfg.Pool
 	st.Cycle = c.lastCycle
 	return st, nil
 }

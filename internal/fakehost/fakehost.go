@@ -268,6 +268,9 @@ func (h *Host) RemoveAll() error {
 	return nil
 }
 
+// Backend is the fake's.
+func (h *Host) Backend() string { return "fake" }
+
 // Forward says FORWARD is hooked, as EnsureBase leaves it.
 func (h *Host) Forward() (firewall.Forward, error) {
 	h.mu.Lock()
