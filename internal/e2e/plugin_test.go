@@ -17,6 +17,7 @@ import (
 
 	"github.com/vpcroute/vpcroute/config"
 	"github.com/vpcroute/vpcroute/internal/cloudbed"
+	"github.com/vpcroute/vpcroute/internal/sim"
 	"github.com/vpcroute/vpcroute/internal/testbed"
 )
 
@@ -278,6 +279,33 @@ func TestManagedPlugin(t *testing.T) {
 		if regexp.MustCompile(`level=error msg=".*level=INFO`).MatchString(logs) {
 			t.Errorf("dockerd logs some of the plugin's info lines as errors:\n%s", logs)
 		}
+		// A drifted route (edited in the console) and a stale one: the managed
+		// plugin's gc puts them right as the host service's does.
+		if err := env.Sim.ConsoleDeleteRoute("10.0.2.0/24"); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []sim.Route{
+			{Type: "ecs", Destination: "10.0.2.0/24", NextHop: cloudbed.InstanceID("ecs1"), Description: "vpcroute owner=vr-edited000000 host=ecs1"},
+			{Type: "ecs", Destination: "10.0.9.0/24", NextHop: cloudbed.InstanceID("ecs1"), Description: "vpcroute owner=vr-stale0000000 host=ecs1"},
+		} {
+			if err := env.Sim.ConsoleAddRoute(r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out, _ = vr(t, ecs1, "status")
+		goldenOutput(t, "status-managed-drift", out)
+		out, _ = vr(t, ecs1, "gc")
+		goldenOutput(t, "gc-managed", out)
+		if out, err := vr(t, ecs1, "gc", "--apply"); err != nil {
+			t.Fatalf("gc --apply: %v\n%s", err, out)
+		}
+		if _, ok := hasRoute(env, "10.0.9.0/24"); ok {
+			t.Error("gc --apply left the stale route")
+		}
+		if r, _ := hasRoute(env, "10.0.2.0/24"); !strings.Contains(r.Description, "net=my-net") {
+			t.Errorf("my-net's route after gc --apply = %+v; want vpcroute's own", r)
+		}
+		httpOK("after gc --apply")
 	})
 
 	added := cloudbed.AddedRoutes(before, env.CustomRoutes())
