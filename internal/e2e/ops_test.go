@@ -108,19 +108,7 @@ func TestOperatorsTools(t *testing.T) {
 		return strings.Contains(out, "web ") && strings.Contains(out, "shop ")
 	})
 
-	// Drift, as people make it in the console: shop's route edited to another
-	// owner, and a vpcroute route to ECS 1 that no network has.
-	if err := env.Sim.ConsoleDeleteRoute("10.0.3.0/24"); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range []sim.Route{
-		{Type: "ecs", Destination: "10.0.3.0/24", NextHop: cloudbed.InstanceID("ecs1"), Description: "vpcroute owner=vr-edited000000 host=ecs1"},
-		{Type: "ecs", Destination: "10.0.9.0/24", NextHop: cloudbed.InstanceID("ecs1"), Description: "vpcroute owner=vr-stale0000000 host=ecs1"},
-	} {
-		if err := env.Sim.ConsoleAddRoute(r); err != nil {
-			t.Fatal(err)
-		}
-	}
+	drift(t, env, "10.0.3.0/24")
 
 	t.Run("help starts nothing", func(t *testing.T) {
 		sockets := func() string {
@@ -270,6 +258,24 @@ func TestOperatorsTools(t *testing.T) {
 			t.Error("ECS 2's route went with ECS 1's uninstall")
 		}
 	})
+}
+
+// drift makes two mistakes in the console, as people make them: the route of
+// subnet (ECS 1's) edited to another owner, and a vpcroute route 10.0.9.0/24 to
+// ECS 1 that no network has.
+func drift(t *testing.T, env *cloudbed.Env, subnet string) {
+	t.Helper()
+	if err := env.Sim.ConsoleDeleteRoute(subnet); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []sim.Route{
+		{Type: "ecs", Destination: subnet, NextHop: cloudbed.InstanceID("ecs1"), Description: "vpcroute owner=vr-edited000000 host=ecs1"},
+		{Type: "ecs", Destination: "10.0.9.0/24", NextHop: cloudbed.InstanceID("ecs1"), Description: "vpcroute owner=vr-stale0000000 host=ecs1"},
+	} {
+		if err := env.Sim.ConsoleAddRoute(r); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // grep returns the lines of s that hold any of words.

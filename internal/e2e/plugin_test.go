@@ -17,7 +17,6 @@ import (
 
 	"github.com/vpcroute/vpcroute/config"
 	"github.com/vpcroute/vpcroute/internal/cloudbed"
-	"github.com/vpcroute/vpcroute/internal/sim"
 	"github.com/vpcroute/vpcroute/internal/testbed"
 )
 
@@ -281,17 +280,7 @@ func TestManagedPlugin(t *testing.T) {
 		}
 		// A drifted route (edited in the console) and a stale one: the managed
 		// plugin's gc puts them right as the host service's does.
-		if err := env.Sim.ConsoleDeleteRoute("10.0.2.0/24"); err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range []sim.Route{
-			{Type: "ecs", Destination: "10.0.2.0/24", NextHop: cloudbed.InstanceID("ecs1"), Description: "vpcroute owner=vr-edited000000 host=ecs1"},
-			{Type: "ecs", Destination: "10.0.9.0/24", NextHop: cloudbed.InstanceID("ecs1"), Description: "vpcroute owner=vr-stale0000000 host=ecs1"},
-		} {
-			if err := env.Sim.ConsoleAddRoute(r); err != nil {
-				t.Fatal(err)
-			}
-		}
+		drift(t, env, "10.0.2.0/24")
 		out, _ = vr(t, ecs1, "status")
 		goldenOutput(t, "status-managed-drift", out)
 		out, _ = vr(t, ecs1, "gc")
