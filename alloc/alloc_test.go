@@ -162,3 +162,43 @@ func TestDefaultGateway(t *testing.T) {
 		t.Fatalf("DefaultGateway = %v", g)
 	}
 }
+
+func TestCheckSubnet(t *testing.T) {
+	for _, tt := range []struct {
+		subnet, want string // want "" = valid
+	}{
+		{"10.0.2.0/24", ""},
+		{"172.31.0.0/16", ""},
+		{"224.0.0.0/24", "not a unicast range"},
+		{"255.255.255.248/29", "not a unicast range"},
+		{"240.1.0.0/24", "not a unicast range"},
+		{"127.1.0.0/24", "not a unicast range"},
+		{"0.0.1.0/24", "not a unicast range"},
+		{"10.0.2.7/24", "use --subnet 10.0.2.0/24"},
+		{"10.0.0.0/8", "/16 to /29"},
+	} {
+		err := CheckSubnet(netip.MustParsePrefix(tt.subnet))
+		if (err == nil) != (tt.want == "") || err != nil && !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("CheckSubnet(%s) = %v; want %q", tt.subnet, err, tt.want)
+		}
+	}
+}
+
+func TestCheckGateway(t *testing.T) {
+	s := netip.MustParsePrefix("10.0.58.0/24")
+	for _, tt := range []struct {
+		gw, want string
+	}{
+		{"10.0.58.1/24", ""},
+		{"10.0.58.254/24", ""},
+		{"10.0.58.1/8", "/8 length"},
+		{"192.168.0.2/24", "outside the subnet"},
+		{"10.0.58.0/24", "network or broadcast"},
+		{"10.0.58.255/24", "network or broadcast"},
+	} {
+		err := CheckGateway(s, netip.MustParsePrefix(tt.gw))
+		if (err == nil) != (tt.want == "") || err != nil && !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("CheckGateway(%s) = %v; want %q", tt.gw, err, tt.want)
+		}
+	}
+}

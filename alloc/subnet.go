@@ -99,6 +99,13 @@ const (
 	MaxBits = 29
 )
 
+// Ranges no host may have: 0.0.0.0/8 ("this network") and 240.0.0.0/4 (class E,
+// with the broadcast address).
+var (
+	thisNetwork = netip.MustParsePrefix("0.0.0.0/8")
+	classE      = netip.MustParsePrefix("240.0.0.0/4")
+)
+
 // CheckSubnet says whether p can be a vpcroute network's subnet: IPv4, a network
 // address, from /16 to /29.
 func CheckSubnet(p netip.Prefix) error {
@@ -107,6 +114,9 @@ func CheckSubnet(p netip.Prefix) error {
 	}
 	if p.Masked() != p {
 		return fmt.Errorf("subnet %s is not a network address: use --subnet %s", p, p.Masked())
+	}
+	if a := p.Addr(); a.IsMulticast() || a.IsLoopback() || classE.Contains(a) || thisNetwork.Contains(a) {
+		return fmt.Errorf("subnet %s is not a unicast range a VPC can route (multicast, loopback, reserved or broadcast): give a --subnet such as 10.0.2.0/24", p)
 	}
 	if p.Bits() < MinBits || p.Bits() > MaxBits {
 		return fmt.Errorf("subnet %s has a /%d prefix: vpcroute routes subnets from /%d to /%d; give a --subnet in that range", p, p.Bits(), MinBits, MaxBits)

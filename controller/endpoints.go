@@ -25,8 +25,20 @@ func (c *Controller) CreateEndpoint(networkID, endpointID string, addr netip.Pre
 	if err != nil {
 		return err
 	}
-	if !n.Subnet.Contains(addr.Addr()) {
+	if !n.Subnet.Contains(addr.Addr()) || addr.Bits() != n.Subnet.Bits() {
 		return fmt.Errorf("endpoint address %s is not inside the network's subnet %s", addr, n.Subnet)
+	}
+	if addr.Addr() == n.Gateway.Addr() {
+		return fmt.Errorf("endpoint address %s is the network's gateway: choose another address", addr.Addr())
+	}
+	eps, err := c.store.Endpoints(n.ID)
+	if err != nil {
+		return err
+	}
+	for _, ep := range eps {
+		if ep.ID != endpointID && ep.Addr == addr.Addr() && !ep.Gone {
+			return fmt.Errorf("endpoint address %s is in use by container endpoint %s: choose another address", addr.Addr(), short(ep.ID))
+		}
 	}
 	host, peer := VethNames(endpointID)
 	ep := state.Endpoint{NetworkID: n.ID, ID: endpointID, Addr: addr.Addr(), HostVeth: host, PeerVeth: peer}

@@ -28,6 +28,9 @@ type NetworkSpec struct {
 	MTU        int
 	Masquerade bool
 	Internal   bool
+	// OutsidePool lets a subnet from Docker's default IPAM lie outside
+	// VPCROUTE_POOL (-o vpcroute.outside-pool=true).
+	OutsidePool bool
 }
 
 // defaultBridge names a network's bridge when the user does not.
@@ -45,6 +48,9 @@ func (c *Controller) CreateNetwork(spec NetworkSpec) error {
 	if old, err := c.store.Network(spec.ID); err == nil && !old.Creating && !old.Deleting {
 		// Docker retried: make sure everything is there.
 		return c.ensureNetwork(old)
+	}
+	if err := alloc.CheckGateway(spec.Subnet, spec.Gateway); err != nil {
+		return err
 	}
 	n := state.Network{
 		ID:         spec.ID,
@@ -68,8 +74,14 @@ func (c *Controller) CreateNetwork(spec NetworkSpec) error {
 		return err
 	}
 	for _, o := range nets {
-		if o.ID != n.ID && o.Bridge == n.Bridge {
+		if o.ID == n.ID {
+			continue
+		}
+		if o.Bridge == n.Bridge {
 			return fmt.Errorf("bridge name %s is already used by network %s: choose another com.docker.network.bridge.name", n.Bridge, label(o))
+		}
+		if o.Subnet.Overlaps(n.Subnet) {
+			return fmt.Errorf("subnet %s overlaps subnet %s of network %s on this host: choose another --subnet", n.Subnet, o.Subnet, label(o))
 		}
 	}
 	if spec.FromVpcroute {
@@ -85,6 +97,9 @@ func (c *Controller) CreateNetwork(spec NetworkSpec) error {
 		}
 		if err := c.checkLocal(spec.Subnet, spec.ID); err != nil {
 			return fmt.Errorf("%w%s", err, hint)
+		}
+		if err := c.checkPool(spec.Subnet, spec.OutsidePool, "-o"); err != nil {
+			return err
 		}
 		n.ClaimOwner = ownClaim(spec.ID)
 	}

@@ -13,20 +13,25 @@ const (
 	OptBridgeName = "com.docker.network.bridge.name"
 	OptMTU        = "com.docker.network.driver.mtu"
 	OptMasquerade = "com.docker.network.bridge.enable_ip_masquerade"
+	// OptOutsidePool (also an --ipam-opt) lets a subnet outside VPCROUTE_POOL be
+	// used: the user means it.
+	OptOutsidePool = "vpcroute.outside-pool"
 )
 
 // knownOptions says what each option does, for the error about an unknown one.
 var knownOptions = map[string]string{
-	OptBridgeName: "the bridge's name (at most 15 characters)",
-	OptMTU:        "the MTU of the bridge and veths (default: the uplink's)",
-	OptMasquerade: "true/false: masquerade traffic to destinations outside the VPC",
+	OptBridgeName:  "the bridge's name (at most 15 characters)",
+	OptMTU:         "the MTU of the bridge and veths (default: the uplink's)",
+	OptMasquerade:  "true/false: masquerade traffic to destinations outside the VPC",
+	OptOutsidePool: "true: use a subnet outside VPCROUTE_POOL (other hosts masquerade traffic to it)",
 }
 
 // Options are a network's -o options, parsed.
 type Options struct {
-	Bridge     string
-	MTU        int
-	Masquerade bool
+	Bridge      string
+	MTU         int
+	Masquerade  bool
+	OutsidePool bool
 }
 
 // ParseOptions reads a network's -o options. Anything vpcroute does not know is an
@@ -48,12 +53,16 @@ func ParseOptions(opts map[string]string) (Options, error) {
 				return o, fmt.Errorf("option %s=%q: give an MTU from 68 to 65535", k, v)
 			}
 			o.MTU = n
-		case OptMasquerade:
+		case OptMasquerade, OptOutsidePool:
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				return o, fmt.Errorf("option %s=%q: give true or false", k, v)
 			}
-			o.Masquerade = b
+			if k == OptMasquerade {
+				o.Masquerade = b
+			} else {
+				o.OutsidePool = b
+			}
 		default:
 			var names []string
 			for n, what := range knownOptions {

@@ -19,6 +19,9 @@ type PoolRequest struct {
 	Subnet netip.Prefix
 	// Range is the part addresses come from (--ip-range), zero for all of it.
 	Range netip.Prefix
+	// OutsidePool lets Subnet lie outside VPCROUTE_POOL (--ipam-opt
+	// vpcroute.outside-pool=true).
+	OutsidePool bool
 }
 
 // PoolRef is the pool ID Docker holds for p: its key, "/" and its subnet. The subnet
@@ -44,6 +47,9 @@ func (c *Controller) RequestPool(req PoolRequest) (state.Pool, error) {
 			return state.Pool{}, err
 		}
 		if err := c.checkLocal(req.Subnet, ""); err != nil {
+			return state.Pool{}, err
+		}
+		if err := c.checkPool(req.Subnet, req.OutsidePool, "--ipam-opt"); err != nil {
 			return state.Pool{}, err
 		}
 		pool.Subnet = req.Subnet
@@ -241,10 +247,32 @@ func (c *Controller) RequestAddress(ref string, asked netip.Addr, gateway bool) 
 		}
 		return ap.Next(p.LastAddr, used)
 	})
+	if errors.Is(err, alloc.ErrInUse) {
+		return netip.Prefix{}, fmt.Errorf("address %s is already in use on this network: %s; choose another address", asked, c.addressHolder(pool, asked))
+	}
 	if err != nil {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, subnet.Bits()), nil
+}
+
+// addressHolder says what holds a reserved address of a pool: a container's
+// endpoint, or else a reservation made with the network (--aux-address). Call with
+// mu held.
+func (c *Controller) addressHolder(pool state.Pool, a netip.Addr) string {
+	nets, _ := c.store.Networks()
+	for _, n := range nets {
+		if n.PoolID != pool.ID {
+			continue
+		}
+		eps, _ := c.store.Endpoints(n.ID)
+		for _, ep := range eps {
+			if ep.Addr == a {
+				return fmt.Sprintf("container endpoint %s of network %s has it", short(ep.ID), label(n))
+			}
+		}
+	}
+	return "it is reserved with the network (an --aux-address), or by a container being created"
 }
 
 // ReleaseAddress frees an address; freeing a free one, or one of a pool that is
@@ -309,11 +337,28 @@ func (c *Controller) checkLocal(subnet netip.Prefix, skip string) error {
 	return nil
 }
 
+// inPool tells whether subnet lies inside VPCROUTE_POOL.
+func (c *Controller) inPool(subnet netip.Prefix) bool {
+	return c.cfg.Pool.Contains(subnet.Addr()) && subnet.Bits() >= c.cfg.Pool.Bits()
+}
+
+// checkPool refuses a subnet outside VPCROUTE_POOL unless the user said they mean
+// it with the option (flag names how: --ipam-opt or -o): every host masquerades
+// traffic to destinations outside the VPC and the pool, so other hosts' containers
+// would reach this subnet's under their host's address.
+func (c *Controller) checkPool(subnet netip.Prefix, allowed bool, flag string) error {
+	if allowed || c.inPool(subnet) {
+		return nil
+	}
+	return fmt.Errorf("subnet %s is outside VPCROUTE_POOL %s, the range every host treats as container subnets (traffic to it from other hosts' containers would arrive masqueraded): use a --subnet inside %s, or --ipam-driver %s without --subnet to get a free one, or widen VPCROUTE_POOL on every host; if you mean it, add %s %s=true",
+		subnet, c.cfg.Pool, c.cfg.Pool, c.cfg.DriverName, flag, OptOutsidePool)
+}
+
 // warnOutsidePool says when a subnet lies outside VPCROUTE_POOL: every host
 // masquerades traffic to destinations outside the VPC and the pool, so containers
 // elsewhere reach this subnet's containers under their host's address, not their own.
 func (c *Controller) warnOutsidePool(subnet netip.Prefix) {
-	if !c.cfg.Pool.Contains(subnet.Addr()) || subnet.Bits() < c.cfg.Pool.Bits() {
+	if !c.inPool(subnet) {
 		c.log.Warn("subnet is outside VPCROUTE_POOL: traffic from containers on other hosts arrives masqueraded; use a subnet inside the pool, or widen VPCROUTE_POOL on every host",
 			"subnet", subnet, "pool", c.cfg.Pool)
 	}

@@ -101,10 +101,27 @@ func networkSpec(req *dnet.CreateNetworkRequest) (controller.NetworkSpec, error)
 		return controller.NetworkSpec{}, fmt.Errorf("gateway %q from IPAM is not an address with prefix length: give --gateway inside the subnet", data.Gateway)
 	}
 	internal, _ := req.Options[internalOption].(bool)
+	if err := checkID("network", req.NetworkID); err != nil {
+		return controller.NetworkSpec{}, err
+	}
 	return controller.NetworkSpec{
 		ID: req.NetworkID, Subnet: subnet, Gateway: gw, FromVpcroute: ipam.IsOwnSpace(data.AddressSpace),
-		Bridge: o.Bridge, MTU: o.MTU, Masquerade: o.Masquerade, Internal: internal,
+		Bridge: o.Bridge, MTU: o.MTU, Masquerade: o.Masquerade, Internal: internal, OutsidePool: o.OutsidePool,
 	}, nil
+}
+
+// checkID refuses an ID Docker would never send (it sends 64 hex digits): it names
+// links, chains and records.
+func checkID(what, id string) error {
+	if id == "" || len(id) > 128 || strings.Contains(id, "..") {
+		return fmt.Errorf("%s ID %q is not an ID Docker makes", what, id)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("%s ID %q is not an ID Docker makes", what, id)
+		}
+	}
+	return nil
 }
 
 // DeleteNetwork removes the network; an unknown one succeeds, so Docker's retries are
@@ -121,6 +138,9 @@ func (d *Driver) CreateEndpoint(req *dnet.CreateEndpointRequest) (*dnet.CreateEn
 	}
 	if req.Interface.AddressIPv6 != "" {
 		return nil, errors.New("vpcroute routes IPv4 only: remove --ip6")
+	}
+	if err := checkID("endpoint", req.EndpointID); err != nil {
+		return nil, err
 	}
 	a, err := netip.ParsePrefix(req.Interface.Address)
 	if err != nil {

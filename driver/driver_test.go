@@ -204,3 +204,21 @@ func TestInternalJoinHasNoGateway(t *testing.T) {
 		}
 	}
 }
+
+func TestIDsDockerWouldNotSend(t *testing.T) {
+	e := testctl.New(t)
+	d := New(e.C)
+	for _, id := range []string{"", "../../x", "a/b", strings.Repeat("a", 200), "id with space"} {
+		r := createReq("LocalDefault", "10.0.2.0/24", "10.0.2.1/24", nil)
+		r.NetworkID = id
+		if err := d.CreateNetwork(r); err == nil || !strings.Contains(err.Error(), "not an ID Docker makes") {
+			t.Errorf("network ID %q: %v", id, err)
+		}
+		if _, err := d.CreateEndpoint(&dnet.CreateEndpointRequest{NetworkID: netID, EndpointID: id, Interface: &dnet.EndpointInterface{Address: "10.0.2.2/24"}}); err == nil {
+			t.Errorf("endpoint ID %q accepted", id)
+		}
+	}
+	if len(e.Host.Marked) != 0 {
+		t.Errorf("refused IDs made bridges: %v", e.Host.Marked)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	dipam "github.com/docker/go-plugins-helpers/ipam"
@@ -83,6 +84,20 @@ func (d *Driver) RequestPool(req *dipam.RequestPoolRequest) (*dipam.RequestPoolR
 		return nil, errors.New("vpcroute routes IPv4 subnets only: create the network without --ipv6")
 	}
 	var pr controller.PoolRequest
+	for k, v := range req.Options {
+		switch {
+		case k == controller.OptOutsidePool:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return nil, fmt.Errorf("--ipam-opt %s=%q: give true or false", k, v)
+			}
+			pr.OutsidePool = b
+		case strings.HasPrefix(k, "com.docker."):
+			// Docker's own, for its default IPAM.
+		default:
+			return nil, fmt.Errorf("--ipam-opt %q is not known to vpcroute: remove it; the only one is %s=true (use a --subnet outside VPCROUTE_POOL)", k, controller.OptOutsidePool)
+		}
+	}
 	if req.Pool != "" {
 		p, err := ParseSubnet(req.Pool)
 		if err != nil {

@@ -65,3 +65,18 @@ func TestPoolAndAddresses(t *testing.T) {
 		t.Fatalf("ReleasePool = %v; routes %v", err, e.VPC.Routes)
 	}
 }
+
+func TestIPAMOptions(t *testing.T) {
+	e := testctl.New(t)
+	d := New(e.C)
+	if _, err := d.RequestPool(&dipam.RequestPoolRequest{Options: map[string]string{"foo": "bar"}}); err == nil || !strings.Contains(err.Error(), `"foo" is not known`) {
+		t.Fatalf("--ipam-opt foo=bar: %v", err)
+	}
+	if _, err := d.RequestPool(&dipam.RequestPoolRequest{Pool: "172.20.0.0/24"}); err == nil || !strings.Contains(err.Error(), "outside VPCROUTE_POOL") {
+		t.Fatalf("--subnet outside the pool: %v", err)
+	}
+	res, err := d.RequestPool(&dipam.RequestPoolRequest{Pool: "172.20.0.0/24", Options: map[string]string{"vpcroute.outside-pool": "true"}})
+	if err != nil || res.Pool != "172.20.0.0/24" {
+		t.Fatalf("--subnet outside the pool with --ipam-opt vpcroute.outside-pool=true: %+v, %v", res, err)
+	}
+}

@@ -205,7 +205,7 @@ func on[Req any](h *handlers, path string, fn func(Drivers, *Req) (any, error)) 
 		req := new(Req)
 		// Docker sends an empty body for some calls.
 		if r.ContentLength != 0 {
-			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(req); err != nil && !errors.Is(err, io.EOF) {
+			if err := decode(http.MaxBytesReader(w, r.Body, maxBody), req); err != nil {
 				write(w, http.StatusBadRequest, errorResponse{Err: "bad request: " + err.Error()})
 				return
 			}
@@ -224,6 +224,26 @@ func on[Req any](h *handlers, path string, fn func(Drivers, *Req) (any, error)) 
 		h.log.Debug("request", "call", path[1:], "took", time.Since(start).Round(time.Microsecond))
 		write(w, http.StatusOK, res)
 	})
+}
+
+// decode reads one JSON value, and nothing after it but white space. An empty body
+// is an empty request.
+func decode(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.As(err, &tooBig):
+			return fmt.Errorf("the request is larger than %d bytes", maxBody)
+		}
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the JSON value")
+	}
+	return nil
 }
 
 // static serves a constant answer at once.

@@ -97,6 +97,9 @@ func TestBothAPIsOnOneSocket(t *testing.T) {
 	if code, _ := post(t, c, "/IpamDriver.RequestPool", `{not json`); code != 400 {
 		t.Fatalf("bad JSON = %d", code)
 	}
+	if code, body := post(t, c, "/IpamDriver.RequestPool", `{"Pool":"10.0.2.0/24"} trailing`); code != 400 || !strings.Contains(body, "after the JSON") {
+		t.Fatalf("trailing data = %d %s", code, body)
+	}
 	// A second instance refuses to steal the socket.
 	if _, err := Listen(sock); err == nil || !strings.Contains(err.Error(), "another vpcroute") {
 		t.Fatalf("second Listen = %v", err)
@@ -130,8 +133,8 @@ func TestFailedGate(t *testing.T) {
 	}
 	// A huge body is refused, not read into memory.
 	big := `{"Pool":"` + strings.Repeat("x", 2<<20) + `"}`
-	if code, _ := post(t, c, "/IpamDriver.RequestPool", big); code != 400 {
-		t.Fatalf("2 MB body = %d; want 400", code)
+	if code, body := post(t, c, "/IpamDriver.RequestPool", big); code != 400 || !strings.Contains(body, "larger than") {
+		t.Fatalf("2 MB body = %d %s; want 400 saying it is too large", code, body)
 	}
 }
 
