@@ -91,7 +91,10 @@
 // # Test hooks
 //
 // Requests logs every request except the admin API's (/_sim/...). InjectFault
-// and POST /_sim/faults queue latency, error answers or dropped connections.
+// and POST /_sim/faults queue latency, error answers or dropped connections, at a
+// rate for a storm of them, and the two ways a write fails and still happens: one
+// that gets no answer and lands later (Late), one applied then answered 5xx
+// (Apply); WaitLate waits for the late ones.
 // Config.Now moves the emulator's clock for skew and expiry. SyncRouter keeps a
 // network namespace's routes in step with the route tables for an end-to-end
 // test bed; cmd/vpcroute-sim serves all of it from a JSON config.

@@ -160,6 +160,47 @@ func TestFaults(t *testing.T) {
 			t.Fatalf("got %d", se.StatusCode)
 		}
 	})
+	t.Run("a write that times out and lands late", func(t *testing.T) {
+		e.sim.InjectFault(Fault{Method: "PUT", Late: 300 * time.Millisecond, Latency: 100 * time.Millisecond})
+		_, err := update(c, table, []model.AddRouteTableRoute{add("ecs", "10.0.77.0/24", ecs1ID, "late")}, nil, nil)
+		var se *sdkerr.ServiceResponseError
+		if err == nil || errors.As(err, &se) {
+			t.Fatalf("want no answer (a transport error), got %v", err)
+		}
+		if slices.ContainsFunc(show(t, c, table), func(r model.RouteTableRoute) bool { return r.Destination == "10.0.77.0/24" }) {
+			t.Fatal("the late write was applied at once")
+		}
+		e.sim.WaitLate()
+		if !slices.ContainsFunc(show(t, c, table), func(r model.RouteTableRoute) bool { return r.Destination == "10.0.77.0/24" }) {
+			t.Fatal("the late write never landed")
+		}
+	})
+	t.Run("a write applied and answered 500", func(t *testing.T) {
+		e.sim.InjectFault(Fault{Method: "PUT", Status: 500, Apply: true})
+		_, err := update(c, table, nil, nil, []model.DelRouteTableRoute{{Type: ptr("ecs"), Destination: "10.0.77.0/24", Nexthop: ptr(ecs1ID)}})
+		if se := serviceError(t, err); se.StatusCode != 500 {
+			t.Fatalf("got %d", se.StatusCode)
+		}
+		if slices.ContainsFunc(show(t, c, table), func(r model.RouteTableRoute) bool { return r.Destination == "10.0.77.0/24" }) {
+			t.Fatal("the write answered 500 was not applied")
+		}
+	})
+	t.Run("a rate hits some requests and stays", func(t *testing.T) {
+		e.sim.InjectFault(Fault{Rate: 0.5, Status: 503, PathContains: "/routetables/"})
+		failed := 0
+		for range 200 {
+			if showErr() != nil {
+				failed++
+			}
+		}
+		e.sim.ClearFaults()
+		if failed < 60 || failed > 140 {
+			t.Fatalf("%d of 200 failed at rate 0.5", failed)
+		}
+		if err := showErr(); err != nil {
+			t.Fatalf("after ClearFaults: %v", err)
+		}
+	})
 	t.Run("request log counts calls", func(t *testing.T) {
 		e.sim.ResetRequests()
 		_ = showErr()

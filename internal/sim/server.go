@@ -2,11 +2,16 @@ package sim
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"time"
 )
@@ -30,38 +35,54 @@ type Fault struct {
 	Drop bool `json:"drop"`
 	// PathContains restricts the fault to request paths containing it.
 	PathContains string `json:"path_contains"`
+	// Method restricts the fault to one HTTP method ("PUT" for route writes).
+	Method string `json:"method"`
+	// Rate makes the fault stay queued and hit each matching request with this
+	// probability (0.3: three requests in ten), Count aside, until ClearFaults.
+	Rate float64 `json:"rate"`
+	// Late applies the request that many seconds later (as a duration), in the
+	// background, while the caller gets no answer: the connection stays silent
+	// until the caller gives up (or Latency passes, then it is dropped). It is the
+	// write that "timed out" and still lands.
+	Late time.Duration `json:"late"`
+	// Apply carries the request out before Status is answered: the write landed,
+	// the caller hears 5xx.
+	Apply bool `json:"apply"`
 }
 
-// UnmarshalJSON accepts latency as a duration string ("2s") or nanoseconds.
+// UnmarshalJSON accepts latency and late as duration strings ("2s") or nanoseconds.
 func (f *Fault) UnmarshalJSON(b []byte) error {
 	type plain Fault
 	var aux struct {
 		plain
 		Latency json.RawMessage `json:"latency"`
+		Late    json.RawMessage `json:"late"`
 	}
 	if err := json.Unmarshal(b, &aux); err != nil {
 		return err
 	}
 	*f = Fault(aux.plain)
-	f.Latency = 0
-	if len(aux.Latency) == 0 || string(aux.Latency) == "null" {
-		return nil
+	var err error
+	if f.Latency, err = parseDuration("latency", aux.Latency); err != nil {
+		return err
+	}
+	f.Late, err = parseDuration("late", aux.Late)
+	return err
+}
+
+func parseDuration(field string, raw json.RawMessage) (time.Duration, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
 	}
 	var str string
-	if err := json.Unmarshal(aux.Latency, &str); err == nil {
-		d, err := time.ParseDuration(str)
-		if err != nil {
-			return err
-		}
-		f.Latency = d
-		return nil
+	if err := json.Unmarshal(raw, &str); err == nil {
+		return time.ParseDuration(str)
 	}
 	var n int64
-	if err := json.Unmarshal(aux.Latency, &n); err != nil {
-		return errors.New(`latency must be a duration such as "2s"`)
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return 0, fmt.Errorf(`%s must be a duration such as "2s"`, field)
 	}
-	f.Latency = time.Duration(n)
-	return nil
+	return time.Duration(n), nil
 }
 
 // InjectFault queues a fault for the next matching requests.
@@ -81,13 +102,22 @@ func (s *Sim) ClearFaults() {
 	s.faults = nil
 }
 
-func (s *Sim) takeFault(path string) (Fault, bool) {
+func (s *Sim) takeFault(method, path string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i := range s.faults {
 		f := &s.faults[i]
 		if f.PathContains != "" && !strings.Contains(path, f.PathContains) {
 			continue
+		}
+		if f.Method != "" && !strings.EqualFold(f.Method, method) {
+			continue
+		}
+		if f.Rate > 0 {
+			if mrand.Float64() >= f.Rate {
+				continue
+			}
+			return *f, true
 		}
 		got := *f
 		f.Count--
@@ -148,7 +178,14 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Unlock()
 	}()
 
-	if f, ok := s.takeFault(r.URL.Path); ok {
+	if f, ok := s.takeFault(r.Method, r.URL.Path); ok {
+		if f.Late > 0 {
+			s.applyLate(rec, r, reqID, f)
+			return
+		}
+		if f.Apply {
+			s.applyNow(r, reqID)
+		}
 		if f.Latency > 0 {
 			select {
 			case <-time.After(f.Latency):
@@ -192,6 +229,42 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: "The API does not exist or has not been published in the environment"})
 	}
 }
+
+// applyLate answers nothing, and carries r out f.Late later, in the background.
+func (s *Sim) applyLate(rec *recorder, r *http.Request, reqID string, f Fault) {
+	body, _ := io.ReadAll(r.Body)
+	late := r.Clone(context.Background())
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		time.Sleep(f.Late)
+		late.Body = io.NopCloser(bytes.NewReader(body))
+		s.serveAPI(&recorder{ResponseWriter: httptest.NewRecorder()}, late, reqID)
+	}()
+	wait := f.Latency
+	if wait <= 0 {
+		wait = time.Hour
+	}
+	select {
+	case <-time.After(wait):
+	case <-r.Context().Done():
+	}
+	if conn, _, err := rec.Hijack(); err == nil {
+		conn.Close()
+	}
+}
+
+// applyNow carries r out and throws the answer away, for a fault that answers
+// with an error after all.
+func (s *Sim) applyNow(r *http.Request, reqID string) {
+	body, _ := io.ReadAll(r.Body)
+	now := r.Clone(r.Context())
+	now.Body = io.NopCloser(bytes.NewReader(body))
+	s.serveAPI(&recorder{ResponseWriter: httptest.NewRecorder()}, now, reqID)
+}
+
+// WaitLate waits for every late write queued by a fault to be applied.
+func (s *Sim) WaitLate() { s.wg.Wait() }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")

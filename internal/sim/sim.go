@@ -184,6 +184,7 @@ type Sim struct {
 	tables  []*routeTable // default table first
 	creds   map[string]tempCredential
 	faults  []Fault
+	wg      sync.WaitGroup // late writes in flight
 	log     []RequestLog
 	created time.Time
 }
