@@ -6,10 +6,10 @@ package cloud
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/vpcroute/vpcroute/check"
 )
@@ -74,6 +74,10 @@ type VPC interface {
 	// ReleaseGone removes a vpcroute route whose next hop is an instance that no
 	// longer exists (Table marks it Gone), after checking that again.
 	ReleaseGone(ctx context.Context, r TableRoute) error
+	// Unsettled says until when a route write the cloud did not answer (or
+	// answered with a server error) may still be applied; zero when none may. The
+	// controller reads the route table again then, to put right what landed late.
+	Unsettled() time.Time
 }
 
 // Table is the route table a host writes to, as `vpcroute status` shows it.

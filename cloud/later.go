@@ -2,7 +2,6 @@ package cloud
 
 import (
 	"context"
-
 	"errors"
 	"fmt"
 	"log/slog"
@@ -165,6 +164,14 @@ func (l *Later) Checks(ctx context.Context, pool netip.Prefix) []check.Result {
 			Fix: "the message says what to fix; vpcroute keeps trying and serves its networks meanwhile"}}
 	}
 	return vpc.Checks(ctx, pool)
+}
+
+// Unsettled is the built VPC's; zero before it is built.
+func (l *Later) Unsettled() time.Time {
+	if vpc := l.Unwrap(); vpc != nil {
+		return vpc.Unsettled()
+	}
+	return time.Time{}
 }
 
 // ReleaseGone releases through the built VPC, or says why it cannot yet.

@@ -2,8 +2,8 @@ package cloud
 
 import (
 	"context"
-
 	"net/netip"
+	"time"
 
 	"github.com/vpcroute/vpcroute/check"
 )
@@ -47,3 +47,6 @@ func (None) Checks(context.Context, netip.Prefix) []check.Result {
 
 // ReleaseGone does nothing: there are no routes.
 func (None) ReleaseGone(context.Context, TableRoute) error { return nil }
+
+// Unsettled is zero: no write is made.
+func (None) Unsettled() time.Time { return time.Time{} }

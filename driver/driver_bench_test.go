@@ -196,6 +196,8 @@ func (c *countingCloud) Checks(ctx context.Context, pool netip.Prefix) []check.R
 func (c *countingCloud) ReleaseGone(ctx context.Context, r cloud.TableRoute) error {
 	return c.vpc().ReleaseGone(ctx, r)
 }
+func (c *countingCloud) Unsettled() time.Time { return c.vpc().Unsettled() }
+
 func (c *countingCloud) Owned(ctx context.Context) ([]cloud.Route, error) {
 	defer c.track(time.Now())
 	return c.vpc().Owned(ctx)

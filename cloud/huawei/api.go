@@ -137,6 +137,11 @@ func (a *sdkAPI) client(ctx context.Context, creds *basic.Credentials) *vpc.VpcC
 // and timeouts are tried again with exponential backoff and full jitter until
 // the operation's context ends. Other errors return at once.
 func call[T any](ctx context.Context, a *sdkAPI, op, object string, fn func(*vpc.VpcClient) (T, error)) (T, error) {
+	return callRetrying(ctx, a, op, object, (*APIError).retryable, fn)
+}
+
+// callRetrying is call with retry saying which failures are tried again.
+func callRetrying[T any](ctx context.Context, a *sdkAPI, op, object string, retry func(*APIError) bool, fn func(*vpc.VpcClient) (T, error)) (T, error) {
 	var zero T
 	authRetried := false
 	for attempt := 1; ; attempt++ {
@@ -161,7 +166,7 @@ func call[T any](ctx context.Context, a *sdkAPI, op, object string, fn func(*vpc
 				continue
 			}
 		}
-		if ctx.Err() != nil || !ae.retryable() {
+		if ctx.Err() != nil || !retry(ae) {
 			addHint(ae, a.creds)
 			return zero, ae
 		}
@@ -313,7 +318,9 @@ func (a *sdkAPI) updateRouteTable(ctx context.Context, id string, add, del []rou
 		action.Del = &dels
 	}
 	body := &model.UpdateRoutetableReqBody{Routetable: &model.UpdateRouteTableReq{Routes: action}}
-	_, err := call(ctx, a, "UpdateRouteTable", "route table "+id, func(c *vpc.VpcClient) (*model.UpdateRouteTableResponse, error) {
+	// Only a refusal (throttled) is sent again here: a write that got no answer or a
+	// 5xx may have been applied, and its caller reads the table before writing again.
+	_, err := callRetrying(ctx, a, "UpdateRouteTable", "route table "+id, writeRetryable, func(c *vpc.VpcClient) (*model.UpdateRouteTableResponse, error) {
 		return c.UpdateRouteTable(&model.UpdateRouteTableRequest{RoutetableId: id, Body: body})
 	})
 	return err

@@ -247,32 +247,26 @@ func (c *Client) clockCheck() check.Result {
 func (c *Client) ReleaseGone(ctx context.Context, tr cloud.TableRoute) error {
 	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
 	defer cancel()
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-	t, err := c.api.showRouteTable(ctx, c.tableID)
-	if err != nil {
-		return fmt.Errorf("release the route of %s: %w", tr.Destination, err)
-	}
-	idx := slices.IndexFunc(t.Routes, func(r route) bool {
-		p, ok := r.destination()
-		d, marked := parseDescription(r.Description)
-		return ok && p == tr.Destination && marked && d.Owner == tr.Owner && r.NextHop == tr.NextHop && r.Type == routeTypeECS
-	})
-	if idx < 0 {
-		return nil
-	}
 	if tr.NextHop == c.id.InstanceID {
 		return errors.New("the route leads to this ECS: release it as this ECS's own")
 	}
-	ports, err := c.api.listPortsOf(ctx, tr.NextHop)
-	if err != nil {
-		return fmt.Errorf("check that instance %s is gone: %w", tr.NextHop, err)
+	match := func(r route) bool {
+		d, marked := parseDescription(r.Description)
+		return marked && d.Owner == tr.Owner && r.NextHop == tr.NextHop && r.Type == routeTypeECS
 	}
-	if len(ports) > 0 {
-		return fmt.Errorf("instance %s exists: its route %s is its own", tr.NextHop, tr.Destination)
+	vet := func(route) error {
+		ports, err := c.api.listPortsOf(ctx, tr.NextHop)
+		if err != nil {
+			return fmt.Errorf("check that instance %s is gone: %w", tr.NextHop, err)
+		}
+		if len(ports) > 0 {
+			return fmt.Errorf("instance %s exists: its route %s is its own", tr.NextHop, tr.Destination)
+		}
+		return nil
 	}
-	if err := c.api.updateRouteTable(ctx, c.tableID, nil, []route{t.Routes[idx]}); err != nil {
-		return fmt.Errorf("release the route of %s to the deleted instance %s: %w", tr.Destination, tr.NextHop, err)
+	what := fmt.Sprintf("release the route of %s to the deleted instance %s", tr.Destination, tr.NextHop)
+	if err := c.deleteRoute(ctx, tr.Destination, what, match, vet); err != nil {
+		return err
 	}
 	c.log.Info("released a vpcroute route to a deleted instance", "subnet", tr.Destination, "next_hop", tr.NextHop, "owner", tr.Owner)
 	return nil

@@ -28,10 +28,12 @@ const quotaWarnFraction = 0.9
 // into one route table of the VPC and never touches routes that are not
 // vpcroute's for this instance.
 //
-// Lock order: writeMu before cacheMu. writeMu serializes this host's route
-// changes so that two claims of one Client never pick the same subnet; other
-// hosts are other Clients, and races with them are settled by the API
-// (VPC.2812, duplicate destination).
+// Claims and releases run concurrently: one slow call must not hold up the
+// others. pickMu makes a pick and its mark as in flight one step, so that two
+// claims of one Client never pick the same subnet; other hosts are other Clients,
+// and races with them are settled by the API (VPC.2812, duplicate destination).
+// Lock order: pickMu, then the Pick callback's own locks, then writesMu or
+// cacheMu (never both).
 type Client struct {
 	log     *slog.Logger
 	api     vpcAPI
@@ -50,7 +52,11 @@ type Client struct {
 	usesMetadata bool
 	agency       bool // credentials are the ECS agency's
 
-	writeMu sync.Mutex
+	pickMu sync.Mutex
+
+	writesMu  sync.Mutex
+	inflight  map[netip.Prefix]int       // subnets being written now
+	unsettled map[netip.Prefix]time.Time // subnets with a write that may still land, until when
 
 	cacheMu  sync.Mutex
 	tables   []string  // IDs of the VPC's route tables
@@ -81,7 +87,8 @@ func newClient(ctx context.Context, cfg Config, t timing, transport http.RoundTr
 	}
 	md := newMetadataClient(cfg.MetadataURL, t.metadataTimeout)
 
-	c := &Client{log: log, t: t, md: md, agency: cfg.AK == ""}
+	c := &Client{log: log, t: t, md: md, agency: cfg.AK == "",
+		inflight: map[netip.Prefix]int{}, unsettled: map[netip.Prefix]time.Time{}}
 	c.usesMetadata = cfg.AK == "" || cfg.InstanceID == "" || cfg.ProjectID == "" || cfg.Region == "" || cfg.VPCID == "" || cfg.PortID == ""
 	if err := c.resolveIdentity(ctx, &cfg, md); err != nil {
 		return nil, err
@@ -274,14 +281,25 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
 	defer cancel()
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
 
 	var avoid []netip.Prefix // picks the API refused as overlapping a subnet
 	lastRace := netip.Prefix{}
+	var lastErr error // why the last write did not settle the claim
+	// retry is the subnet whose write got no answer: the next round writes it
+	// again rather than another, so that a late landing is a harmless duplicate,
+	// not a second route.
+	var retry netip.Prefix
 	for round := 0; round < c.t.maxClaimRounds; round++ {
+		if round > 0 && lastErr != nil {
+			if err := sleep(ctx, backoff(c.t, round)); err != nil {
+				return netip.Prefix{}, c.claimCut(req, err, lastErr)
+			}
+		}
 		tables, err := c.readAll(ctx)
 		if err != nil {
+			if lastErr != nil && ctx.Err() != nil {
+				return netip.Prefix{}, c.claimCut(req, ctx.Err(), lastErr)
+			}
 			return netip.Prefix{}, fmt.Errorf("claim a subnet: read the route tables of VPC %s: %w", c.id.VPCID, err)
 		}
 		routes := tables[c.tableID]
@@ -297,39 +315,46 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 				return netip.Prefix{}, err
 			}
 		}
-		want := req.Want
-		if !explicit {
-			want, err = req.Pick(c.taken(tables, avoid))
-			if err != nil {
-				return netip.Prefix{}, fmt.Errorf("claim a subnet in VPC %s: %w", c.id.VPCID, err)
-			}
-			want = want.Masked()
+		want, end, err := c.pick(req, tables, avoid, retry)
+		if err != nil {
+			return netip.Prefix{}, err
 		}
 		r := route{Type: routeTypeECS, Destination: want.String(), NextHop: c.id.InstanceID, Description: describe(req.Owner, req.Name, c.id.Hostname)}
 		err = c.api.updateRouteTable(ctx, c.tableID, []route{r}, nil)
+		if err == nil && c.isUnsettled(want) {
+			// An earlier write of this subnet may land meanwhile (a late delete):
+			// confirm the route is there.
+			err = c.confirm(ctx, want, req.Owner)
+		}
+		end()
+		lastErr, retry = err, netip.Prefix{}
 		switch {
 		case err == nil:
 			c.warnIfNearlyFull(n + 1)
 			c.log.Info("claimed subnet", "subnet", want, "owner", req.Owner, "route_table", c.tableID)
 			return want, nil
+		case errors.Is(err, errNotConfirmed):
+			// Gone again at once: a late delete took it; write it again.
+		case uncertain(err):
+			// Perhaps added: the next round reads the table before writing again.
+			c.unsettle(want, err)
+			retry = want
 		case hasCode(err, codeDuplicateDestination):
-			// Another host added the same destination since our read: read again
-			// and see who holds it now.
+			// Another host added the same destination since our read (or our own
+			// earlier write landed): read again and see who holds it now. Hosts
+			// that start claiming together also pick the same next subnet: the
+			// random pause before the next round lets one of them go first.
 			c.log.Debug("another host claimed the subnet first; reading again", "subnet", want)
 			lastRace = want
-			if !explicit {
+			if !req.Want.IsValid() {
 				avoid = append(avoid, want)
 			}
-			// Hosts that start claiming together also pick the same next
-			// subnet: a random pause lets one of them go first.
-			if err := sleep(ctx, backoff(c.t, round+1)); err != nil {
-				return netip.Prefix{}, fmt.Errorf("claim a subnet: other hosts kept taking the same subnet (last %s): %w", want, err)
-			}
 		case hasCode(err, codeOverlapsSubnet):
-			if explicit {
+			if req.Want.IsValid() {
 				return netip.Prefix{}, c.subnetConflict(want, tables)
 			}
 			avoid = append(avoid, want)
+			lastErr = nil
 		case hasStatus(err, http.StatusConflict):
 			// The API refuses a route beyond the quota with 409.
 			return netip.Prefix{}, c.quotaError(n, err)
@@ -337,8 +362,58 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			return netip.Prefix{}, fmt.Errorf("claim subnet %s: %w", want, err)
 		}
 	}
-	return netip.Prefix{}, fmt.Errorf("claim a subnet in route table %s: gave up after %d attempts, other hosts kept taking the same subnet (last %s); try again",
-		c.tableID, c.t.maxClaimRounds, lastRace)
+	if lastRace.IsValid() {
+		return netip.Prefix{}, fmt.Errorf("claim a subnet in route table %s: gave up after %d attempts, other hosts kept taking the same subnet (last %s); try again",
+			c.tableID, c.t.maxClaimRounds, lastRace)
+	}
+	return netip.Prefix{}, fmt.Errorf("claim a subnet in route table %s: gave up after %d attempts: %w", c.tableID, c.t.maxClaimRounds, lastErr)
+}
+
+// errNotConfirmed: a route the API said it added is not in the table.
+var errNotConfirmed = errors.New("the route is not in the table after it was added")
+
+// confirm reads the table and checks that this instance's route to p for owner is
+// in it.
+func (c *Client) confirm(ctx context.Context, p netip.Prefix, owner string) error {
+	t, err := c.api.showRouteTable(ctx, c.tableID)
+	if err != nil {
+		return fmt.Errorf("confirm the route to %s: %w", p, err)
+	}
+	if slices.ContainsFunc(t.Routes, func(r route) bool {
+		d, ok := r.destination()
+		return ok && d == p && r.ownedBy(c.id.InstanceID, owner)
+	}) {
+		return nil
+	}
+	return errNotConfirmed
+}
+
+// pick chooses the subnet to write: the one asked for, or Pick's choice among what
+// no table, no write of this client in flight and no unsettled write has. It marks
+// the subnet in flight; end unmarks it. retry, when valid, is the subnet this claim
+// wrote last without an answer: it is written again unless a route now has it.
+func (c *Client) pick(req cloud.ClaimRequest, tables map[string][]route, avoid []netip.Prefix, retry netip.Prefix) (want netip.Prefix, end func(), err error) {
+	if req.Want.IsValid() {
+		return req.Want, c.begin(req.Want), nil
+	}
+	if retry.IsValid() && !slices.ContainsFunc(c.taken(tables, nil), retry.Overlaps) {
+		return retry, c.begin(retry), nil
+	}
+	c.pickMu.Lock()
+	defer c.pickMu.Unlock()
+	want, err = req.Pick(c.taken(tables, append(avoid, c.busyPrefixes()...)))
+	if err != nil {
+		return netip.Prefix{}, nil, fmt.Errorf("claim a subnet in VPC %s: %w", c.id.VPCID, err)
+	}
+	want = want.Masked()
+	return want, c.begin(want), nil
+}
+
+// claimCut is the error of a claim whose time ran out after a write the API did not
+// answer: the route may be there, or land later, and the caller must give it back.
+func (c *Client) claimCut(req cloud.ClaimRequest, cause, last error) error {
+	return fmt.Errorf("claim a subnet for %s: the VPC API is slow: it did not confirm the route within %s (%w): try again; "+
+		"a route that lands late is given back: %w", req.Owner, c.t.opTimeout, cause, last)
 }
 
 // alreadyClaimed settles a claim from what the tables show: done with the
@@ -418,36 +493,20 @@ func (c *Client) Release(ctx context.Context, prefix netip.Prefix, owner string)
 	prefix = prefix.Masked()
 	ctx, cancel := context.WithTimeout(ctx, c.t.opTimeout)
 	defer cancel()
-	c.writeMu.Lock()
-	defer c.writeMu.Unlock()
-
-	t, err := c.api.showRouteTable(ctx, c.tableID)
-	if err != nil {
-		return fmt.Errorf("release subnet %s: %w", prefix, err)
-	}
-	idx := slices.IndexFunc(t.Routes, func(r route) bool {
-		p, ok := r.destination()
-		return ok && p == prefix
-	})
-	if idx < 0 {
-		return nil
-	}
-	r := t.Routes[idx]
-	if !r.ownedBy(c.id.InstanceID, owner) {
-		c.log.Warn("not removing a route vpcroute does not hold for this owner on this host", "subnet", prefix,
-			"owner", owner, "nexthop", r.NextHop, "description", r.Description)
-		return nil
-	}
-	err = c.api.updateRouteTable(ctx, c.tableID, nil, []route{r})
-	if err != nil {
-		var ae *APIError
-		if errors.As(err, &ae) && ae.Status >= 400 && ae.Status < 500 && ae.Status != http.StatusUnauthorized && ae.Status != http.StatusForbidden {
-			// Perhaps a retried delete whose first try went through: check.
-			if again, rerr := c.api.showRouteTable(ctx, c.tableID); rerr == nil && !slices.ContainsFunc(again.Routes, func(x route) bool { return x == r }) {
-				return nil
-			}
+	warned := false
+	err := c.deleteRoute(ctx, prefix, "release subnet "+prefix.String(), func(r route) bool {
+		if r.ownedBy(c.id.InstanceID, owner) {
+			return true
 		}
-		return fmt.Errorf("release subnet %s from route table %s: %w", prefix, c.tableID, err)
+		if !warned {
+			warned = true
+			c.log.Warn("not removing a route vpcroute does not hold for this owner on this host", "subnet", prefix,
+				"owner", owner, "nexthop", r.NextHop, "description", r.Description)
+		}
+		return false
+	}, nil)
+	if err != nil {
+		return err
 	}
 	c.log.Info("released subnet", "subnet", prefix, "owner", owner, "route_table", c.tableID)
 	return nil

@@ -99,6 +99,7 @@ type timing struct {
 	metadataTimeout time.Duration // one request to the metadata service
 	tableListTTL    time.Duration // how long the list of the VPC's tables is trusted
 	maxClaimRounds  int           // read-pick-write rounds before giving up on races
+	settleFor       time.Duration // how long a write the API did not answer may still land
 }
 
 func defaultTiming() timing {
@@ -110,6 +111,7 @@ func defaultTiming() timing {
 		metadataTimeout: 2 * time.Second,
 		tableListTTL:    5 * time.Minute,
 		maxClaimRounds:  16,
+		settleFor:       2 * time.Minute,
 	}
 }
 

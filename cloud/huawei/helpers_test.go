@@ -59,6 +59,10 @@ type bed struct {
 	sim   *sim.Sim
 	srv   *httptest.Server
 	clock *skewClock
+	// transport carries the clients' requests; nil for http.DefaultTransport.
+	transport http.RoundTripper
+	// timing is the clients' timing; zero for testTiming.
+	timing timing
 }
 
 func newBed(t *testing.T, mutate func(*sim.Config)) *bed {
@@ -111,7 +115,14 @@ func (b *bed) client(t *testing.T, name string, mutate func(*Config)) (*Client, 
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	c, err := newClient(context.Background(), cfg, testTiming(), http.DefaultTransport)
+	tr, tm := b.transport, b.timing
+	if tr == nil {
+		tr = http.DefaultTransport
+	}
+	if tm == (timing{}) {
+		tm = testTiming()
+	}
+	c, err := newClient(context.Background(), cfg, tm, tr)
 	if err != nil {
 		t.Fatalf("New for %s: %v", name, err)
 	}

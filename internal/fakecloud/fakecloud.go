@@ -7,14 +7,13 @@ package fakecloud
 
 import (
 	"context"
-
 	"maps"
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/vpcroute/vpcroute/check"
-
 	"github.com/vpcroute/vpcroute/cloud"
 )
 
@@ -183,6 +182,9 @@ func (v *VPC) Checks(context.Context, netip.Prefix) []check.Result {
 }
 
 // ReleaseGone removes a route.
+// Unsettled is zero: the fake answers every write.
+func (v *VPC) Unsettled() time.Time { return time.Time{} }
+
 func (v *VPC) ReleaseGone(_ context.Context, r cloud.TableRoute) error {
 	v.Lock()
 	defer v.Unlock()
