@@ -137,6 +137,9 @@ type Controller struct {
 	// forgotten holds network IDs removed and pool subnets released lately, with
 	// when: Docker may still list them for a moment.
 	forgotten map[string]time.Time
+	// released holds the route owners given up lately (released, or a claim cut
+	// short), with when: a route of theirs that appears landed late.
+	released map[string]time.Time
 	// orphanSince says since when each unowned route has been seen.
 	orphanSince map[string]time.Time
 	// driverNames are the driver names of Docker's networks that are vpcroute's.
@@ -186,7 +189,7 @@ func New(cfg Config, store *state.DB, links Links, fw Firewall, vpc cloud.VPC, d
 	}
 	return &Controller{
 		cfg: cfg, store: store, links: links, fw: fw, vpc: vpc, docker: docker, log: cfg.Log,
-		busy: map[string]int{}, forgotten: map[string]time.Time{}, orphanSince: map[string]time.Time{},
+		busy: map[string]int{}, forgotten: map[string]time.Time{}, released: map[string]time.Time{}, orphanSince: map[string]time.Time{},
 		driverNames: map[string]bool{}, held: map[string]bool{},
 		kick: make(chan struct{}, 1),
 	}
@@ -236,6 +239,11 @@ func (c *Controller) outside(id string, fn func()) {
 // may still show it for a moment, does not bring it back. Call with mu held.
 func (c *Controller) forget(key string) { c.forgotten[key] = c.cfg.Now() }
 
+// gaveUp remembers that the route of owner was released or its claim abandoned: a
+// route of owner that shows up later is a write the cloud applied late. Call with
+// mu held.
+func (c *Controller) gaveUp(owner string) { c.released[owner] = c.cfg.Now() }
+
 // Kick asks the loop for a cycle soon: a Docker call left work to finish.
 func (c *Controller) Kick() {
 	select {
@@ -244,9 +252,35 @@ func (c *Controller) Kick() {
 	}
 }
 
-// cloudCtx bounds the cloud work of one Docker call.
-func (c *Controller) cloudCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), c.cfg.Timeout)
+// cloudCtx bounds the cloud work of one Docker call: by Docker's own request (it
+// ends when Docker stops waiting) and by Timeout, well inside Docker's 30 s, so that
+// the call is refused in time rather than finished for nobody.
+func (c *Controller) cloudCtx(parent context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(parent, c.cfg.Timeout)
+}
+
+// ErrSlow marks a Docker call whose cloud work did not finish in time.
+var ErrSlow = errors.New("the VPC API is slow")
+
+// slow turns a failure caused by time running out into a message that says so: the
+// cloud did not answer in time, the user should try again, and vpcroute gives back
+// whatever the unfinished call may still have made. ctx is the call's cloud context.
+func (c *Controller) slow(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var why string
+	switch {
+	case errors.Is(ctx.Err(), context.Canceled):
+		why = "Docker stopped waiting for it"
+	case ctx.Err() != nil:
+		why = fmt.Sprintf("it did not answer within %s", c.cfg.Timeout.Round(100*time.Millisecond))
+	case errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrSlow):
+		why = "it did not answer in time"
+	default:
+		return err
+	}
+	return fmt.Errorf("%w (%s): try again; vpcroute gives back whatever the unfinished call made: %w", ErrSlow, why, err)
 }
 
 func short(id string) string {

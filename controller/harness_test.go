@@ -196,7 +196,7 @@ func (h *harness) network(id, name, subnet string) (state.Pool, netip.Prefix) {
 	if subnet != "" {
 		req.Subnet = netip.MustParsePrefix(subnet)
 	}
-	p, err := h.c.RequestPool(req)
+	p, err := h.c.RequestPool(ctx0, req)
 	if err != nil {
 		h.t.Fatalf("RequestPool %s: %v", subnet, err)
 	}
@@ -205,7 +205,7 @@ func (h *harness) network(id, name, subnet string) (state.Pool, netip.Prefix) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if err := h.c.CreateNetwork(controller.NetworkSpec{ID: id, Subnet: p.Subnet, Gateway: gw, FromVpcroute: true, Masquerade: true}); err != nil {
+	if err := h.c.CreateNetwork(ctx0, controller.NetworkSpec{ID: id, Subnet: p.Subnet, Gateway: gw, FromVpcroute: true, Masquerade: true}); err != nil {
 		h.t.Fatalf("CreateNetwork %s: %v", id, err)
 	}
 	h.docker.put(dockerapi.Network{ID: id, Name: name, Driver: "vpcroute", Created: h.clock.now(),
@@ -218,7 +218,7 @@ func (h *harness) defaultIPAMNetwork(id, name, subnet string) {
 	h.t.Helper()
 	s := netip.MustParsePrefix(subnet)
 	gw := netip.PrefixFrom(s.Addr().Next(), s.Bits())
-	if err := h.c.CreateNetwork(controller.NetworkSpec{ID: id, Subnet: s, Gateway: gw, Masquerade: true}); err != nil {
+	if err := h.c.CreateNetwork(ctx0, controller.NetworkSpec{ID: id, Subnet: s, Gateway: gw, Masquerade: true}); err != nil {
 		h.t.Fatalf("CreateNetwork %s: %v", id, err)
 	}
 	h.docker.put(dockerapi.Network{ID: id, Name: name, Driver: "vpcroute", Created: h.clock.now(),
@@ -262,10 +262,10 @@ func (h *harness) attach(netID, epID string, a netip.Prefix, ports ...controller
 // removeNetwork removes a network the way Docker does: pool first, then the network.
 func (h *harness) removeNetwork(id string, p state.Pool) {
 	h.t.Helper()
-	if err := h.c.ReleasePool(controller.PoolRef(p)); err != nil {
+	if err := h.c.ReleasePool(ctx0, controller.PoolRef(p)); err != nil {
 		h.t.Fatal(err)
 	}
-	if err := h.c.DeleteNetwork(id); err != nil {
+	if err := h.c.DeleteNetwork(ctx0, id); err != nil {
 		h.t.Fatal(err)
 	}
 	h.docker.remove(id)
@@ -294,3 +294,6 @@ func wantErr(t *testing.T, err error, substr string) {
 		t.Fatalf("error = %v; want one containing %q", err, substr)
 	}
 }
+
+// ctx0 is the context of a Docker call that never gives up.
+var ctx0 = context.Background()

@@ -19,37 +19,37 @@ func TestRequestsThatMustFail(t *testing.T) {
 		{name: "gateway outside the subnet", run: func(h *harness) error {
 			s := spec("10.0.2.0/24", false)
 			s.Gateway = netip.MustParsePrefix("192.168.0.2/24")
-			return h.c.CreateNetwork(s)
+			return h.c.CreateNetwork(ctx0, s)
 		}, wantErr: "outside the subnet"},
 		{name: "gateway with another length", run: func(h *harness) error {
 			s := spec("10.0.58.0/24", false)
 			s.Gateway = netip.MustParsePrefix("10.0.58.1/8")
-			return h.c.CreateNetwork(s)
+			return h.c.CreateNetwork(ctx0, s)
 		}, wantErr: "/8 length"},
 		{name: "gateway is the network address", run: func(h *harness) error {
 			s := spec("10.0.2.0/24", false)
 			s.Gateway = netip.MustParsePrefix("10.0.2.0/24")
-			return h.c.CreateNetwork(s)
+			return h.c.CreateNetwork(ctx0, s)
 		}, wantErr: "network or broadcast"},
 		{name: "two networks on one subnet", run: func(h *harness) error {
 			_, gw := h.network(netID, "web", "10.0.2.0/24")
 			s := controller.NetworkSpec{ID: "fedcba9876543210", Subnet: netip.MustParsePrefix("10.0.2.0/24"), Gateway: gw, FromVpcroute: true}
-			return h.c.CreateNetwork(s)
+			return h.c.CreateNetwork(ctx0, s)
 		}, wantErr: "overlaps subnet 10.0.2.0/24 of network 0123456789ab"},
 		{name: "multicast pool", run: func(h *harness) error {
-			_, err := h.c.RequestPool(controller.PoolRequest{Subnet: netip.MustParsePrefix("224.0.0.0/24")})
+			_, err := h.c.RequestPool(ctx0, controller.PoolRequest{Subnet: netip.MustParsePrefix("224.0.0.0/24")})
 			return err
 		}, wantErr: "not a unicast range"},
 		{name: "broadcast pool", run: func(h *harness) error {
-			_, err := h.c.RequestPool(controller.PoolRequest{Subnet: netip.MustParsePrefix("255.255.255.248/29")})
+			_, err := h.c.RequestPool(ctx0, controller.PoolRequest{Subnet: netip.MustParsePrefix("255.255.255.248/29")})
 			return err
 		}, wantErr: "not a unicast range"},
 		{name: "--subnet outside the pool", run: func(h *harness) error {
-			_, err := h.c.RequestPool(controller.PoolRequest{Subnet: netip.MustParsePrefix("172.20.0.0/24")})
+			_, err := h.c.RequestPool(ctx0, controller.PoolRequest{Subnet: netip.MustParsePrefix("172.20.0.0/24")})
 			return err
 		}, wantErr: "--ipam-opt vpcroute.outside-pool=true"},
 		{name: "Docker's default IPAM outside the pool", run: func(h *harness) error {
-			return h.c.CreateNetwork(spec("172.18.0.0/16", false))
+			return h.c.CreateNetwork(ctx0, spec("172.18.0.0/16", false))
 		}, wantErr: "-o vpcroute.outside-pool=true"},
 		{name: "endpoint on the gateway's address", run: func(h *harness) error {
 			h.network(netID, "web", "10.0.2.0/24")
@@ -96,12 +96,12 @@ func TestRequestsThatMustFail(t *testing.T) {
 // The user means it: a subnet outside the pool with the option.
 func TestOutsidePoolWhenAsked(t *testing.T) {
 	h := newHarness(t)
-	if _, err := h.c.RequestPool(controller.PoolRequest{Subnet: netip.MustParsePrefix("172.20.0.0/24"), OutsidePool: true}); err != nil {
+	if _, err := h.c.RequestPool(ctx0, controller.PoolRequest{Subnet: netip.MustParsePrefix("172.20.0.0/24"), OutsidePool: true}); err != nil {
 		t.Fatal(err)
 	}
 	s := spec("172.18.0.0/16", false)
 	s.OutsidePool = true
-	if err := h.c.CreateNetwork(s); err != nil {
+	if err := h.c.CreateNetwork(ctx0, s); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(h.logs.String(), "outside VPCROUTE_POOL") {

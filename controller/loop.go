@@ -117,7 +117,12 @@ func (c *Controller) Run(ctx context.Context) {
 	defer kernel.Stop()
 	cloudT := time.NewTicker(c.cfg.CloudInterval)
 	defer cloudT.Stop()
+	settle := newSettler(c.cfg.CloudInterval)
+	defer settle.timer.Stop()
 	for {
+		if c.cfg.Routed && c.vpc != nil {
+			settle.arm(c.vpc.Unsettled(), time.Now())
+		}
 		var s scope
 		select {
 		case <-ctx.Done():
@@ -138,9 +143,63 @@ func (c *Controller) Run(ctx context.Context) {
 			s.kernel = true
 		case <-cloudT.C:
 			s = scope{kernel: true, cloud: true, rules: true}
+		case <-settle.timer.C:
+			s.cloud = true
+		}
+		if s.cloud {
+			settle.read(time.Now())
 		}
 		c.cycle(ctx, s)
 	}
+}
+
+// settleEvery is how often the loop reads the VPC route table while a write the
+// cloud did not answer may still land: a late delete of a route that is needed
+// again is put back within this, not within CloudInterval.
+const settleEvery = 15 * time.Second
+
+// settler schedules the reads of the route table that unsettled writes call for:
+// every settleEvery while one may land, and one after the last may have landed.
+type settler struct {
+	timer *time.Timer
+	every time.Duration
+	at    time.Time // when timer fires; zero when stopped
+	owed  time.Time // the last read owed: after every unsettled write's end
+	last  time.Time // the last read of the route table
+}
+
+func newSettler(cloudInterval time.Duration) *settler {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &settler{timer: t, every: min(settleEvery, cloudInterval)}
+}
+
+// arm takes the cloud's Unsettled and sets the timer for the next read due.
+func (s *settler) arm(until, now time.Time) {
+	if !until.IsZero() && until.Add(time.Second).After(s.owed) {
+		s.owed = until.Add(time.Second)
+	}
+	if s.owed.IsZero() {
+		return
+	}
+	next := s.owed
+	if periodic := s.last.Add(s.every); periodic.Before(next) {
+		next = periodic
+	}
+	if !next.Equal(s.at) {
+		s.at = next
+		s.timer.Reset(max(next.Sub(now), 10*time.Millisecond))
+	}
+}
+
+// read notes a read of the route table made at now.
+func (s *settler) read(now time.Time) {
+	s.last = now
+	if !s.owed.IsZero() && !now.Before(s.owed) {
+		s.owed = time.Time{}
+	}
+	s.at = time.Time{}
+	s.timer.Stop()
 }
 
 // scope says which parts of the actual state a cycle reads.
@@ -268,6 +327,14 @@ func (c *Controller) gather(ctx context.Context, s scope) (reconcile.Input, bool
 		}
 		in.Forgotten[k] = true
 	}
+	in.Released = map[string]bool{}
+	for k, t := range c.released {
+		if in.Now.Sub(t) > forgetFor {
+			delete(c.released, k)
+			continue
+		}
+		in.Released[k] = true
+	}
 	in.OrphanSince = maps.Clone(c.orphanSince)
 	return in, true
 }
@@ -381,9 +448,9 @@ func (c *Controller) apply(ctx context.Context, a reconcile.Action) error {
 	var err error
 	switch a.Kind {
 	case reconcile.FinishNetwork:
-		err = c.applyFinishNetwork(a, log)
+		err = c.applyFinishNetwork(ctx, a, log)
 	case reconcile.FinishPool:
-		err = c.applyFinishPool(a, log)
+		err = c.applyFinishPool(ctx, a, log)
 	case reconcile.ReleaseRoute:
 		err = c.applyReleaseRoute(ctx, a, log)
 	case reconcile.Adopt:
@@ -415,7 +482,7 @@ func (c *Controller) current(a reconcile.Action) (state.Network, bool) {
 	return n, true
 }
 
-func (c *Controller) applyFinishNetwork(a reconcile.Action, log *slog.Logger) error {
+func (c *Controller) applyFinishNetwork(ctx context.Context, a reconcile.Action, log *slog.Logger) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, ok := c.current(a)
@@ -423,10 +490,10 @@ func (c *Controller) applyFinishNetwork(a reconcile.Action, log *slog.Logger) er
 		return nil
 	}
 	log.Info("removing network", "network", label(n), "subnet", n.Subnet)
-	return c.deleteNetwork(n)
+	return c.deleteNetwork(ctx, n)
 }
 
-func (c *Controller) applyFinishPool(a reconcile.Action, log *slog.Logger) error {
+func (c *Controller) applyFinishPool(ctx context.Context, a reconcile.Action, log *slog.Logger) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p, err := c.store.Pool(a.ID)
@@ -434,7 +501,7 @@ func (c *Controller) applyFinishPool(a reconcile.Action, log *slog.Logger) error
 		return nil
 	}
 	log.Info("releasing pool", "pool", p.ID, "subnet", p.Subnet)
-	return c.releasePool(p)
+	return c.releasePool(ctx, p)
 }
 
 // ownerRecord tells whether a record holds the route owner, and which (a pool or

@@ -28,7 +28,7 @@ func TestNetworkRemovedWhileNotServing(t *testing.T) {
 	h.open() // the plugin comes back
 	h.reconcile()
 	h.empty("one cycle after enable")
-	if _, err := h.c.RequestPool(controller.PoolRequest{Subnet: netip.MustParsePrefix("10.0.3.0/24")}); err != nil {
+	if _, err := h.c.RequestPool(ctx0, controller.PoolRequest{Subnet: netip.MustParsePrefix("10.0.3.0/24")}); err != nil {
 		t.Fatalf("the subnet of the removed network cannot be had again: %v", err)
 	}
 }
@@ -100,7 +100,7 @@ func TestLostStateIsRebuiltFromDocker(t *testing.T) {
 	}
 	h.removeNetwork(netID, p)
 	_ = h.c.DeleteEndpoint("n4", "ep4")
-	if err := h.c.DeleteNetwork("n4"); err != nil {
+	if err := h.c.DeleteNetwork(ctx0, "n4"); err != nil {
 		t.Fatal(err)
 	}
 	h.docker.remove("n4")

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -42,7 +43,7 @@ func ownClaim(id string) string { return "net-" + short(id) }
 // CreateNetwork builds a network: its route (when its subnet did not come from
 // vpcroute's IPAM, which claimed it already), its bridge and its rules. On any
 // failure it leaves nothing behind.
-func (c *Controller) CreateNetwork(spec NetworkSpec) error {
+func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old, err := c.store.Network(spec.ID); err == nil && !old.Creating && !old.Deleting {
@@ -111,11 +112,13 @@ func (c *Controller) CreateNetwork(spec NetworkSpec) error {
 	if n.ClaimOwner != "" {
 		var err error
 		c.outside(n.ID, func() {
-			ctx, cancel := c.cloudCtx()
+			cctx, cancel := c.cloudCtx(ctx)
 			defer cancel()
-			_, err = c.vpc.Claim(ctx, cloud.ClaimRequest{Owner: n.ClaimOwner, Want: n.Subnet})
+			_, err = c.vpc.Claim(cctx, cloud.ClaimRequest{Owner: n.ClaimOwner, Want: n.Subnet})
+			err = c.slow(cctx, err)
 		})
 		if err != nil {
+			c.gaveUp(n.ClaimOwner)
 			if cloud.Refused(err) {
 				_ = c.store.DeleteNetwork(n.ID)
 			} else {
@@ -157,9 +160,10 @@ func (c *Controller) poolOf(subnet netip.Prefix) (state.Pool, error) {
 	return state.Pool{}, fmt.Errorf("subnet %s came from vpcroute's IPAM but vpcroute holds no pool for it: remove and re-create the network", subnet)
 }
 
-// undoCreate removes what a failed create made. Call with mu held.
+// undoCreate removes what a failed create made, also when Docker stopped waiting.
+// Call with mu held.
 func (c *Controller) undoCreate(n state.Network) {
-	if err := c.deleteNetwork(n); err != nil {
+	if err := c.deleteNetwork(context.Background(), n); err != nil {
 		c.log.Error("undo half-made network (the loop finishes it)", "network", short(n.ID), "err", err)
 	}
 }
@@ -175,7 +179,7 @@ func (c *Controller) markDeleting(n state.Network) {
 
 // DeleteNetwork removes a network's rules, bridge and leftovers, and the route it
 // holds itself. An unknown network succeeds, so Docker's retries are harmless.
-func (c *Controller) DeleteNetwork(id string) error {
+func (c *Controller) DeleteNetwork(ctx context.Context, id string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n, err := c.store.Network(id)
@@ -185,7 +189,7 @@ func (c *Controller) DeleteNetwork(id string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.deleteNetwork(n); err != nil {
+	if err := c.deleteNetwork(ctx, n); err != nil {
 		return fmt.Errorf("delete network %s (vpcroute retries it): %w", short(n.ID), err)
 	}
 	return nil
@@ -195,7 +199,7 @@ func (c *Controller) DeleteNetwork(id string) error {
 // rules and bridge, gives back the route it holds itself, and forgets it. Docker
 // forgets the network whatever vpcroute answers: the mark makes the loop finish a
 // teardown that fails or is cut short. Call with mu held.
-func (c *Controller) deleteNetwork(n state.Network) error {
+func (c *Controller) deleteNetwork(ctx context.Context, n state.Network) error {
 	if !n.Deleting {
 		n.Creating, n.Deleting = false, true
 		if err := c.store.PutNetwork(n); err != nil {
@@ -217,14 +221,17 @@ func (c *Controller) deleteNetwork(n state.Network) error {
 	}
 	if n.ClaimOwner != "" {
 		c.outside(n.ID, func() {
-			ctx, cancel := c.cloudCtx()
+			cctx, cancel := c.cloudCtx(ctx)
 			defer cancel()
-			err = c.vpc.Release(ctx, n.Subnet, n.ClaimOwner)
+			err = c.slow(cctx, c.vpc.Release(cctx, n.Subnet, n.ClaimOwner))
 		})
 		if err != nil {
 			c.Kick()
 			return fmt.Errorf("release the route of %s in the VPC: %w", n.Subnet, err)
 		}
+	}
+	if n.ClaimOwner != "" {
+		c.gaveUp(n.ClaimOwner)
 	}
 	if err := c.store.DeleteNetwork(n.ID); err != nil {
 		return fmt.Errorf("forget network %s: %w", short(n.ID), err)

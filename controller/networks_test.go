@@ -53,7 +53,7 @@ func spec(subnet string, fromVpcroute bool) controller.NetworkSpec {
 
 func TestCreateNetworkDefaults(t *testing.T) {
 	h := newHarness(t)
-	if err := h.c.CreateNetwork(spec("10.0.2.0/24", false)); err != nil {
+	if err := h.c.CreateNetwork(ctx0, spec("10.0.2.0/24", false)); err != nil {
 		t.Fatal(err)
 	}
 	n, err := h.db.Network(netID)
@@ -71,7 +71,7 @@ func TestCreateNetworkDefaults(t *testing.T) {
 		t.Fatalf("route = %+v; want this host's, owned by the network", r)
 	}
 	// Docker retries: nothing changes, nothing fails.
-	if err := h.c.CreateNetwork(spec("10.0.2.0/24", false)); err != nil {
+	if err := h.c.CreateNetwork(ctx0, spec("10.0.2.0/24", false)); err != nil {
 		t.Fatalf("CreateNetwork again: %v", err)
 	}
 }
@@ -103,7 +103,7 @@ func TestCreateNetworkRefusals(t *testing.T) {
 				tt.setup(h)
 			}
 			others := h.vpc.Len()
-			err := h.c.CreateNetwork(tt.spec)
+			err := h.c.CreateNetwork(ctx0, tt.spec)
 			wantErr(t, err, tt.wantErr)
 			h.host.FailRules = nil
 			h.reconcile() // nothing a failed create left, the loop would find
@@ -120,17 +120,17 @@ func TestBridgeNameClash(t *testing.T) {
 	h := newHarness(t)
 	s := spec("10.0.2.0/24", false)
 	s.Bridge = "br-app"
-	if err := h.c.CreateNetwork(s); err != nil {
+	if err := h.c.CreateNetwork(ctx0, s); err != nil {
 		t.Fatal(err)
 	}
 	s2 := spec("10.0.3.0/24", false)
 	s2.ID, s2.Bridge = "fedcba9876543210", "br-app"
-	wantErr(t, h.c.CreateNetwork(s2), "already used by network")
+	wantErr(t, h.c.CreateNetwork(ctx0, s2), "already used by network")
 }
 
 func TestEndpointLifecycle(t *testing.T) {
 	h := newHarness(t)
-	if err := h.c.CreateNetwork(spec("10.0.2.0/24", false)); err != nil {
+	if err := h.c.CreateNetwork(ctx0, spec("10.0.2.0/24", false)); err != nil {
 		t.Fatal(err)
 	}
 	const ep = "eeeeeeeeeeee1111"
@@ -200,7 +200,7 @@ func TestEndpointLifecycle(t *testing.T) {
 		}
 	}
 	for range 2 {
-		if err := h.c.DeleteNetwork(netID); err != nil {
+		if err := h.c.DeleteNetwork(ctx0, netID); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -211,7 +211,7 @@ func TestInternalNetwork(t *testing.T) {
 	h := newHarness(t)
 	s := spec("10.0.2.0/24", false)
 	s.Internal = true
-	if err := h.c.CreateNetwork(s); err != nil {
+	if err := h.c.CreateNetwork(ctx0, s); err != nil {
 		t.Fatal(err)
 	}
 	if !h.host.Rules[netID].Internal {
@@ -263,11 +263,11 @@ func TestStartRestores(t *testing.T) {
 // finished by the loop, never undone by it.
 func TestFailedDeleteIsFinishedLater(t *testing.T) {
 	h := newHarness(t)
-	if err := h.c.CreateNetwork(spec("10.0.2.0/24", false)); err != nil {
+	if err := h.c.CreateNetwork(ctx0, spec("10.0.2.0/24", false)); err != nil {
 		t.Fatal(err)
 	}
 	h.host.FailDelete = fakehost.ErrInjected
-	if err := h.c.DeleteNetwork(netID); err == nil {
+	if err := h.c.DeleteNetwork(ctx0, netID); err == nil {
 		t.Fatal("DeleteNetwork succeeded with a failing firewall")
 	}
 	h.reconcile()
@@ -284,7 +284,7 @@ func TestFailedDeleteIsFinishedLater(t *testing.T) {
 
 func TestFailedEndpointDeleteIsFinishedLater(t *testing.T) {
 	h := newHarness(t)
-	if err := h.c.CreateNetwork(spec("10.0.2.0/24", false)); err != nil {
+	if err := h.c.CreateNetwork(ctx0, spec("10.0.2.0/24", false)); err != nil {
 		t.Fatal(err)
 	}
 	const ep = "eeeeeeeeeeee1111"
@@ -319,7 +319,7 @@ func TestCloudDoesNotBlockOtherNetworks(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := h.c.RequestPool(controller.PoolRequest{})
+		_, err := h.c.RequestPool(ctx0, controller.PoolRequest{})
 		done <- err
 	}()
 	<-entered

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -38,7 +39,7 @@ func newPoolID() string {
 // RequestPool claims a subnet in the VPC for a new network, before Docker gets it, so
 // that no other host can have it: the one asked for when it is free, else the first
 // free one of the configured size.
-func (c *Controller) RequestPool(req PoolRequest) (state.Pool, error) {
+func (c *Controller) RequestPool(ctx context.Context, req PoolRequest) (state.Pool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	pool := state.Pool{ID: newPoolID(), Range: req.Range, Claiming: true, Created: c.cfg.Now().UTC()}
@@ -62,13 +63,20 @@ func (c *Controller) RequestPool(req PoolRequest) (state.Pool, error) {
 	var got netip.Prefix
 	var err error
 	c.outside(pool.ID, func() {
-		ctx, cancel := c.cloudCtx()
+		cctx, cancel := c.cloudCtx(ctx)
 		defer cancel()
-		got, err = c.vpc.Claim(ctx, cloud.ClaimRequest{Owner: pool.ID, Want: req.Subnet, Pick: c.picker(pool.ID)})
+		got, err = c.vpc.Claim(cctx, cloud.ClaimRequest{Owner: pool.ID, Want: req.Subnet, Pick: c.picker(pool.ID)})
+		err = c.slow(cctx, err)
 	})
 	if err != nil {
 		c.abandonClaim(pool, err)
 		return state.Pool{}, fmt.Errorf("claim a subnet in the VPC: %w", c.hintDriver(err))
+	}
+	if ctx.Err() != nil {
+		// Docker stopped waiting just as the claim finished: it will never use
+		// the pool, so give the route back.
+		c.abandonClaim(pool, ctx.Err())
+		return state.Pool{}, c.slow(ctx, ctx.Err())
 	}
 	pool.Subnet, pool.Claiming = got, false
 	if err := c.store.PutPool(pool); err != nil {
@@ -88,6 +96,7 @@ func (c *Controller) RequestPool(req PoolRequest) (state.Pool, error) {
 // pool is marked Releasing for the loop to give back whatever route it finds. Call
 // with mu held.
 func (c *Controller) abandonClaim(pool state.Pool, cause error) {
+	c.gaveUp(pool.RouteOwner())
 	if cloud.Refused(cause) || errors.Is(cause, alloc.ErrPoolExhausted) {
 		if err := c.store.DeletePool(pool.ID); err != nil {
 			c.log.Error("forget failed pool", "pool", pool.ID, "err", err)
@@ -134,8 +143,8 @@ func (c *Controller) picker(poolID string) func([]netip.Prefix) (netip.Prefix, e
 
 // ReleasePool gives the pool's route back and forgets it. An unknown pool succeeds,
 // so Docker's retries are harmless.
-func (c *Controller) ReleasePool(ref string) error {
-	return c.withPool(ref, c.releasePool)
+func (c *Controller) ReleasePool(ctx context.Context, ref string) error {
+	return c.withPool(ref, func(p state.Pool) error { return c.releasePool(ctx, p) })
 }
 
 // withPool runs fn, with mu held, on the pool Docker names ref; a pool that is gone
@@ -156,7 +165,7 @@ func (c *Controller) withPool(ref string, fn func(state.Pool) error) error {
 // releasePool marks the pool Releasing, gives its route back and forgets it. Docker
 // ignores ReleasePool errors and never asks again: the mark makes the loop finish a
 // release that failed or was cut short. Call with mu held.
-func (c *Controller) releasePool(p state.Pool) error {
+func (c *Controller) releasePool(ctx context.Context, p state.Pool) error {
 	if !p.Releasing {
 		p.Releasing = true
 		if err := c.store.PutPool(p); err != nil {
@@ -166,15 +175,16 @@ func (c *Controller) releasePool(p state.Pool) error {
 	if p.Subnet.IsValid() {
 		var err error
 		c.outside(p.ID, func() {
-			ctx, cancel := c.cloudCtx()
+			cctx, cancel := c.cloudCtx(ctx)
 			defer cancel()
-			err = c.vpc.Release(ctx, p.Subnet, p.RouteOwner())
+			err = c.slow(cctx, c.vpc.Release(cctx, p.Subnet, p.RouteOwner()))
 		})
 		if err != nil {
 			c.Kick()
 			return fmt.Errorf("release the route of %s in the VPC (vpcroute retries it): %w", p.Subnet, err)
 		}
 	}
+	c.gaveUp(p.RouteOwner())
 	if err := c.store.DeletePool(p.ID); err != nil {
 		return fmt.Errorf("forget pool %s: %w", p.ID, err)
 	}

@@ -48,7 +48,7 @@ func TestRequestPool(t *testing.T) {
 			if tt.subnet != "" {
 				req.Subnet = netip.MustParsePrefix(tt.subnet)
 			}
-			p, err := h.c.RequestPool(req)
+			p, err := h.c.RequestPool(ctx0, req)
 			pools, _ := h.db.Pools()
 			if tt.wantErr != "" {
 				wantErr(t, err, tt.wantErr)
@@ -85,7 +85,7 @@ func TestRequestPoolConcurrent(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, err := h.c.RequestPool(controller.PoolRequest{})
+			p, err := h.c.RequestPool(ctx0, controller.PoolRequest{})
 			got[i], errs[i] = p.Subnet, err
 		}()
 	}
@@ -112,7 +112,7 @@ func TestFailedClaims(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
 		h := newHarness(t)
 		h.vpc.Fail = fmt.Errorf("route table rtb-1 holds 200 routes: %w", cloud.ErrQuotaFull)
-		_, err := h.c.RequestPool(controller.PoolRequest{})
+		_, err := h.c.RequestPool(ctx0, controller.PoolRequest{})
 		wantErr(t, err, "200 routes")
 		h.empty("after a refused claim")
 	})
@@ -121,7 +121,7 @@ func TestFailedClaims(t *testing.T) {
 		// The write reaches the table, the answer does not.
 		h.vpc.Hook = func() { h.vpc.Fail = errors.New("context deadline exceeded") }
 		var landed netip.Prefix
-		_, err := h.c.RequestPool(controller.PoolRequest{Subnet: netip.MustParsePrefix("10.0.5.0/24")})
+		_, err := h.c.RequestPool(ctx0, controller.PoolRequest{Subnet: netip.MustParsePrefix("10.0.5.0/24")})
 		wantErr(t, err, "deadline")
 		pools, _ := h.db.Pools()
 		if len(pools) != 1 || !pools[0].Releasing {
@@ -138,7 +138,7 @@ func TestFailedClaims(t *testing.T) {
 
 func TestAddresses(t *testing.T) {
 	h := newHarness(t)
-	p, err := h.c.RequestPool(controller.PoolRequest{Subnet: netip.MustParsePrefix("10.0.2.0/24"), Range: netip.MustParsePrefix("10.0.2.128/25")})
+	p, err := h.c.RequestPool(ctx0, controller.PoolRequest{Subnet: netip.MustParsePrefix("10.0.2.0/24"), Range: netip.MustParsePrefix("10.0.2.128/25")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestAddresses(t *testing.T) {
 
 func TestGatewayOption(t *testing.T) {
 	h := newHarness(t)
-	p, _ := h.c.RequestPool(controller.PoolRequest{Subnet: netip.MustParsePrefix("10.0.2.0/24")})
+	p, _ := h.c.RequestPool(ctx0, controller.PoolRequest{Subnet: netip.MustParsePrefix("10.0.2.0/24")})
 	ref := controller.PoolRef(p)
 	if got, err := h.c.RequestAddress(ref, netip.MustParseAddr("10.0.2.254"), true); err != nil || got.String() != "10.0.2.254/24" {
 		t.Fatalf("--gateway = %v, %v", got, err)
@@ -212,9 +212,9 @@ func TestGatewayOption(t *testing.T) {
 // Docker ignores ReleasePool's errors and never asks again: the loop finishes it.
 func TestReleasePool(t *testing.T) {
 	h := newHarness(t)
-	p, _ := h.c.RequestPool(controller.PoolRequest{})
+	p, _ := h.c.RequestPool(ctx0, controller.PoolRequest{})
 	h.vpc.Fail = errors.New("503 service unavailable")
-	if err := h.c.ReleasePool(controller.PoolRef(p)); err == nil {
+	if err := h.c.ReleasePool(ctx0, controller.PoolRef(p)); err == nil {
 		t.Fatal("ReleasePool succeeded while the cloud failed")
 	}
 	if saved, err := h.db.Pool(p.ID); err != nil || !saved.Releasing {
@@ -223,7 +223,7 @@ func TestReleasePool(t *testing.T) {
 	h.vpc.Fail = nil
 	h.reconcile()
 	h.empty("after the loop finished the release")
-	if err := h.c.ReleasePool(controller.PoolRef(p)); err != nil {
+	if err := h.c.ReleasePool(ctx0, controller.PoolRef(p)); err != nil {
 		t.Fatalf("ReleasePool of a released pool: %v", err)
 	}
 	if _, err := h.db.Pool(p.ID); !errors.Is(err, state.ErrNotFound) {

@@ -5,6 +5,7 @@
 package driver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/vpcroute/vpcroute/controller"
 	"github.com/vpcroute/vpcroute/ipam"
+	"github.com/vpcroute/vpcroute/server"
 )
 
 // Options Docker passes to CreateNetwork besides the user's -o options.
@@ -24,8 +26,8 @@ const (
 
 // Networks is what the network driver needs of the controller.
 type Networks interface {
-	CreateNetwork(controller.NetworkSpec) error
-	DeleteNetwork(id string) error
+	CreateNetwork(context.Context, controller.NetworkSpec) error
+	DeleteNetwork(ctx context.Context, id string) error
 	CreateEndpoint(networkID, endpointID string, addr netip.Prefix) error
 	DeleteEndpoint(networkID, endpointID string) error
 	Join(networkID, endpointID string) (controller.Joined, error)
@@ -38,7 +40,10 @@ type Networks interface {
 // Driver implements Docker's network driver plugin API.
 type Driver struct{ nets Networks }
 
-var _ dnet.Driver = (*Driver)(nil)
+var (
+	_ dnet.Driver           = (*Driver)(nil)
+	_ server.ContextNetwork = (*Driver)(nil)
+)
 
 // New returns the driver.
 func New(nets Networks) *Driver { return &Driver{nets: nets} }
@@ -65,13 +70,19 @@ func (d *Driver) DiscoverNew(*dnet.DiscoveryNotification) error { return nil }
 // DiscoverDelete is not used by local-scope drivers.
 func (d *Driver) DiscoverDelete(*dnet.DiscoveryNotification) error { return nil }
 
-// CreateNetwork reads Docker's request and asks the controller for the network.
+// CreateNetwork is CreateNetworkContext without a deadline of Docker's.
 func (d *Driver) CreateNetwork(req *dnet.CreateNetworkRequest) error {
+	return d.CreateNetworkContext(context.Background(), req)
+}
+
+// CreateNetworkContext reads Docker's request and asks the controller for the
+// network; its cloud work stops when ctx (Docker's request) ends.
+func (d *Driver) CreateNetworkContext(ctx context.Context, req *dnet.CreateNetworkRequest) error {
 	spec, err := networkSpec(req)
 	if err != nil {
 		return err
 	}
-	return d.nets.CreateNetwork(spec)
+	return d.nets.CreateNetwork(ctx, spec)
 }
 
 // networkSpec reads a CreateNetwork request.
@@ -127,7 +138,12 @@ func checkID(what, id string) error {
 // DeleteNetwork removes the network; an unknown one succeeds, so Docker's retries are
 // harmless.
 func (d *Driver) DeleteNetwork(req *dnet.DeleteNetworkRequest) error {
-	return d.nets.DeleteNetwork(req.NetworkID)
+	return d.DeleteNetworkContext(context.Background(), req)
+}
+
+// DeleteNetworkContext is DeleteNetwork bound to Docker's request.
+func (d *Driver) DeleteNetworkContext(ctx context.Context, req *dnet.DeleteNetworkRequest) error {
+	return d.nets.DeleteNetwork(ctx, req.NetworkID)
 }
 
 // CreateEndpoint records the endpoint. Docker already set its address, so the

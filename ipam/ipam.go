@@ -5,6 +5,7 @@
 package ipam
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/vpcroute/vpcroute/alloc"
 	"github.com/vpcroute/vpcroute/controller"
+	"github.com/vpcroute/vpcroute/server"
 	"github.com/vpcroute/vpcroute/state"
 )
 
@@ -33,8 +35,8 @@ const (
 
 // Pools is what the IPAM driver needs of the controller.
 type Pools interface {
-	RequestPool(controller.PoolRequest) (state.Pool, error)
-	ReleasePool(ref string) error
+	RequestPool(context.Context, controller.PoolRequest) (state.Pool, error)
+	ReleasePool(ctx context.Context, ref string) error
 	RequestAddress(ref string, asked netip.Addr, gateway bool) (netip.Prefix, error)
 	ReleaseAddress(ref string, a netip.Addr) error
 }
@@ -42,7 +44,10 @@ type Pools interface {
 // Driver implements Docker's IPAM plugin API.
 type Driver struct{ pools Pools }
 
-var _ dipam.Ipam = (*Driver)(nil)
+var (
+	_ dipam.Ipam         = (*Driver)(nil)
+	_ server.ContextIPAM = (*Driver)(nil)
+)
 
 // New returns the IPAM driver.
 func New(pools Pools) *Driver { return &Driver{pools: pools} }
@@ -77,9 +82,15 @@ func ParseSubnet(s string) (netip.Prefix, error) {
 	return p, alloc.CheckSubnet(p)
 }
 
-// RequestPool hands Docker a subnet claimed in the VPC: the one asked for when it is
-// free, else the first free one of the configured size.
+// RequestPool is RequestPoolContext without a deadline of Docker's.
 func (d *Driver) RequestPool(req *dipam.RequestPoolRequest) (*dipam.RequestPoolResponse, error) {
+	return d.RequestPoolContext(context.Background(), req)
+}
+
+// RequestPoolContext hands Docker a subnet claimed in the VPC: the one asked for when
+// it is free, else the first free one of the configured size. The claim stops when
+// ctx (Docker's request) ends.
+func (d *Driver) RequestPoolContext(ctx context.Context, req *dipam.RequestPoolRequest) (*dipam.RequestPoolResponse, error) {
 	if req.V6 {
 		return nil, errors.New("vpcroute routes IPv4 subnets only: create the network without --ipv6")
 	}
@@ -115,7 +126,7 @@ func (d *Driver) RequestPool(req *dipam.RequestPoolRequest) (*dipam.RequestPoolR
 		}
 		pr.Range = r
 	}
-	p, err := d.pools.RequestPool(pr)
+	p, err := d.pools.RequestPool(ctx, pr)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +136,12 @@ func (d *Driver) RequestPool(req *dipam.RequestPoolRequest) (*dipam.RequestPoolR
 // ReleasePool gives the subnet's route back. Releasing an unknown pool succeeds, so
 // Docker's retries are harmless.
 func (d *Driver) ReleasePool(req *dipam.ReleasePoolRequest) error {
-	return d.pools.ReleasePool(req.PoolID)
+	return d.ReleasePoolContext(context.Background(), req)
+}
+
+// ReleasePoolContext is ReleasePool bound to Docker's request.
+func (d *Driver) ReleasePoolContext(ctx context.Context, req *dipam.ReleasePoolRequest) error {
+	return d.pools.ReleasePool(ctx, req.PoolID)
 }
 
 // RequestAddress reserves an address: the gateway (Docker asks for it first), an

@@ -46,6 +46,11 @@ type Input struct {
 	// they must not be adopted back.
 	Forgotten map[string]bool
 
+	// Released holds the route owners vpcroute gave up lately: pools and networks
+	// it released, claims cut short. A route of theirs that shows up is a write
+	// the cloud applied late, and goes at once.
+	Released map[string]bool
+
 	// Docker is Docker's list of networks, nil when it could not be read.
 	Docker *Docker
 
@@ -372,6 +377,11 @@ func (p *planner) planRoutes() {
 		}
 		if known[r.Owner] || p.adopting[r.Destination] {
 			// A record in flux, or a network being rebuilt, speaks for it.
+			continue
+		}
+		if p.in.Released[r.Owner] {
+			p.add(Action{Kind: ReleaseRoute, Subnet: r.Destination, Owner: r.Owner,
+				Why: "vpcroute gave this route up (a released network, or a claim cut short): the VPC applied the write late"})
 			continue
 		}
 		since, seen := p.in.OrphanSince[key]

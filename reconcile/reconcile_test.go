@@ -192,6 +192,14 @@ func TestCompute(t *testing.T) {
 			in.Routes = append(in.Routes, cloud.Route{Destination: s9, Owner: "vr-gone"})
 			in.OrphanSince = map[string]time.Time{"vr-gone 10.0.9.0/24": now.Add(-ograce)}
 		}, want: []string{"release-route vr-gone 10.0.9.0/24"}},
+		{name: "route of an owner vpcroute gave up goes at once, without waiting for Docker", setup: func(in *Input) {
+			in.Docker = nil
+			in.Routes = append(in.Routes, cloud.Route{Destination: s9, Owner: "vr-cut"})
+			in.Released = map[string]bool{"vr-cut": true}
+		}, want: []string{"release-route vr-cut 10.0.9.0/24"}},
+		{name: "a released owner that a record holds again keeps its route", setup: func(in *Input) {
+			in.Released = map[string]bool{"net-n3": true}
+		}},
 		{name: "unowned route stays without Docker's list", setup: func(in *Input) {
 			in.Docker = nil
 			in.Routes = append(in.Routes, cloud.Route{Destination: s9, Owner: "vr-gone"})

@@ -41,6 +41,21 @@ type Drivers struct {
 	Admin   Admin
 }
 
+// ContextIPAM and ContextNetwork are the calls whose cloud work is bound to Docker's
+// request: when Docker stops waiting (its plugin client gives up after 30 s) the
+// context ends, and the work stops instead of finishing for nobody. The drivers
+// implement them beside Docker's interfaces; the handler prefers them.
+type ContextIPAM interface {
+	RequestPoolContext(context.Context, *dipam.RequestPoolRequest) (*dipam.RequestPoolResponse, error)
+	ReleasePoolContext(context.Context, *dipam.ReleasePoolRequest) error
+}
+
+// ContextNetwork: see ContextIPAM.
+type ContextNetwork interface {
+	CreateNetworkContext(context.Context, *dnet.CreateNetworkRequest) error
+	DeleteNetworkContext(context.Context, *dnet.DeleteNetworkRequest) error
+}
+
 // Admin answers the operators' tools (`vpcroute status`, `doctor`, `gc`,
 // `uninstall`) on the plugin's own socket, beside Docker's API: they work the same
 // for the host service and the managed plugin, whose settings and credentials only
@@ -125,8 +140,18 @@ func Handler(caps Capabilities, gate *Gate, log *slog.Logger) http.Handler {
 	h := &handlers{mux: mux, gate: gate, log: log}
 
 	static(h, "/NetworkDriver.GetCapabilities", caps.Network)
-	on(h, "/NetworkDriver.CreateNetwork", func(d Drivers, r *dnet.CreateNetworkRequest) (any, error) { return empty, d.Network.CreateNetwork(r) })
-	on(h, "/NetworkDriver.DeleteNetwork", func(d Drivers, r *dnet.DeleteNetworkRequest) (any, error) { return empty, d.Network.DeleteNetwork(r) })
+	onCtx(h, "/NetworkDriver.CreateNetwork", func(ctx context.Context, d Drivers, r *dnet.CreateNetworkRequest) (any, error) {
+		if c, ok := d.Network.(ContextNetwork); ok {
+			return empty, c.CreateNetworkContext(ctx, r)
+		}
+		return empty, d.Network.CreateNetwork(r)
+	})
+	onCtx(h, "/NetworkDriver.DeleteNetwork", func(ctx context.Context, d Drivers, r *dnet.DeleteNetworkRequest) (any, error) {
+		if c, ok := d.Network.(ContextNetwork); ok {
+			return empty, c.DeleteNetworkContext(ctx, r)
+		}
+		return empty, d.Network.DeleteNetwork(r)
+	})
 	on(h, "/NetworkDriver.AllocateNetwork", func(d Drivers, r *dnet.AllocateNetworkRequest) (any, error) { return d.Network.AllocateNetwork(r) })
 	on(h, "/NetworkDriver.FreeNetwork", func(d Drivers, r *dnet.FreeNetworkRequest) (any, error) { return empty, d.Network.FreeNetwork(r) })
 	on(h, "/NetworkDriver.CreateEndpoint", func(d Drivers, r *dnet.CreateEndpointRequest) (any, error) { return d.Network.CreateEndpoint(r) })
@@ -145,8 +170,18 @@ func Handler(caps Capabilities, gate *Gate, log *slog.Logger) http.Handler {
 
 	static(h, "/IpamDriver.GetCapabilities", caps.IPAM)
 	static(h, "/IpamDriver.GetDefaultAddressSpaces", caps.Spaces)
-	on(h, "/IpamDriver.RequestPool", func(d Drivers, r *dipam.RequestPoolRequest) (any, error) { return d.IPAM.RequestPool(r) })
-	on(h, "/IpamDriver.ReleasePool", func(d Drivers, r *dipam.ReleasePoolRequest) (any, error) { return empty, d.IPAM.ReleasePool(r) })
+	onCtx(h, "/IpamDriver.RequestPool", func(ctx context.Context, d Drivers, r *dipam.RequestPoolRequest) (any, error) {
+		if c, ok := d.IPAM.(ContextIPAM); ok {
+			return c.RequestPoolContext(ctx, r)
+		}
+		return d.IPAM.RequestPool(r)
+	})
+	onCtx(h, "/IpamDriver.ReleasePool", func(ctx context.Context, d Drivers, r *dipam.ReleasePoolRequest) (any, error) {
+		if c, ok := d.IPAM.(ContextIPAM); ok {
+			return empty, c.ReleasePoolContext(ctx, r)
+		}
+		return empty, d.IPAM.ReleasePool(r)
+	})
 	on(h, "/IpamDriver.RequestAddress", func(d Drivers, r *dipam.RequestAddressRequest) (any, error) { return d.IPAM.RequestAddress(r) })
 	on(h, "/IpamDriver.ReleaseAddress", func(d Drivers, r *dipam.ReleaseAddressRequest) (any, error) { return empty, d.IPAM.ReleaseAddress(r) })
 
@@ -200,6 +235,11 @@ type errorResponse struct {
 }
 
 func on[Req any](h *handlers, path string, fn func(Drivers, *Req) (any, error)) {
+	onCtx(h, path, func(_ context.Context, d Drivers, r *Req) (any, error) { return fn(d, r) })
+}
+
+// onCtx is on for a call that takes the request's context.
+func onCtx[Req any](h *handlers, path string, fn func(context.Context, Drivers, *Req) (any, error)) {
 	h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		req := new(Req)
@@ -215,7 +255,7 @@ func on[Req any](h *handlers, path string, fn func(Drivers, *Req) (any, error)) 
 			write(w, http.StatusServiceUnavailable, errorResponse{Err: err.Error()})
 			return
 		}
-		res, err := fn(d, req)
+		res, err := fn(r.Context(), d, req)
 		if err != nil {
 			h.log.Warn("request failed", "call", path[1:], "err", err, "took", time.Since(start).Round(time.Microsecond))
 			write(w, http.StatusInternalServerError, errorResponse{Err: err.Error()})

@@ -77,6 +77,7 @@ func newClient(ctx context.Context, cfg Config, t timing, transport http.RoundTr
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
+	cfg.Timeouts.apply(&t)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -412,8 +413,8 @@ func (c *Client) pick(req cloud.ClaimRequest, tables map[string][]route, avoid [
 // claimCut is the error of a claim whose time ran out after a write the API did not
 // answer: the route may be there, or land later, and the caller must give it back.
 func (c *Client) claimCut(req cloud.ClaimRequest, cause, last error) error {
-	return fmt.Errorf("claim a subnet for %s: the VPC API is slow: it did not confirm the route within %s (%w): try again; "+
-		"a route that lands late is given back: %w", req.Owner, c.t.opTimeout, cause, last)
+	return fmt.Errorf("claim a subnet for %s: the route write got no answer within %s (%w); a route that lands late is given back: %w",
+		req.Owner, c.t.opTimeout, cause, last)
 }
 
 // alreadyClaimed settles a claim from what the tables show: done with the

@@ -61,6 +61,30 @@ type Config struct {
 	VPCCIDRs []netip.Prefix
 	// Logger receives warnings and progress; nil means slog.Default().
 	Logger *slog.Logger
+	// Timeouts shortens the bounds of every cloud interaction for tests that
+	// scale Docker's 30 s down (internal/chaos); zero fields keep the defaults.
+	Timeouts Timeouts
+}
+
+// Timeouts are the bounds of cloud interactions a test may shorten.
+type Timeouts struct {
+	// Operation bounds one Claim or Release, retries included (default 8 s);
+	// Attempt one request (3 s); Settle is how long a write the API did not
+	// answer may still land (2 min).
+	Operation, Attempt, Settle time.Duration
+}
+
+// apply puts the non-zero fields of o into t.
+func (o Timeouts) apply(t *timing) {
+	if o.Operation > 0 {
+		t.opTimeout = o.Operation
+	}
+	if o.Attempt > 0 {
+		t.attemptTimeout = o.Attempt
+	}
+	if o.Settle > 0 {
+		t.settleFor = o.Settle
+	}
 }
 
 // LogValue keeps the credentials out of logs, should the settings ever be logged.

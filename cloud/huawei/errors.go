@@ -1,6 +1,7 @@
 package huawei
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -79,6 +80,8 @@ var iamActions = map[string]string{
 // addHint fills in what the user should do about a failed call.
 func addHint(e *APIError, creds credentialSource) {
 	switch {
+	case e.Status == 0 && errors.Is(e.Err, context.DeadlineExceeded):
+		e.Hint = "no answer in time: the VPC API is slow, or this host cannot reach it (check VPCROUTE_VPC_ENDPOINT, or the region's default from VPCROUTE_REGION)"
 	case e.Status == 0:
 		e.Hint = "check that this host can reach the VPC endpoint (VPCROUTE_VPC_ENDPOINT, or the region's default from VPCROUTE_REGION)"
 	case e.Status == http.StatusUnauthorized:

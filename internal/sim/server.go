@@ -95,6 +95,13 @@ func (s *Sim) InjectFault(f Fault) {
 	s.faults = append(s.faults, f)
 }
 
+// FaultsHit is how many requests a fault has hit so far.
+func (s *Sim) FaultsHit() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.faultsHit
+}
+
 // ClearFaults drops every queued fault.
 func (s *Sim) ClearFaults() {
 	s.mu.Lock()
@@ -117,8 +124,10 @@ func (s *Sim) takeFault(method, path string) (Fault, bool) {
 			if mrand.Float64() >= f.Rate {
 				continue
 			}
+			s.faultsHit++
 			return *f, true
 		}
+		s.faultsHit++
 		got := *f
 		f.Count--
 		if f.Count <= 0 {

@@ -185,8 +185,10 @@ type Sim struct {
 	creds   map[string]tempCredential
 	faults  []Fault
 	wg      sync.WaitGroup // late writes in flight
-	log     []RequestLog
-	created time.Time
+	// faultsHit counts the requests faults hit.
+	faultsHit int
+	log       []RequestLog
+	created   time.Time
 }
 
 type watcher struct {
