@@ -320,4 +320,3 @@ func (e *ECS) inventory(routes []sim.Route) []string {
 }
 
 func short(id string) string { return id[:min(12, len(id))] }
-
