@@ -10,7 +10,7 @@ TAG      ?= latest
 BED_PKGS := ./internal/testbed/... ./internal/e2e/...
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /internal/e2e -e /internal/testbed)
 
-.PHONY: all build test unit e2e demo plugin plugin-enable push bench clean vet
+.PHONY: all build test unit fuzz e2e chaos demo plugin plugin-enable push bench clean vet
 
 all: build
 
@@ -22,13 +22,31 @@ build:
 vet:
 	$(GO) vet ./...
 
-test: build vet unit e2e
+test: build vet unit fuzz e2e
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(UNIT_PKGS)
 
+# A short run of the plugin API's fuzzer (its seeds also run in `unit`).
+FUZZTIME ?= 20s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzPluginAPI -fuzztime $(FUZZTIME) ./internal/chaos
+
 e2e:
 	$(GO) test -count=1 -p 1 -timeout 40m $(BED_PKGS)
+
+# The long fault campaign (issue 12): fault storms over many cycles, mutated requests,
+# the fuzzer for minutes, and kill -9 at every step several times. Its figures go to
+# build/chaos-report.txt, from which docs/reliability.md is written.
+CHAOS_CYCLES ?= 300
+chaos: build
+	rm -f build/chaos-report.txt && mkdir -p build
+	VPCROUTE_CHAOS_REPORT=$(CURDIR)/build/chaos-report.txt $(GO) test -count=1 -timeout 60m -run 'Test' ./internal/chaos \
+		-cycles $(CHAOS_CYCLES) -hostile 20000
+	$(GO) test -run '^$$' -fuzz FuzzPluginAPI -fuzztime 5m ./internal/chaos
+	VPCROUTE_CHAOS_REPORT=$(CURDIR)/build/chaos-report.txt $(GO) test -count=1 -timeout 60m -run TestKillAtEveryStep \
+		./internal/e2e -kill-rounds 3
+	cat build/chaos-report.txt
 
 # The demo's bed has its own prefix, so that it never tears down a bed brought up with
 # `vpcroute-bed up` (prefix vr).

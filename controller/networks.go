@@ -8,6 +8,7 @@ import (
 
 	"github.com/vpcroute/vpcroute/alloc"
 	"github.com/vpcroute/vpcroute/cloud"
+	"github.com/vpcroute/vpcroute/internal/killpoint"
 	"github.com/vpcroute/vpcroute/firewall"
 	"github.com/vpcroute/vpcroute/link"
 	"github.com/vpcroute/vpcroute/state"
@@ -109,6 +110,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) error 
 	if err := c.store.PutNetwork(n); err != nil {
 		return fmt.Errorf("save network %s: %w", short(n.ID), err)
 	}
+	killpoint.Here(killpoint.NetworkRecorded)
 	if n.ClaimOwner != "" {
 		var err error
 		c.outside(n.ID, func() {
@@ -127,12 +129,14 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) error 
 			}
 			return fmt.Errorf("claim %s in the VPC: %w (Docker's default IPAM picked it: add --ipam-driver %s to get a free subnet, or give a free --subnet)", n.Subnet, c.hintDriver(err), c.cfg.DriverName)
 		}
+		killpoint.Here(killpoint.NetworkClaimed)
 		c.warnOutsidePool(n.Subnet)
 	}
 	if err := c.ensureNetwork(n); err != nil {
 		c.undoCreate(n)
 		return fmt.Errorf("create network %s: %w", short(n.ID), err)
 	}
+	killpoint.Here(killpoint.NetworkBuilt)
 	n.Creating = false
 	if err := c.store.PutNetwork(n); err != nil {
 		c.undoCreate(n)
@@ -206,6 +210,7 @@ func (c *Controller) deleteNetwork(ctx context.Context, n state.Network) error {
 			return fmt.Errorf("save network %s: %w", short(n.ID), err)
 		}
 	}
+	killpoint.Here(killpoint.NetworkDeleting)
 	eps, err := c.store.Endpoints(n.ID)
 	if err != nil {
 		return err
@@ -219,6 +224,7 @@ func (c *Controller) deleteNetwork(ctx context.Context, n state.Network) error {
 		c.Kick()
 		return err
 	}
+	killpoint.Here(killpoint.NetworkTornDown)
 	if n.ClaimOwner != "" {
 		c.outside(n.ID, func() {
 			cctx, cancel := c.cloudCtx(ctx)
@@ -229,6 +235,7 @@ func (c *Controller) deleteNetwork(ctx context.Context, n state.Network) error {
 			c.Kick()
 			return fmt.Errorf("release the route of %s in the VPC: %w", n.Subnet, err)
 		}
+		killpoint.Here(killpoint.NetworkReleased)
 	}
 	if n.ClaimOwner != "" {
 		c.gaveUp(n.ClaimOwner)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/vpcroute/vpcroute/alloc"
 	"github.com/vpcroute/vpcroute/cloud"
+	"github.com/vpcroute/vpcroute/internal/killpoint"
 	"github.com/vpcroute/vpcroute/state"
 )
 
@@ -60,6 +61,7 @@ func (c *Controller) RequestPool(ctx context.Context, req PoolRequest) (state.Po
 	if err := c.store.PutPool(pool); err != nil {
 		return state.Pool{}, fmt.Errorf("save pool %s: %w", pool.ID, err)
 	}
+	killpoint.Here(killpoint.PoolRecorded)
 	var got netip.Prefix
 	var err error
 	c.outside(pool.ID, func() {
@@ -72,6 +74,7 @@ func (c *Controller) RequestPool(ctx context.Context, req PoolRequest) (state.Po
 		c.abandonClaim(pool, err)
 		return state.Pool{}, fmt.Errorf("claim a subnet in the VPC: %w", c.hintDriver(err))
 	}
+	killpoint.Here(killpoint.PoolClaimed)
 	if ctx.Err() != nil {
 		// Docker stopped waiting just as the claim finished: it will never use
 		// the pool, so give the route back.
@@ -172,6 +175,7 @@ func (c *Controller) releasePool(ctx context.Context, p state.Pool) error {
 			return fmt.Errorf("save pool %s: %w", p.ID, err)
 		}
 	}
+	killpoint.Here(killpoint.PoolReleasing)
 	if p.Subnet.IsValid() {
 		var err error
 		c.outside(p.ID, func() {
@@ -184,6 +188,7 @@ func (c *Controller) releasePool(ctx context.Context, p state.Pool) error {
 			return fmt.Errorf("release the route of %s in the VPC (vpcroute retries it): %w", p.Subnet, err)
 		}
 	}
+	killpoint.Here(killpoint.PoolReleased)
 	c.gaveUp(p.RouteOwner())
 	if err := c.store.DeletePool(p.ID); err != nil {
 		return fmt.Errorf("forget pool %s: %w", p.ID, err)

@@ -132,6 +132,9 @@ const maxBody = 1 << 20
 // the capabilities do not), so Docker can reach the socket at once while start-up
 // builds the drivers and restores the host.
 func Handler(caps Capabilities, gate *Gate, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.Default()
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/Plugin.Activate", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", contentType)

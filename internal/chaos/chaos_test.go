@@ -17,7 +17,7 @@ import (
 
 // cycles is how many create/remove cycles the storm runs: a short run in `make
 // test`, a long one in `make chaos`.
-var cycles = flag.Int("cycles", 100, "create/remove cycles of the fault storms")
+var cycles = flag.Int("cycles", 30, "create/remove cycles of the fault storms")
 
 func newBed(t *testing.T, o Options) *Bed {
 	t.Helper()
