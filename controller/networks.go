@@ -127,6 +127,11 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) error 
 				// The write may still land: the loop releases whatever it left.
 				c.markDeleting(n)
 			}
+			var conflict *cloud.ConflictError
+			if errors.As(err, &conflict) {
+				// Its message says what to do already.
+				return fmt.Errorf("claim %s in the VPC: %w", n.Subnet, c.hintDriver(err))
+			}
 			return fmt.Errorf("claim %s in the VPC: %w (Docker's default IPAM picked it: add --ipam-driver %s to get a free subnet, or give a free --subnet)", n.Subnet, c.hintDriver(err), c.cfg.DriverName)
 		}
 		killpoint.Here(killpoint.NetworkClaimed)

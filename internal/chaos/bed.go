@@ -267,16 +267,7 @@ func (e *ECS) inventory(routes []sim.Route) []string {
 		}
 	}
 
-	e.Host.Lock()
-	bridges := map[string]string{}
-	for br, id := range e.Host.Marked {
-		bridges[id] = br
-	}
-	rules := map[string]bool{}
-	for id := range e.Host.Rules {
-		rules[id] = true
-	}
-	e.Host.Unlock()
+	bridges, rules := e.Host.ByNetwork()
 
 	mine := map[string]sim.Route{}
 	for _, r := range routes {

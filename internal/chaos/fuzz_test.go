@@ -166,15 +166,8 @@ func hostMatchesRecords(env *testctl.Env) []string {
 	for _, p := range pools {
 		owners[p.RouteOwner()] = true
 	}
+	bridges, rules := env.Host.ByNetwork()
 	env.Host.Lock()
-	bridges := map[string]string{}
-	for br, id := range env.Host.Marked {
-		bridges[id] = br
-	}
-	rules := map[string]bool{}
-	for id := range env.Host.Rules {
-		rules[id] = true
-	}
 	foreign := len(env.Host.Foreign)
 	env.Host.Unlock()
 	for _, n := range nets {

@@ -247,6 +247,21 @@ func (h *Host) Owners() (map[string]bool, error) {
 	return out, nil
 }
 
+// ByNetwork returns, by network ID, the marked bridges and which networks have rules:
+// what an inventory compares with the records.
+func (h *Host) ByNetwork() (bridges map[string]string, rules map[string]bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	bridges, rules = map[string]string{}, map[string]bool{}
+	for br, id := range h.Marked {
+		bridges[id] = br
+	}
+	for id := range h.Rules {
+		rules[id] = true
+	}
+	return bridges, rules
+}
+
 // PublishedPorts lists the published ports.
 func (h *Host) PublishedPorts() ([]firewall.PortMap, error) {
 	h.mu.Lock()
