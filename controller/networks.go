@@ -8,8 +8,8 @@ import (
 
 	"github.com/vpcroute/vpcroute/alloc"
 	"github.com/vpcroute/vpcroute/cloud"
-	"github.com/vpcroute/vpcroute/internal/killpoint"
 	"github.com/vpcroute/vpcroute/firewall"
+	"github.com/vpcroute/vpcroute/internal/killpoint"
 	"github.com/vpcroute/vpcroute/link"
 	"github.com/vpcroute/vpcroute/state"
 )
