@@ -167,8 +167,14 @@ func TestClaimCutShortSaysSlow(t *testing.T) {
 	if !c.Unsettled().After(time.Now()) {
 		t.Fatal("Unsettled is zero after a write that got no answer")
 	}
-	b.sim.WaitLate()
-	rs := customRoutes(b.routes(t, ""))
+	// The write may reach the emulator only after the claim gave up on it.
+	var rs []sim.Route
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		b.sim.WaitLate()
+		if rs = customRoutes(b.routes(t, "")); len(rs) == 1 {
+			break
+		}
+	}
 	if len(rs) != 1 {
 		t.Fatalf("the late write should have landed:\n%s", describeRoutes(rs))
 	}

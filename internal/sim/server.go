@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -124,10 +125,10 @@ func (s *Sim) takeFault(method, path string) (Fault, bool) {
 			if mrand.Float64() >= f.Rate {
 				continue
 			}
-			s.faultsHit++
+			s.hitLocked(*f)
 			return *f, true
 		}
-		s.faultsHit++
+		s.hitLocked(*f)
 		got := *f
 		f.Count--
 		if f.Count <= 0 {
@@ -239,13 +240,25 @@ func (s *Sim) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// hitLocked counts a fault taken, and a late write to wait for. Call with mu held.
+func (s *Sim) hitLocked(f Fault) {
+	s.faultsHit++
+	if f.Late > 0 {
+		s.late++
+	}
+}
+
 // applyLate answers nothing, and carries r out f.Late later, in the background.
 func (s *Sim) applyLate(rec *recorder, r *http.Request, reqID string, f Fault) {
 	body, _ := io.ReadAll(r.Body)
 	late := r.Clone(context.Background())
-	s.wg.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			s.late--
+			s.lateDone().Broadcast()
+			s.mu.Unlock()
+		}()
 		time.Sleep(f.Late)
 		late.Body = io.NopCloser(bytes.NewReader(body))
 		s.serveAPI(&recorder{ResponseWriter: httptest.NewRecorder()}, late, reqID)
@@ -272,8 +285,22 @@ func (s *Sim) applyNow(r *http.Request, reqID string) {
 	s.serveAPI(&recorder{ResponseWriter: httptest.NewRecorder()}, now, reqID)
 }
 
-// WaitLate waits for every late write queued by a fault to be applied.
-func (s *Sim) WaitLate() { s.wg.Wait() }
+// WaitLate waits until every late write a fault has taken is applied.
+func (s *Sim) WaitLate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.late > 0 {
+		s.lateDone().Wait()
+	}
+}
+
+// lateDone is the condition WaitLate waits on. Call with mu held.
+func (s *Sim) lateDone() *sync.Cond {
+	if s.lateCond == nil {
+		s.lateCond = sync.NewCond(&s.mu)
+	}
+	return s.lateCond
+}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")

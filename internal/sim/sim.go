@@ -184,7 +184,10 @@ type Sim struct {
 	tables  []*routeTable // default table first
 	creds   map[string]tempCredential
 	faults  []Fault
-	wg      sync.WaitGroup // late writes in flight
+	// late counts the late writes taken and not yet applied (under mu); lateDone
+	// is signalled when it falls.
+	late     int
+	lateCond *sync.Cond
 	// faultsHit counts the requests faults hit.
 	faultsHit int
 	log       []RequestLog
