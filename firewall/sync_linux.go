@@ -1,0 +1,77 @@
+//go:build linux
+
+package firewall
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/vpcroute/vpcroute/sysctl"
+)
+
+// Check reads the filter and nat tables (one iptables-save each) and says what of
+// want is out of line. It changes nothing and takes no lock: the background repair
+// runs it without holding up Docker's calls, and calls Sync only when it finds
+// something.
+func (f *Firewall) Check(w Want) (Drift, error) {
+	filter, nat, err := f.saveBoth()
+	if err != nil {
+		return Drift{}, err
+	}
+	d, _, _, err := planSync(w, filter, nat)
+	return d, err
+}
+
+// Sync brings every rule of want in line, whatever the number of networks, with one
+// iptables-save and at most one iptables-restore per table (each table's restore is
+// one transaction), and turns route_localnet on where a network's INPUT guard
+// allows it. It returns what it found out of line. Rules of networks that are not in
+// want are left alone: removing them is Prune's, once Docker's list says so.
+func (f *Firewall) Sync(w Want) (Drift, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	filter, nat, err := f.saveBoth()
+	if err != nil {
+		return Drift{}, err
+	}
+	d, fin, nin, err := planSync(w, filter, nat)
+	if err != nil {
+		return Drift{}, err
+	}
+	if err := f.restore(fin); err != nil {
+		return d, fmt.Errorf("repair table filter: %w", err)
+	}
+	if err := f.restore(nin); err != nil {
+		return d, fmt.Errorf("repair table nat: %w", err)
+	}
+	var errs []error
+	for _, r := range w.Networks {
+		chains, _ := networkChains(r)
+		f.known[r.NetworkID] = checkScript(r.NetworkID, chains)
+		if r.Internal {
+			continue
+		}
+		key := "net/ipv4/conf/" + r.Bridge + "/route_localnet"
+		if v, err := sysctl.Get(key); err == nil && v == "1" {
+			continue
+		}
+		if err := setRouteLocalnet(r.Bridge, true); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("network %s: allow ports on 127.0.0.1 via bridge %s: %w", r.NetworkID, r.Bridge, err))
+		}
+	}
+	f.baseOrdered = true
+	return d, errors.Join(errs...)
+}
+
+func (f *Firewall) saveBoth() (savedTable, savedTable, error) {
+	filter, err := f.save(tableFilter)
+	if err != nil {
+		return savedTable{}, savedTable{}, err
+	}
+	nat, err := f.save(tableNAT)
+	if err != nil {
+		return savedTable{}, savedTable{}, err
+	}
+	return filter, nat, nil
+}

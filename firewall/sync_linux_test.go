@@ -1,0 +1,186 @@
+//go:build linux
+
+package firewall
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+var syncWant = Want{Base: testBase, Networks: []NetworkRules{net1, net2, net3}, Ports: []PortMap{port1, port2, port3}}
+
+// built is the host as EnsureNetwork and EnsurePort leave it, one call at a time.
+func built(t *testing.T, f *Firewall) {
+	t.Helper()
+	setupBridges(t)
+	for _, n := range syncWant.Networks {
+		mustDo(t, f.EnsureNetwork(n))
+	}
+	for _, p := range syncWant.Ports {
+		mustDo(t, f.EnsurePort(p))
+	}
+}
+
+func ipt(t *testing.T, f *Firewall, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("iptables-"+f.backend, args...).CombinedOutput(); err != nil {
+		t.Fatalf("iptables %v: %v %s", args, err, out)
+	}
+}
+
+// forwardTargets lists FORWARD's jump targets in order.
+func forwardTargets(t *testing.T, f *Firewall) []string {
+	t.Helper()
+	saved, err := f.save(tableFilter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range chainLines(saved, "FORWARD") {
+		out = append(out, r.target())
+	}
+	return out
+}
+
+// dockerStarts does to FORWARD what dockerd does when it starts or makes a network:
+// its own chains and jumps on top.
+func dockerStarts(t *testing.T, f *Firewall) {
+	t.Helper()
+	for _, c := range []string{"DOCKER", "DOCKER-ISOLATION-STAGE-1", "DOCKER-USER"} {
+		_ = exec.Command("iptables-"+f.backend, "-N", c).Run()
+	}
+	ipt(t, f, "-I", "FORWARD", "1", "-o", "docker0", "-j", "DOCKER")
+	ipt(t, f, "-I", "FORWARD", "1", "-j", "DOCKER-ISOLATION-STAGE-1")
+	ipt(t, f, "-I", "FORWARD", "1", "-j", "DOCKER-USER")
+	ipt(t, f, "-A", "DOCKER-USER", "-j", "RETURN")
+}
+
+// What EnsureNetwork and EnsurePort build, Check finds in line: the comparison reads
+// the kernel's own rendering of vpcroute's rules as equal to vpcroute's, on both
+// backends (else the background repair would rewrite everything every cycle).
+func TestCheckSeesBuiltRulesInLine(t *testing.T) {
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			f := testFirewall(t, backend)
+			built(t, f)
+			d, err := f.Check(syncWant)
+			if err != nil || !d.Empty() {
+				t.Fatalf("Check after building = %v, %v; want nothing out of line", d, err)
+			}
+			before := snapshot(t, f)
+			if d, err := f.Sync(syncWant); err != nil || !d.Empty() {
+				t.Fatalf("Sync = %v, %v", d, err)
+			}
+			if after := snapshot(t, f); after != before {
+				t.Fatalf("Sync of rules in line changed them:\n%s\nafter:\n%s", before, after)
+			}
+		})
+	}
+}
+
+// Sync puts back what was lost or moved, in one restore per table, and leaves what
+// is not vpcroute's alone.
+func TestSyncRepairs(t *testing.T) {
+	tests := []struct {
+		name    string
+		break_  func(t *testing.T, f *Firewall)
+		network bool // the drift is a network's
+	}{
+		{"a network's rule deleted", func(t *testing.T, f *Firewall) {
+			ipt(t, f, "-t", "nat", "-F", netChainName(kindNAT, "net1"))
+		}, true},
+		{"a network's jump deleted", func(t *testing.T, f *Firewall) {
+			ipt(t, f, "-D", chainForward, "-m", "comment", "--comment", "vpcroute:net2", "-j", netChainName(kindForward, "net2"))
+		}, false},
+		{"VPCROUTE-FORWARD flushed", func(t *testing.T, f *Firewall) { ipt(t, f, "-F", chainForward) }, false},
+		{"the whole filter table flushed", func(t *testing.T, f *Firewall) {
+			ipt(t, f, "-F")
+			ipt(t, f, "-X")
+		}, true},
+		{"a published port deleted", func(t *testing.T, f *Firewall) {
+			r, _ := portRule(port1)
+			ipt(t, f, append([]string{"-t", "nat", "-D", chainDNAT}, r.spec...)...)
+		}, false},
+		{"a stale port of a known network", func(t *testing.T, f *Firewall) {
+			stale := port1
+			stale.HostPort = 9999
+			mustDo(t, f.EnsurePort(stale))
+		}, false},
+		{"dockerd restarted and put its jumps on top", dockerStarts, false},
+	}
+	for _, backend := range backends(t) {
+		for _, tc := range tests {
+			t.Run(backend+"/"+tc.name, func(t *testing.T) {
+				f := testFirewall(t, backend)
+				built(t, f)
+				// Rules that are not vpcroute's stay where they are.
+				ipt(t, f, "-A", "FORWARD", "-s", "172.31.0.0/16", "-j", "DROP")
+				ipt(t, f, "-t", "nat", "-A", "POSTROUTING", "-s", "172.17.0.0/16", "-j", "MASQUERADE")
+				tc.break_(t, f)
+				d, err := f.Check(syncWant)
+				if err != nil || d.Empty() {
+					t.Fatalf("Check after %s = %v, %v; want drift", tc.name, d, err)
+				}
+				if tc.network != (len(d.Networks) > 0) {
+					t.Errorf("drift %v: network part %v, want %v", d, len(d.Networks) > 0, tc.network)
+				}
+				if _, err := f.Sync(syncWant); err != nil {
+					t.Fatalf("Sync: %v", err)
+				}
+				if d, err := f.Check(syncWant); err != nil || !d.Empty() {
+					t.Fatalf("after Sync: %v, %v", d, err)
+				}
+				snap := snapshot(t, f)
+				for _, want := range []string{"-A FORWARD -s 172.31.0.0/16 -j DROP", "-A POSTROUTING -s 172.17.0.0/16 -j MASQUERADE"} {
+					if !strings.Contains(snap, want) && tc.name != "the whole filter table flushed" {
+						t.Errorf("a rule that is not vpcroute's is gone: %q\n%s", want, snap)
+					}
+				}
+				if strings.Contains(snap, "--dport 9999") {
+					t.Errorf("the stale port is still there:\n%s", snap)
+				}
+				targets := forwardTargets(t, f)
+				hook := slices.Index(targets, chainForward)
+				if user := slices.Index(targets, dockerUser); user >= 0 && hook != user+1 || user < 0 && hook != 0 {
+					t.Errorf("FORWARD targets %v: vpcroute's jump must come right after DOCKER-USER (or first)", targets)
+				}
+			})
+		}
+	}
+}
+
+// After a reboot nothing is there: one Sync builds every chain, jump and port, and
+// the result is what building one network at a time gives.
+func TestSyncFromNothing(t *testing.T) {
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			f := testFirewall(t, backend)
+			built(t, f)
+			want := lines(snapshot(t, f))
+			ipt(t, f, "-F")
+			ipt(t, f, "-X")
+			ipt(t, f, "-t", "nat", "-F")
+			ipt(t, f, "-t", "nat", "-X")
+			g, err := NewFirewallBackend(backend) // a new process
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := g.Sync(syncWant); err != nil {
+				t.Fatal(err)
+			}
+			if got := lines(snapshot(t, g)); !slices.Equal(got, want) {
+				t.Errorf("Sync from nothing:\n%s\nbuilding one at a time:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+			}
+		})
+	}
+}
+
+// lines is a snapshot's lines, sorted: the same rules in a chain-wise other order of
+// networks compare equal.
+func lines(s string) []string {
+	out := strings.Split(strings.TrimSpace(s), "\n")
+	slices.Sort(out)
+	return out
+}
