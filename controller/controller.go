@@ -51,11 +51,11 @@ type Links interface {
 	Veths() ([]string, error)
 	UplinkMTU() int
 	Prefixes() ([]netip.Prefix, error)
+	BridgesOutOfLine([]link.BridgeSpec) ([]string, error)
 }
 
 // Firewall is the host's packet filter as the controller uses it (firewall.Firewall).
 type Firewall interface {
-	EnsureBase(firewall.Base) error
 	EnsureNetwork(firewall.NetworkRules) error
 	DeleteNetwork(firewall.NetworkRules) error
 	EnsurePort(firewall.PortMap) error
@@ -66,6 +66,8 @@ type Firewall interface {
 	Forward() (firewall.Forward, error)
 	RemoveAll() error
 	Backend() string
+	Check(firewall.Want) (firewall.Drift, error)
+	Sync(firewall.Want) (firewall.Drift, error)
 }
 
 // Docker is Docker's own view of its networks (dockerapi.Client).

@@ -26,36 +26,15 @@ const dockerTimeout = 10 * time.Second
 // Start puts the kernel back the way the records say, before Docker's calls are
 // served: the base rules, and every live network's bridge, rules and published ports
 // (after a reboot none of them exist, and a container that restarts needs its
-// bridge). It never removes anything: what is left over goes in the loop's first
-// cycle, once Docker's list says it is unused.
+// bridge), in two reads of the kernel and, where anything is missing, one restore
+// per table for all networks at once. It never removes anything: what is left over
+// goes in the loop's first cycle, once Docker's list says it is unused.
 func (c *Controller) Start() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.saveDataPlane()
-	if err := c.fw.EnsureBase(c.base()); err != nil {
-		return fmt.Errorf("base firewall rules: %w", err)
-	}
-	return c.restoreNetworks()
-}
-
-// restoreNetworks ensures every live network's kernel objects. Call with mu held.
-func (c *Controller) restoreNetworks() error {
-	nets, err := c.store.Networks()
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, n := range nets {
-		if n.Creating || n.Deleting {
-			continue // the loop finishes them
-		}
-		if err := c.ensureNetwork(n); err != nil {
-			errs = append(errs, fmt.Errorf("restore network %s: %w", label(n), err))
-			continue
-		}
-		errs = append(errs, c.ensurePorts(n))
-	}
-	return errors.Join(errs...)
+	_, err := c.syncKernel()
+	return err
 }
 
 // DataPlane is what the kernel objects of every network depend on besides its own
@@ -92,10 +71,8 @@ func RestoreDataPlane(store *state.DB, links Links, fw Firewall, log *slog.Logge
 	c := New(Config{Pool: dp.Pool, NoNAT: dp.NoNAT, ForwardAccept: dp.ForwardAccept, Log: log}, store, links, fw, nil, nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := c.fw.EnsureBase(c.base()); err != nil {
-		return fmt.Errorf("base firewall rules: %w", err)
-	}
-	return c.restoreNetworks()
+	_, err := c.syncKernel()
+	return err
 }
 
 func (c *Controller) base() firewall.Base {
@@ -230,7 +207,16 @@ func (c *Controller) cycle(ctx context.Context, s scope) {
 		}
 	}
 	c.mu.Unlock()
-	report := c.applyAll(ctx, plan.Actions, func(a reconcile.Action) bool { return a.Kind != reconcile.RepairNetwork })
+	report := c.applyAll(ctx, plan.Actions, func(reconcile.Action) bool { return true })
+	if s.kernel {
+		kr, err := c.repairKernel()
+		switch {
+		case err != nil:
+			report.Failed = append(report.Failed, "repair the kernel: "+err.Error())
+		case !kr.Empty():
+			report.Done = append(report.Done, "repair-kernel ("+kr.String()+")")
+		}
+	}
 	report.At, report.Held = in.Now, plan.Held
 	c.mu.Lock()
 	c.lastCycle = report
@@ -260,7 +246,7 @@ func (c *Controller) applyAll(ctx context.Context, actions []reconcile.Action, r
 // and then the records, into the plan's input; false when the records cannot be read
 // or vpcroute was uninstalled.
 func (c *Controller) gather(ctx context.Context, s scope) (reconcile.Input, bool) {
-	in := reconcile.Input{Grace: c.cfg.Grace, OrphanGrace: c.cfg.OrphanGrace, RepairKernel: s.kernel, Routed: c.cfg.Routed}
+	in := reconcile.Input{Grace: c.cfg.Grace, OrphanGrace: c.cfg.OrphanGrace, Routed: c.cfg.Routed}
 	if c.isUninstalled() {
 		return in, false
 	}
@@ -279,9 +265,6 @@ func (c *Controller) gather(ctx context.Context, s scope) (reconcile.Input, bool
 		}
 	}
 	if s.kernel {
-		if err := c.ensureBase(); err != nil {
-			c.log.Warn("repair base firewall rules", "err", err)
-		}
 		bridges, err := c.links.Bridges()
 		if err != nil {
 			c.log.Warn("list bridges", "err", err)
@@ -355,15 +338,6 @@ func describe(a reconcile.Action) string {
 		s += " bridge " + a.Bridge
 	}
 	return s + " (" + a.Why + ")"
-}
-
-func (c *Controller) ensureBase() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.uninstalled {
-		return nil
-	}
-	return c.fw.EnsureBase(c.base())
 }
 
 // readDocker reads Docker's list of networks; nil when it cannot. The lack of access
@@ -459,8 +433,6 @@ func (c *Controller) apply(ctx context.Context, a reconcile.Action) error {
 		err = c.applyClaim(ctx, a, log)
 	case reconcile.Rename:
 		err = c.applyRename(a)
-	case reconcile.RepairNetwork:
-		err = c.applyRepair(a)
 	case reconcile.DeleteBridge:
 		err = c.applyDeleteBridge(a, log)
 	case reconcile.PruneRules:
@@ -589,16 +561,6 @@ func (c *Controller) applyRename(a reconcile.Action) error {
 	}
 	n.Name = a.Name
 	return c.store.PutNetwork(n)
-}
-
-func (c *Controller) applyRepair(a reconcile.Action) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n, ok := c.current(a)
-	if !ok || n.Creating || n.Deleting {
-		return nil
-	}
-	return errors.Join(c.ensureNetwork(n), c.ensurePorts(n))
 }
 
 func (c *Controller) applyDeleteBridge(a reconcile.Action, log *slog.Logger) error {

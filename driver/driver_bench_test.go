@@ -123,9 +123,13 @@ func (f *countingFirewall) snapshot() (ports, scans int) {
 	return f.ports, f.scans
 }
 
-func (f *countingFirewall) EnsureBase(b firewall.Base) error {
+func (f *countingFirewall) Check(w firewall.Want) (firewall.Drift, error) {
 	defer f.count(true, time.Now())
-	return f.Firewall.EnsureBase(b)
+	return f.Firewall.Check(w)
+}
+func (f *countingFirewall) Sync(w firewall.Want) (firewall.Drift, error) {
+	defer f.count(true, time.Now())
+	return f.Firewall.Sync(w)
 }
 func (f *countingFirewall) EnsureNetwork(r firewall.NetworkRules) error {
 	defer f.count(true, time.Now())

@@ -66,9 +66,6 @@ type Input struct {
 	// RuleOwners are the network IDs that vpcroute rules are marked with; nil when
 	// not read.
 	RuleOwners map[string]bool
-	// RepairKernel asks for every live network's kernel objects to be ensured
-	// again (the periodic repair of drift).
-	RepairKernel bool
 
 	// OrphanSince says since when each unowned route (RouteKey) has been seen
 	// unowned; the plan returns it updated.
@@ -116,15 +113,13 @@ const (
 	Claim
 	// Rename records the network's name in Docker.
 	Rename
-	// RepairNetwork ensures a live network's bridge, rules and published ports.
-	RepairNetwork
 	// DeleteBridge removes a vpcroute bridge that belongs to no network.
 	DeleteBridge
 	// PruneRules removes the vpcroute rules of networks not in Keep.
 	PruneRules
 )
 
-var kindNames = [...]string{"finish-network", "finish-pool", "release-route", "adopt", "claim", "rename", "repair-network", "delete-bridge", "prune-rules"}
+var kindNames = [...]string{"finish-network", "finish-pool", "release-route", "adopt", "claim", "rename", "delete-bridge", "prune-rules"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -136,7 +131,7 @@ func (k Kind) String() string {
 // Action is one step of a plan.
 type Action struct {
 	Kind Kind
-	// ID is the network ID (FinishNetwork, Adopt, Rename, RepairNetwork,
+	// ID is the network ID (FinishNetwork, Adopt, Rename,
 	// DeleteBridge) or the pool ID (FinishPool).
 	ID     string
 	Subnet netip.Prefix
@@ -153,7 +148,7 @@ type Action struct {
 	// Keep lists the network IDs whose rules stay (PruneRules).
 	Keep map[string]bool
 	// Since is the Created time of the record the action was planned from
-	// (FinishNetwork, FinishPool, RepairNetwork): the controller skips the
+	// (FinishNetwork, FinishPool): the controller skips the
 	// action if the record changed meanwhile.
 	Since time.Time
 	// Why says, for the log, why the action is needed.
@@ -260,9 +255,6 @@ func (p *planner) planNetworks() {
 		default:
 			if inDocker && d.Name != "" && d.Name != n.Name {
 				p.add(Action{Kind: Rename, ID: id, Name: d.Name, Why: "named in Docker's list"})
-			}
-			if p.in.RepairKernel {
-				p.add(Action{Kind: RepairNetwork, ID: id, Subnet: n.Subnet, Name: n.Name, Since: n.Created, Why: "periodic repair"})
 			}
 		}
 	}

@@ -87,8 +87,6 @@ func TestCompute(t *testing.T) {
 		held  int      // how many things the plan leaves alone, reported
 	}{
 		{name: "all in agreement: nothing to do", setup: func(in *Input) {}},
-		{name: "periodic repair of live networks", setup: func(in *Input) { in.RepairKernel = true },
-			want: []string{"repair-network n2 web 10.0.2.0/24", "repair-network n3 db 10.0.3.0/24"}},
 
 		// Networks vpcroute has.
 		{name: "deleting network is finished", setup: func(in *Input) { in.Networks[0].Deleting = true },
@@ -98,8 +96,7 @@ func TestCompute(t *testing.T) {
 		{name: "network being created by a Docker call is left alone", setup: func(in *Input) {
 			in.Networks[1].Creating = true
 			in.Busy = map[string]bool{"n3": true}
-			in.RepairKernel = true
-		}, want: []string{"repair-network n2 web 10.0.2.0/24"}},
+		}},
 		{name: "network Docker removed while vpcroute was down goes, with its pool", setup: func(in *Input) {
 			in.Docker.Networks = in.Docker.Networks[1:]
 		}, want: []string{"finish-network n2 web 10.0.2.0/24", "finish-pool p2 p2 10.0.2.0/24"}},
@@ -109,14 +106,9 @@ func TestCompute(t *testing.T) {
 		}},
 		{name: "without Docker's list no network is removed, and no route either", setup: func(in *Input) {
 			in.Docker = nil
-			in.RepairKernel = true
-		}, want: []string{"repair-network n2 web 10.0.2.0/24", "repair-network n3 db 10.0.3.0/24"}},
+		}},
 		{name: "a renamed network is renamed", setup: func(in *Input) { in.Docker.Networks[0].Name = "shop_web" },
 			want: []string{"rename n2 shop_web"}},
-		{name: "a removed network is not repaired", setup: func(in *Input) {
-			in.Networks[0].Deleting = true
-			in.RepairKernel = true
-		}, want: []string{"finish-network n2 web 10.0.2.0/24", "repair-network n3 db 10.0.3.0/24"}},
 
 		// Pools.
 		{name: "releasing pool is finished", setup: func(in *Input) { in.Pools[0].Releasing = true },
@@ -301,7 +293,6 @@ func TestComputeIsDeterministic(t *testing.T) {
 	in.Networks, in.Pools = nil, nil
 	in.Bridges["vr-x"] = "x"
 	in.Bridges["vr-y"] = "y"
-	in.RepairKernel = true
 	first := fmt.Sprint(Compute(in).Actions)
 	for range 20 {
 		if got := fmt.Sprint(Compute(in).Actions); got != first {

@@ -221,4 +221,51 @@ func TestDockerIsTheTruth(t *testing.T) {
 			t.Errorf("the user's bridge vr-unmarked (named like vpcroute's, but not marked) was removed: %v %s", err, out)
 		}
 	})
+	t.Run("dockerd restarts and new Docker networks put Docker's rules on top", func(t *testing.T) {
+		docker(t, ecs1, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", "edge")
+		t.Cleanup(func() { _, _ = dockerErr(t, ecs1, "network", "rm", "edge") })
+		if err := env.Bed.RestartDocker(ctxT(t), "ecs1"); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"b1", "b2", "b3", "b4", "b5"} {
+			docker(t, ecs1, "network", "create", n)
+			t.Cleanup(func() { _, _ = dockerErr(t, ecs1, "network", "rm", n) })
+		}
+		var forward []string
+		if !waitFor(ctxT(t), cycleWait, func() bool {
+			forward = forwardJumps(t, ecs1)
+			return len(forward) > 1 && forward[0] == "DOCKER-USER" && forward[1] == "VPCROUTE-FORWARD"
+		}) {
+			t.Fatalf("FORWARD's jumps %v: vpcroute's must come right after DOCKER-USER", forward)
+		}
+		// Containers of the vpcroute network still reach the other ECS.
+		docker(t, ecs2, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", "edge2")
+		t.Cleanup(func() { _, _ = dockerErr(t, ecs2, "network", "rm", "edge2") })
+		docker(t, ecs2, "run", "-d", "--rm", "--name", "edge2c", "--net", "edge2", testbed.ImageName, "sleep", "60")
+		t.Cleanup(func() { _, _ = dockerErr(t, ecs2, "rm", "-f", "edge2c") })
+		peer := containerIP(t, ecs2, "edge2c", "edge2").String()
+		run(t, ecs1, "edge", "ping", "-c", "2", "-W", "2", peer)
+	})
+}
+
+// forwardJumps lists the targets of filter FORWARD's rules on e, in order.
+func forwardJumps(t *testing.T, e *testbed.ECS) []string {
+	t.Helper()
+	out, err := e.Exec(ctxT(t), "iptables", "-S", "FORWARD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var targets []string
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 1 && f[0] == "-A" {
+			targets = append(targets, f[len(f)-1])
+			for i := range f {
+				if f[i] == "-j" && i+1 < len(f) {
+					targets[len(targets)-1] = f[i+1]
+				}
+			}
+		}
+	}
+	return targets
 }

@@ -170,6 +170,80 @@ func (h *Host) EnsureBase(firewall.Base) error {
 	return nil
 }
 
+// BridgesOutOfLine lists the bridges of specs that are missing or carry another
+// mark or gateway.
+func (h *Host) BridgesOutOfLine(specs []link.BridgeSpec) ([]string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for _, s := range specs {
+		if h.Marked[s.Name] != s.NetworkID || h.Gateways[s.Name] != s.Gateway {
+			out = append(out, s.Name)
+		}
+	}
+	return out, nil
+}
+
+// Check says which networks of w lack their rules (or hold others), and whether
+// the published ports differ.
+func (h *Host) Check(w firewall.Want) (firewall.Drift, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.driftLocked(w), nil
+}
+
+func (h *Host) driftLocked(w firewall.Want) firewall.Drift {
+	var d firewall.Drift
+	known := map[string]bool{}
+	for _, r := range w.Networks {
+		known[r.NetworkID] = true
+		if have, ok := h.Rules[r.NetworkID]; !ok || fmt.Sprint(have) != fmt.Sprint(r) {
+			d.Networks = append(d.Networks, r.NetworkID)
+		}
+	}
+	want := map[firewall.PortMap]bool{}
+	for _, p := range w.Ports {
+		p.Bridge = ""
+		want[p] = true
+		if !h.Ports[p] {
+			d.Base = append(d.Base, "port "+p.String()+" missing")
+		}
+	}
+	for p := range h.Ports {
+		if known[p.NetworkID] && !want[p] {
+			d.Base = append(d.Base, "stale port "+p.String())
+		}
+	}
+	return d
+}
+
+// Sync writes the rules and ports of w, and removes the ports of w's networks that w
+// does not list; rules of other networks stay.
+func (h *Host) Sync(w firewall.Want) (firewall.Drift, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.FailRules != nil {
+		return firewall.Drift{}, h.FailRules
+	}
+	d := h.driftLocked(w)
+	h.BaseCalls++
+	known := map[string]bool{}
+	for _, r := range w.Networks {
+		known[r.NetworkID] = true
+		h.Rules[r.NetworkID] = r
+	}
+	for p := range h.Ports {
+		if known[p.NetworkID] {
+			delete(h.Ports, p)
+		}
+	}
+	for _, p := range w.Ports {
+		p.Bridge = ""
+		h.Ports[p] = true
+	}
+	return d, nil
+}
+
 // EnsureNetwork records a network's rules.
 func (h *Host) EnsureNetwork(r firewall.NetworkRules) error {
 	h.mu.Lock()
