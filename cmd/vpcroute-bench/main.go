@@ -33,6 +33,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -57,6 +58,10 @@ type options struct {
 	sections    map[string]bool // which parts to measure (-only)
 	paths       map[string]bool // data paths to measure (-paths)
 	hold        bool            // keep the bed up after measuring, until interrupted
+	// The scale part: sizes (networks on ECS 2), idle window, restarts per size.
+	scaleSizes    []int
+	scaleWindow   time.Duration
+	scaleRestarts int
 }
 
 func main() {
@@ -73,12 +78,23 @@ func main() {
 	flag.IntVar(&o.profileSecs, "profile-seconds", 3, "after the rounds, profile one run of this length per vpcroute path and the hand-built one with perf (0: skip)")
 	flag.BoolVar(&o.skipBed, "no-bed", false, "skip everything that needs the test bed")
 	flag.BoolVar(&o.hold, "hold", false, "keep the test bed up after measuring until Ctrl-C, to look around")
-	only := flag.String("only", "startup,host,datapath", "parts to measure, comma-separated: startup (none and huaweicloud modes), host (memory, network creates, containers, rules), datapath (iperf3)")
-	paths := flag.String("paths", strings.Join(slices.DeleteFunc(allPaths(), func(p string) bool { return p == pathGuide }), ","),
+	flag.DurationVar(&o.scaleWindow, "scale-window", 30*time.Second, "idle window at each size of the scale part")
+	flag.IntVar(&o.scaleRestarts, "scale-restarts", 3, "restarts (and reboots) measured at each size of the scale part")
+	sizes := flag.String("scale-sizes", "1,100,200", "network counts of the scale part")
+	only := flag.String("only", "startup,host,datapath,scale", "parts to measure, comma-separated: startup (none and huaweicloud modes), host (memory, network creates, containers, rules), datapath (iperf3), scale (idle CPU, call waits, restart at 1 to 200 networks)")
+	paths := flag.String("paths", strings.Join(allPaths(), ","),
 		"data paths to compare, comma-separated, of "+strings.Join(allPaths(), ", ")+"; hand is always measured")
 	flag.Parse()
 	var err error
-	if o.sections, err = parseSet(*only, []string{"startup", "host", "datapath"}); err != nil {
+	for _, f := range strings.Split(*sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fmt.Fprintln(os.Stderr, "vrbench: -scale-sizes: give network counts such as 1,100,200")
+			os.Exit(2)
+		}
+		o.scaleSizes = append(o.scaleSizes, n)
+	}
+	if o.sections, err = parseSet(*only, []string{"startup", "host", "datapath", "scale"}); err != nil {
 		fmt.Fprintln(os.Stderr, "vrbench: -only:", err)
 		os.Exit(2)
 	}
@@ -123,7 +139,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	if !o.skipBed && (o.sections["startup"] || o.sections["host"] || o.sections["datapath"]) {
+	if !o.skipBed && (o.sections["startup"] || o.sections["host"] || o.sections["datapath"] || o.sections["scale"]) {
 		if err := bedBenchmarks(ctx, o, work, r); err != nil {
 			return err
 		}
@@ -146,8 +162,9 @@ func run(ctx context.Context, o options) error {
 // mode, RSS, network creates, container starts and the data path.
 func bedBenchmarks(ctx context.Context, o options, work string, r *report) error {
 	say("bringing up the test bed " + o.prefix)
+	// The scale part makes 200 networks on one ECS: a quota that holds them.
 	env, err := cloudbed.Start(ctx, cloudbed.Options{Bed: testbed.Config{Prefix: o.prefix,
-		Logger: slog.New(slog.DiscardHandler)}})
+		Logger: slog.New(slog.DiscardHandler)}, RouteQuota: 1000})
 	if err != nil {
 		return fmt.Errorf("test bed: %w", err)
 	}
@@ -177,6 +194,9 @@ func bedBenchmarks(ctx context.Context, o options, work string, r *report) error
 	if o.sections["datapath"] {
 		say("data path: iperf3 over " + strings.Join(o.pathList(), ", "))
 		err = measureDatapath(ctx, o, env, r)
+	}
+	if err == nil && o.sections["scale"] {
+		err = measureScale(ctx, o, work, env, r)
 	}
 	if o.hold && !o.sections["datapath"] {
 		say("holding the test bed up until Ctrl-C (DOCKER_HOST=" + env.Bed.ECSs[0].DockerHost + ")")

@@ -134,6 +134,15 @@ func (e *ECS) Exec(ctx context.Context, argv ...string) (string, error) {
 	return run(ctx, nil, e.nsenter(pid, argv...)...)
 }
 
+// ExecInput is Exec with input on the program's standard input.
+func (e *ECS) ExecInput(ctx context.Context, input string, argv ...string) (string, error) {
+	pid, err := e.HolderPID()
+	if err != nil {
+		return "", err
+	}
+	return run(ctx, []byte(input), e.nsenter(pid, argv...)...)
+}
+
 func (e *ECS) nsenter(holder int, argv ...string) []string {
 	return append([]string{"nsenter",
 		fmt.Sprintf("--mount=/proc/%d/ns/mnt", holder),
