@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/coreos/go-iptables/iptables"
 )
@@ -39,6 +40,11 @@ type Firewall struct {
 	// it in order; until then (a new process) EnsureBase reads it even when
 	// every rule is in place. Guarded by mu.
 	baseOrdered bool
+	// inLine is the last check that found every rule in line (see Check).
+	// Guarded by mu.
+	inLine checked
+	// saves counts the iptables-save runs, for tests and benchmarks.
+	saves atomic.Int64
 }
 
 // NewFirewall returns a Firewall on the iptables backend the host uses

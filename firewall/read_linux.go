@@ -9,6 +9,7 @@ import (
 
 // save reads one table with iptables-save of the Firewall's backend.
 func (f *Firewall) save(table string) (savedTable, error) {
+	f.saves.Add(1)
 	out, err := exec.Command(f.savePath, "-t", table).Output()
 	if err != nil {
 		return savedTable{}, fmt.Errorf("list table %s: %s: %w", table, f.savePath, err)

@@ -99,11 +99,22 @@ func chainLines(t savedTable, chain string) []savedRule {
 	return out
 }
 
+// byChain indexes a saved table's rules by chain, so that comparing every network's
+// chains costs one pass over the table, not one per chain.
+func byChain(t savedTable) map[string][]savedRule {
+	out := map[string][]savedRule{}
+	for _, r := range t.rules {
+		out[r.chain] = append(out[r.chain], r)
+	}
+	return out
+}
+
 // tablePlan collects one table's repairs.
 type tablePlan struct {
 	table   string
 	saved   savedTable
-	has     map[string]bool // chains that exist
+	rules   map[string][]savedRule // the saved rules by chain
+	has     map[string]bool        // chains that exist
 	declare []string        // chains to create or flush and refill
 	lines   [][]string      // rules and edits, after the declarations
 	policy  string          // ":FORWARD ACCEPT" when the policy must change
@@ -111,7 +122,7 @@ type tablePlan struct {
 }
 
 func newTablePlan(table string, saved savedTable, d *Drift) *tablePlan {
-	p := &tablePlan{table: table, saved: saved, has: map[string]bool{}, drift: d}
+	p := &tablePlan{table: table, saved: saved, rules: byChain(saved), has: map[string]bool{}, drift: d}
 	for _, c := range saved.chains {
 		p.has[c] = true
 	}
@@ -147,7 +158,7 @@ func (p *tablePlan) rewrite(chain string, rules [][]string) {
 // network checks one network chain against its rules, and rewrites it when it
 // differs or is missing; it returns whether it did.
 func (p *tablePlan) network(c netChain) bool {
-	have := chainLines(p.saved, c.name)
+	have := p.rules[c.name]
 	same := p.has[c.name] && len(have) == len(c.rules)
 	for i := 0; same && i < len(have); i++ {
 		same = canon(have[i].args) == canon(c.rules[i])
@@ -164,7 +175,7 @@ func (p *tablePlan) network(c netChain) bool {
 // first when not).
 func (p *tablePlan) builtinJump(j rule, after string) {
 	want := canon(j.spec)
-	rules := chainLines(p.saved, j.chain)
+	rules := p.rules[j.chain]
 	var mine []int
 	var others []savedRule
 	for i, r := range rules {
@@ -207,7 +218,7 @@ func (p *tablePlan) builtinJump(j rule, after string) {
 // rules go (rules of a network in want that it no longer asks for). The chain is
 // rewritten in one transaction when anything is off.
 func (p *tablePlan) baseChain(chain string, groups [][][]string, stale func(savedRule) bool) {
-	have := chainLines(p.saved, chain)
+	have := p.rules[chain]
 	index := map[string]int{} // canon -> group
 	for g, rules := range groups {
 		for _, r := range rules {

@@ -184,3 +184,43 @@ func lines(s string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// On nft, a check of rules already found in line is one netlink read, not two
+// iptables-save, until anyone changes any rule.
+func TestCheckRemembersTheGeneration(t *testing.T) {
+	if !slices.Contains(backends(t), BackendNFT) {
+		t.Skip("needs iptables-nft")
+	}
+	f := testFirewall(t, BackendNFT)
+	built(t, f)
+	if d, err := f.Check(syncWant); err != nil || !d.Empty() {
+		t.Fatalf("first check: %v, %v", d, err)
+	}
+	before := f.saves.Load()
+	for range 3 {
+		if d, err := f.Check(syncWant); err != nil || !d.Empty() {
+			t.Fatalf("check: %v, %v", d, err)
+		}
+	}
+	if n := f.saves.Load() - before; n != 0 {
+		t.Fatalf("%d iptables-save for checks of an unchanged ruleset; want none", n)
+	}
+	// Someone else's change, even one that is not vpcroute's, makes it look again.
+	ipt(t, f, "-A", "FORWARD", "-s", "172.31.0.0/16", "-j", "DROP")
+	if d, err := f.Check(syncWant); err != nil || !d.Empty() || f.saves.Load() == before {
+		t.Fatalf("after an unrelated change: %v, %v, saves %d", d, err, f.saves.Load()-before)
+	}
+	ipt(t, f, "-t", "nat", "-F", netChainName(kindNAT, "net1"))
+	if d, err := f.Check(syncWant); err != nil || d.Empty() {
+		t.Fatalf("after a network's rules were flushed: %v, %v; want drift", d, err)
+	}
+	// A different want is checked again.
+	less := syncWant
+	less.Ports = less.Ports[:1]
+	if _, err := f.Sync(syncWant); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := f.Check(less); err != nil || d.Empty() {
+		t.Fatalf("check of another want: %v, %v; want the extra ports as drift", d, err)
+	}
+}

@@ -305,7 +305,7 @@ func (r *report) writeScale(p func(string, ...any)) {
 	}
 	p("## Costs that grow with networks")
 	p("")
-	p("Measured on ECS 2 of the bed, growing it to each size with `docker network create -d vpcroute --ipam-driver vpcroute`. Idle window: the plugin runs with `VPCROUTE_KERNEL_INTERVAL=%s` (six times the default rate, so the CPU is an upper bound of the default's) while a call that takes the controller's lock (`EndpointOperInfo`) is made every 10 ms on a fresh connection, as Docker's calls come; CPU is the process's user + system time over the window. Ready: exec of the plugin to the first answered call (start-up restores every network before calls are served), with the kernel objects in place (a restart) and after removing vpcroute's bridges and rules (a reboot).", scaleInterval)
+	p("Measured on ECS 2 of the bed, growing it to each size with `docker network create -d vpcroute --ipam-driver vpcroute`. The plugin runs with `VPCROUTE_KERNEL_INTERVAL=%s` (six times the default rate, so its CPU is an upper bound of the default's). CPU: the process's user + system time, with its children's (iptables-save, iptables-restore), over a window in which nothing calls it (its loop alone). Waits: over a second window, a call that takes the controller's lock (`EndpointOperInfo`) is made every 10 ms on a fresh connection, as Docker's calls come, and timed. Ready: exec of the plugin to the first answered call (start-up restores every network before calls are served), with the kernel objects in place (a restart) and after removing vpcroute's bridges and rules (a reboot).", scaleInterval)
 	p("")
 	p("| Networks | CPU-s/min idle | calls | worst wait | p99 wait | ready after restart | ready after reboot |")
 	p("|---|---|---|---|---|---|---|")

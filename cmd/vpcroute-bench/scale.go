@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -197,7 +196,8 @@ func countNetworks(ctx context.Context, ecs *testbed.ECS) (int, error) {
 	return len(strings.Fields(out)), nil
 }
 
-// cpuSeconds is a process's user and system CPU time.
+// cpuSeconds is a process's user and system CPU time, with that of the children it
+// waited for (iptables-save and iptables-restore).
 func cpuSeconds(pid int) (float64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -205,25 +205,38 @@ func cpuSeconds(pid int) (float64, error) {
 	}
 	s := string(b)
 	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
+	if len(f) < 15 {
 		return 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
-	u, _ := strconv.ParseFloat(f[11], 64)
-	k, _ := strconv.ParseFloat(f[12], 64)
-	return (u + k) / 100, nil // USER_HZ
+	total := 0.0
+	for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+		v, _ := strconv.ParseFloat(f[i], 64)
+		total += v
+	}
+	return total / 100, nil // USER_HZ
 }
 
-// idleWindow measures the plugin's CPU over s.Window while a call that needs its
-// lock is made every 10 ms, as Docker's calls would come.
+// idleWindow measures the plugin's CPU over s.Window with nothing calling it (its
+// loop alone: kernel passes, Docker's list), then, over another window, the waits of
+// a call that needs its lock, made every 10 ms as Docker's calls would come.
 func idleWindow(ctx context.Context, pid int, sock string, s *scaleSample) error {
 	c0, err := cpuSeconds(pid)
 	if err != nil {
 		return err
 	}
 	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(s.Window):
+	}
+	c1, err := cpuSeconds(pid)
+	if err != nil {
+		return err
+	}
+	s.CPUPerMin = (c1 - c0) / time.Since(t0).Minutes()
 	var waits []time.Duration
-	var mu sync.Mutex
-	for time.Since(t0) < s.Window {
+	for t1 := time.Now(); time.Since(t1) < s.Window; {
 		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := pluginCall(cctx, sock, "NetworkDriver.EndpointOperInfo", readyProbe)
@@ -231,16 +244,9 @@ func idleWindow(ctx context.Context, pid int, sock string, s *scaleSample) error
 		if err != nil {
 			return fmt.Errorf("probe call: %w", err)
 		}
-		mu.Lock()
 		waits = append(waits, time.Since(start))
-		mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
-	c1, err := cpuSeconds(pid)
-	if err != nil {
-		return err
-	}
-	s.CPUPerMin = (c1 - c0) / time.Since(t0).Minutes()
 	s.Probes = len(waits)
 	s.Worst = maxDuration(waits)
 	s.P99 = percentile(waits, 0.99)
