@@ -150,6 +150,13 @@ func start(ctx context.Context, settings config.Settings, badSettings error, gat
 		}
 		docker = c
 	}
+	// Links change when containers come and go; the loop reads them only then.
+	var linkChanges interface{ Gen() uint64 }
+	if w, err := link.Watch(ctx); err != nil {
+		log.Warn("cannot watch links: every kernel pass reads them", "err", err)
+	} else {
+		linkChanges = w
+	}
 	ctl := controller.New(controller.Config{
 		Pool:           settings.Pool,
 		SubnetSize:     settings.SubnetSize,
@@ -160,6 +167,7 @@ func start(ctx context.Context, settings config.Settings, badSettings error, gat
 		KernelInterval: settings.KernelInterval,
 		CloudInterval:  settings.CloudInterval,
 		OrphanGrace:    settings.OrphanGrace,
+		LinkChanges:    linkChanges,
 		DriverName:     settings.DriverName,
 		SrcDstCheckOn:  saved.SrcDstCheckOn,
 		Log:            log,

@@ -31,6 +31,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vpcroute/vpcroute/cloud"
@@ -107,7 +108,11 @@ type Config struct {
 	SrcDstCheckOn bool
 	// Ports checks that a host port is free before it is published.
 	Ports PortChecker
-	Log   *slog.Logger
+	// LinkChanges, when set, tells whether links or addresses may have changed
+	// (link.Watcher): the loop then reads them only after a change. Nil: every pass
+	// reads them.
+	LinkChanges interface{ Gen() uint64 }
+	Log         *slog.Logger
 	// Now is the clock (tests set it).
 	Now func() time.Time
 	// Version is vpcroute's, for status.
@@ -156,6 +161,18 @@ type Controller struct {
 	lastCycle CycleReport
 	// uninstalled is set by Uninstall: the loop stops, nothing is made again.
 	uninstalled bool
+	// seen is what the loop last read of the links, each with the LinkChanges
+	// generation it read at: the marked bridges, and that the bridges of the
+	// live networks (as printed in want) were in line.
+	seen struct {
+		bridgesGen uint64
+		bridges    map[string]string // nil: not read
+		inLineGen  uint64
+		inLine     bool
+		want       string
+	}
+	// linkEdits counts vpcroute's own edits of bridges (see editedLinks).
+	linkEdits atomic.Uint64
 
 	kick chan struct{}
 }
@@ -189,12 +206,16 @@ func New(cfg Config, store *state.DB, links Links, fw Firewall, vpc cloud.VPC, d
 	if cfg.DriverName == "" {
 		cfg.DriverName = "vpcroute"
 	}
-	return &Controller{
+	c := &Controller{
 		cfg: cfg, store: store, links: links, fw: fw, vpc: vpc, docker: docker, log: cfg.Log,
 		busy: map[string]int{}, forgotten: map[string]time.Time{}, released: map[string]time.Time{}, orphanSince: map[string]time.Time{},
 		driverNames: map[string]bool{}, held: map[string]bool{},
 		kick: make(chan struct{}, 1),
 	}
+	if cfg.LinkChanges != nil {
+		c.links = editedLinks{Links: links, edits: &c.linkEdits}
+	}
+	return c
 }
 
 // SetIdentity takes the host's identity once the cloud answers (it was the one saved

@@ -3,6 +3,8 @@ package controller
 import (
 	"errors"
 	"fmt"
+	"maps"
+	"sync/atomic"
 	"time"
 
 	"github.com/vpcroute/vpcroute/firewall"
@@ -78,6 +80,10 @@ func (r KernelReport) String() string {
 	return s
 }
 
+// RepairKernel is one kernel pass of the loop: it compares, without mu, and
+// repairs, with mu, only what differs.
+func (c *Controller) RepairKernel() (KernelReport, error) { return c.repairKernel() }
+
 // repairKernel compares, without mu, and repairs, with mu, only what differs.
 func (c *Controller) repairKernel() (KernelReport, error) {
 	c.mu.Lock()
@@ -91,7 +97,7 @@ func (c *Controller) repairKernel() (KernelReport, error) {
 		return KernelReport{}, err
 	}
 	start := time.Now()
-	bad, berr := c.links.BridgesOutOfLine(bridges)
+	bad, berr := c.bridgesOutOfLine(bridges)
 	drift, ferr := c.fw.Check(want)
 	if berr == nil && ferr == nil && len(bad) == 0 && drift.Empty() && gone == 0 {
 		c.log.Debug("kernel in line", "networks", len(want.Networks), "took", time.Since(start).Round(time.Microsecond))
@@ -103,6 +109,73 @@ func (c *Controller) repairKernel() (KernelReport, error) {
 		return KernelReport{}, nil
 	}
 	return c.syncKernel()
+}
+
+// editedLinks counts vpcroute's own edits of bridges: the watcher announces them
+// only a moment later, and a loop pass in that moment must not trust what it read
+// before them.
+type editedLinks struct {
+	Links
+	edits *atomic.Uint64
+}
+
+func (l editedLinks) EnsureBridge(s link.BridgeSpec) error {
+	defer l.edits.Add(1)
+	return l.Links.EnsureBridge(s)
+}
+
+func (l editedLinks) DeleteBridge(name, networkID string) error {
+	defer l.edits.Add(1)
+	return l.Links.DeleteBridge(name, networkID)
+}
+
+// linkGen moves whenever the links may have changed: announced by the kernel, or
+// edited by vpcroute. Only with cfg.LinkChanges.
+func (c *Controller) linkGen() uint64 { return c.cfg.LinkChanges.Gen() + c.linkEdits.Load() }
+
+// bridgesOutOfLine is links.BridgesOutOfLine, skipped while no link or address has
+// changed since these bridges were last found in line.
+func (c *Controller) bridgesOutOfLine(bridges []link.BridgeSpec) ([]string, error) {
+	key := fmt.Sprint(bridges)
+	var gen uint64
+	if c.cfg.LinkChanges != nil {
+		gen = c.linkGen()
+		c.mu.Lock()
+		same := c.seen.inLine && c.seen.inLineGen == gen && c.seen.want == key
+		c.mu.Unlock()
+		if same {
+			return nil, nil
+		}
+	}
+	bad, err := c.links.BridgesOutOfLine(bridges)
+	if c.cfg.LinkChanges != nil {
+		c.mu.Lock()
+		c.seen.inLine, c.seen.inLineGen, c.seen.want = err == nil && len(bad) == 0, gen, key
+		c.mu.Unlock()
+	}
+	return bad, err
+}
+
+// markedBridges is links.Bridges, read again only after links changed.
+func (c *Controller) markedBridges() (map[string]string, error) {
+	var gen uint64
+	if c.cfg.LinkChanges != nil {
+		gen = c.linkGen()
+		c.mu.Lock()
+		cached := c.seen.bridges
+		fresh := cached != nil && c.seen.bridgesGen == gen
+		c.mu.Unlock()
+		if fresh {
+			return maps.Clone(cached), nil
+		}
+	}
+	bridges, err := c.links.Bridges()
+	if err == nil && c.cfg.LinkChanges != nil {
+		c.mu.Lock()
+		c.seen.bridges, c.seen.bridgesGen = maps.Clone(bridges), gen
+		c.mu.Unlock()
+	}
+	return bridges, err
 }
 
 // syncKernel repairs the kernel for every live network: the bridges that are not as

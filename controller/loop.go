@@ -265,7 +265,7 @@ func (c *Controller) gather(ctx context.Context, s scope) (reconcile.Input, bool
 		}
 	}
 	if s.kernel {
-		bridges, err := c.links.Bridges()
+		bridges, err := c.markedBridges()
 		if err != nil {
 			c.log.Warn("list bridges", "err", err)
 		} else {

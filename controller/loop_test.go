@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,5 +269,60 @@ func TestDriverNames(t *testing.T) {
 		if (err == nil) != tt.ours {
 			t.Errorf("driver %q: rebuilt = %v; want %v", tt.driver, err == nil, tt.ours)
 		}
+	}
+}
+
+// linkGen is a link.Watcher moved by the test.
+type linkGen struct{ atomic.Uint64 }
+
+func (g *linkGen) Gen() uint64 { return g.Load() }
+
+// With a watcher, kernel passes read no links until the kernel announces a change;
+// then the next pass reads them and repairs what drifted.
+func TestKernelPassReadsLinksOnlyAfterAChange(t *testing.T) {
+	h := newHarness(t)
+	gen := &linkGen{}
+	h.cfg.LinkChanges = gen
+	h.open()
+	h.network(netID, "web", "")
+	for range 2 { // the first pass reads what the create changed
+		if _, err := h.c.RepairKernel(); err != nil {
+			t.Fatal(err)
+		}
+		h.reconcile()
+	}
+	h.host.Lock()
+	h.host.LinkReads = 0
+	h.host.Unlock()
+	for range 3 {
+		if _, err := h.c.RepairKernel(); err != nil {
+			t.Fatal(err)
+		}
+		h.reconcile()
+	}
+	h.host.Lock()
+	reads := h.host.LinkReads
+	delete(h.host.Marked, "vr-0123456789ab") // someone deletes the bridge
+	h.host.Unlock()
+	if reads != 0 {
+		t.Fatalf("%d link reads with no change announced; want 0", reads)
+	}
+	gen.Add(1)
+	if _, err := h.c.RepairKernel(); err != nil {
+		t.Fatal(err)
+	}
+	h.host.Lock()
+	defer h.host.Unlock()
+	if h.host.LinkReads == 0 || h.host.Marked["vr-0123456789ab"] != netID {
+		t.Fatalf("after a change: %d link reads, bridges %v; want the bridge back", h.host.LinkReads, h.host.Marked)
+	}
+	// vpcroute's own edit counts as a change at once, before the kernel announces it.
+	h.host.LinkReads = 0
+	h.host.Unlock()
+	h.network("fedcba9876543210", "db", "")
+	h.reconcile()
+	h.host.Lock()
+	if h.host.LinkReads == 0 {
+		t.Fatal("no link read after vpcroute made a bridge")
 	}
 }

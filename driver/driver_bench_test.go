@@ -233,7 +233,7 @@ func newBenchHost(b *testing.B, vpc *countingCloud) *benchHost {
 // newBenchController is the plugin on the real kernel of the current namespace: the
 // controller over timed links, a counting firewall and the given cloud, started as
 // main starts it (without Docker's list, which the benchmarks do not need).
-func newBenchController(b *testing.B, vpc *countingCloud, noNAT []netip.Prefix) (*controller.Controller, *timedLinks, *countingFirewall, *state.DB) {
+func newBenchController(b *testing.B, vpc *countingCloud, noNAT []netip.Prefix, changes ...interface{ Gen() uint64 }) (*controller.Controller, *timedLinks, *countingFirewall, *state.DB) {
 	b.Helper()
 	db, err := state.Open(b.TempDir())
 	if err != nil {
@@ -249,9 +249,11 @@ func newBenchController(b *testing.B, vpc *countingCloud, noNAT []netip.Prefix) 
 		b.Fatal(err)
 	}
 	links := &timedLinks{}
-	ctl := controller.New(controller.Config{
-		Pool: netip.MustParsePrefix("10.0.0.0/8"), SubnetSize: 24, Masquerade: true, NoNAT: noNAT, Log: discard,
-	}, db, links, fw, vpc, nil)
+	cfg := controller.Config{Pool: netip.MustParsePrefix("10.0.0.0/8"), SubnetSize: 24, Masquerade: true, NoNAT: noNAT, Log: discard}
+	if len(changes) > 0 {
+		cfg.LinkChanges = changes[0]
+	}
+	ctl := controller.New(cfg, db, links, fw, vpc, nil)
 	if err := ctl.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -590,4 +592,61 @@ func BenchmarkNetworkCreate(b *testing.B) {
 	b.ReportMetric(float64(create.Microseconds())/n/1000, "CreateNetwork-ms/op")
 	b.ReportMetric(float64(fwT.Microseconds())/n/1000, "iptables-ms/op")
 	b.ReportMetric(float64(linkT.Microseconds())/n/1000, "bridge-ms/op")
+}
+
+// BenchmarkKernelPass is one pass of the loop's kernel check (what runs every
+// VPCROUTE_KERNEL_INTERVAL) with 1, 100 and 200 networks in place and nothing out of
+// line: its cost must not grow with the networks. iptables-saves/op counts the reads
+// of the rules (on nft, none while the ruleset's generation stays the same).
+func BenchmarkKernelPass(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: creates a network namespace, bridges and iptables rules")
+	}
+	for _, n := range []int{1, 100, 200} {
+		b.Run(fmt.Sprintf("networks=%d", n), func(b *testing.B) {
+			netnstest.Enter(b)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			watcher, err := link.Watch(ctx) // as main does
+			if err != nil {
+				b.Fatal(err)
+			}
+			vpc := &countingCloud{}
+			ctl, _, fw, _ := newBenchController(b, vpc, []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, watcher)
+			d, ip := driver.New(ctl), ipam.New(ctl)
+			for range n {
+				p, err := ip.RequestPool(&dipam.RequestPoolRequest{AddressSpace: ipam.LocalSpace})
+				if err != nil {
+					b.Fatal(err)
+				}
+				gw, err := ip.RequestAddress(&dipam.RequestAddressRequest{PoolID: p.PoolID,
+					Options: map[string]string{"RequestAddressType": "com.docker.network.gateway"}})
+				if err != nil {
+					b.Fatal(err)
+				}
+				err = d.CreateNetwork(&dnet.CreateNetworkRequest{NetworkID: randomID(),
+					IPv4Data: []*dnet.IPAMData{{AddressSpace: ipam.LocalSpace, Pool: p.Pool, Gateway: gw.Address}}})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := ctl.RepairKernel(); err != nil { // the first pass after the creates reads
+				b.Fatal(err)
+			}
+			_, scansBefore := fw.snapshot()
+			saves := fw.Firewall.(*firewall.Firewall).Saves
+			savesBefore := saves()
+			b.ResetTimer()
+			for range b.N {
+				r, err := ctl.RepairKernel()
+				if err != nil || !r.Empty() {
+					b.Fatalf("pass: %v %v", r, err)
+				}
+			}
+			b.StopTimer()
+			_, scans := fw.snapshot()
+			b.ReportMetric(float64(saves()-savesBefore)/float64(b.N), "iptables-saves/op")
+			b.ReportMetric(float64(scans-scansBefore)/float64(b.N), "fw-checks/op")
+		})
+	}
 }

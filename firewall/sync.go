@@ -115,9 +115,9 @@ type tablePlan struct {
 	saved   savedTable
 	rules   map[string][]savedRule // the saved rules by chain
 	has     map[string]bool        // chains that exist
-	declare []string        // chains to create or flush and refill
-	lines   [][]string      // rules and edits, after the declarations
-	policy  string          // ":FORWARD ACCEPT" when the policy must change
+	declare []string               // chains to create or flush and refill
+	lines   [][]string             // rules and edits, after the declarations
+	policy  string                 // ":FORWARD ACCEPT" when the policy must change
 	drift   *Drift
 }
 

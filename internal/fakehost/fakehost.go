@@ -37,8 +37,8 @@ type Host struct {
 	// FailRules fails EnsureNetwork and EnsurePort; FailDelete DeleteNetwork;
 	// FailPortDelete DeletePort.
 	FailRules, FailDelete, FailPortDelete error
-	// BaseCalls counts EnsureBase.
-	BaseCalls int
+	// BaseCalls counts EnsureBase; LinkReads counts Bridges and BridgesOutOfLine.
+	BaseCalls, LinkReads int
 }
 
 // New returns an empty host with an uplink MTU of 1450.
@@ -97,6 +97,7 @@ func (h *Host) DeleteBridge(name, networkID string) error {
 func (h *Host) Bridges() (map[string]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.LinkReads++
 	return maps.Clone(h.Marked), nil
 }
 
@@ -175,6 +176,7 @@ func (h *Host) EnsureBase(firewall.Base) error {
 func (h *Host) BridgesOutOfLine(specs []link.BridgeSpec) ([]string, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.LinkReads++
 	var out []string
 	for _, s := range specs {
 		if h.Marked[s.Name] != s.NetworkID || h.Gateways[s.Name] != s.Gateway {
