@@ -2,9 +2,10 @@
 # Measures vpcroute against its budgets and rewrites docs/benchmarks.md (see that file
 # for the budgets and figures). Needs root: the Go benchmarks make throwaway network
 # namespaces, and the rest runs on the two-ECS test bed (prefix "vrb") with the emulated
-# Huawei Cloud. Takes about 4 to 5 minutes on 2 cores, of which the data path (five
-# paths in eight rounds of 4 s iperf3 runs, then a perf profile when perf is installed)
-# takes about 3.
+# Huawei Cloud. Takes about 22 minutes on 2 cores: the data path (five paths in eight
+# rounds of 4 s iperf3 runs, then a perf profile when perf is installed) about 3, the
+# scale part (1, 100, 200 networks) about 15, of which 10 time Docker's calls during
+# background passes at 200 networks (VRBENCH_ARGS="-probe-window 30s" for a short run).
 #
 #   sudo ./scripts/bench.sh                 # everything
 #   VRBENCH_ARGS="-iperf-runs 2" sudo -E ./scripts/bench.sh   # pass knobs to cmd/vpcroute-bench

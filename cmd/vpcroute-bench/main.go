@@ -61,6 +61,7 @@ type options struct {
 	// The scale part: sizes (networks on ECS 2), idle window, restarts per size.
 	scaleSizes    []int
 	scaleWindow   time.Duration
+	probeWindow   time.Duration
 	scaleRestarts int
 }
 
@@ -79,6 +80,7 @@ func main() {
 	flag.BoolVar(&o.skipBed, "no-bed", false, "skip everything that needs the test bed")
 	flag.BoolVar(&o.hold, "hold", false, "keep the test bed up after measuring until Ctrl-C, to look around")
 	flag.DurationVar(&o.scaleWindow, "scale-window", 30*time.Second, "idle window at each size of the scale part")
+	flag.DurationVar(&o.probeWindow, "probe-window", 10*time.Minute, "at the largest size of the scale part, how long calls are timed during background passes")
 	flag.IntVar(&o.scaleRestarts, "scale-restarts", 3, "restarts (and reboots) measured at each size of the scale part")
 	sizes := flag.String("scale-sizes", "1,100,200", "network counts of the scale part")
 	only := flag.String("only", "startup,host,datapath,scale", "parts to measure, comma-separated: startup (none and huaweicloud modes), host (memory, network creates, containers, rules), datapath (iperf3), scale (idle CPU, call waits, restart at 1 to 200 networks)")

@@ -37,9 +37,10 @@ type scaleSample struct {
 	// loop (a kernel pass every scaleInterval).
 	CPUPerMin float64
 	Window    time.Duration
-	// Probes calls were made during the window; Worst and P99 are their waits.
-	Probes     int
-	Worst, P99 time.Duration
+	// Probes calls were made during ProbeWindow; Worst and P99 are their waits.
+	Probes      int
+	ProbeWindow time.Duration
+	Worst, P99  time.Duration
 	// Ready is exec → first answered call after a restart with the kernel in place;
 	// Reboot the same with vpcroute's bridges and rules gone.
 	Ready, Reboot []time.Duration
@@ -97,8 +98,11 @@ func measureScale(ctx context.Context, o options, work string, env *cloudbed.Env
 		if err != nil {
 			return err
 		}
-		s := scaleSample{Networks: n, Window: o.scaleWindow}
-		say(fmt.Sprintf("scale: %d networks, idle for %s with a kernel pass every %s", n, o.scaleWindow, scaleInterval))
+		s := scaleSample{Networks: n, Window: o.scaleWindow, ProbeWindow: o.scaleWindow}
+		if size == o.scaleSizes[len(o.scaleSizes)-1] {
+			s.ProbeWindow = o.probeWindow
+		}
+		say(fmt.Sprintf("scale: %d networks, idle for %s, then calls for %s, with a kernel pass every %s", n, s.Window, s.ProbeWindow, scaleInterval))
 		time.Sleep(2 * time.Second) // let the create burst's cycles pass
 		if err := idleWindow(ctx, p.PID(), sock, &s); err != nil {
 			return err
@@ -217,7 +221,7 @@ func cpuSeconds(pid int) (float64, error) {
 }
 
 // idleWindow measures the plugin's CPU over s.Window with nothing calling it (its
-// loop alone: kernel passes, Docker's list), then, over another window, the waits of
+// loop alone: kernel passes, Docker's list), then, over s.ProbeWindow, the waits of
 // a call that needs its lock, made every 10 ms as Docker's calls would come.
 func idleWindow(ctx context.Context, pid int, sock string, s *scaleSample) error {
 	c0, err := cpuSeconds(pid)
@@ -236,7 +240,7 @@ func idleWindow(ctx context.Context, pid int, sock string, s *scaleSample) error
 	}
 	s.CPUPerMin = (c1 - c0) / time.Since(t0).Minutes()
 	var waits []time.Duration
-	for t1 := time.Now(); time.Since(t1) < s.Window; {
+	for t1 := time.Now(); time.Since(t1) < s.ProbeWindow; {
 		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := pluginCall(cctx, sock, "NetworkDriver.EndpointOperInfo", readyProbe)
