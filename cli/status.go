@@ -135,6 +135,8 @@ func routeText(r controller.RouteStatus) string {
 	switch r.State {
 	case controller.RouteOther:
 		return "held by " + r.NextHop
+	case controller.RouteMoved:
+		return "moved to " + r.NextHop
 	case controller.RouteDrifted:
 		return fmt.Sprintf("drifted (%q)", r.Description)
 	}

@@ -44,6 +44,32 @@ type ClaimRequest struct {
 	// driver a name; vpcroute learns it from Docker's list): routes claimed again
 	// or rebuilt carry it in their description.
 	Name string
+	// Takeover lets an explicit claim move Want's route from another ECS to this
+	// one, when that route is vpcroute's (vpcroute.takeover).
+	Takeover Takeover
+}
+
+// Takeover says whether a claim may move a subnet's route from another ECS.
+type Takeover int
+
+const (
+	// NoTakeover: a subnet routed to another ECS is a conflict.
+	NoTakeover Takeover = iota
+	// TakeoverStopped moves vpcroute's route of the subnet from an ECS that is not
+	// running (stopped, in error, or deleted), in one route table update.
+	TakeoverStopped
+	// TakeoverForce moves it from a running ECS as well.
+	TakeoverForce
+)
+
+func (t Takeover) String() string {
+	switch t {
+	case TakeoverStopped:
+		return "true"
+	case TakeoverForce:
+		return "force"
+	}
+	return "false"
 }
 
 // Route is a route of the VPC that belongs to vpcroute on this host.
@@ -127,7 +153,23 @@ type ConflictError struct {
 	// Driver is how the user names the plugin (vpcroute, vpcroute:latest), for the
 	// hint; default vpcroute.
 	Driver string
+	// Takeable says the route is vpcroute's, of exactly Want, to another ECS, in
+	// this host's route table: a takeover can move it here.
+	Takeable bool
+	// Takeover is what the claim asked (see ClaimRequest); Running, when set, is
+	// the state of the ECS that holds the route, which a takeover without force
+	// refused to take it from.
+	Takeover Takeover
+	Running  string
+	// StateErr says why the state of the ECS that holds the route could not be
+	// read, which a takeover without force needs.
+	StateErr error
+	// Flag is how the user gives the takeover option on the call that failed:
+	// "-o" (the network's options) or "--ipam-opt"; default "-o".
+	Flag string
 }
+
+func (e *ConflictError) Unwrap() error { return e.StateErr }
 
 func (e *ConflictError) Error() string {
 	what := fmt.Sprintf("route %s to %s", e.Existing, e.NextHop)
@@ -140,6 +182,24 @@ func (e *ConflictError) Error() string {
 	driver := e.Driver
 	if driver == "" {
 		driver = "vpcroute"
+	}
+	flag := e.Flag
+	if flag == "" {
+		flag = "-o"
+	}
+	switch {
+	case e.Takeable && e.StateErr != nil:
+		return fmt.Sprintf("subnet %s is routed to ECS %s, whose state vpcroute could not read (%v): a takeover without force moves a subnet only from an ECS that is stopped or deleted; grant the IAM permission ecs:cloudServers:get (vpcroute doctor checks it), or add %s vpcroute.takeover=force",
+			e.Want, e.NextHop, e.StateErr, flag)
+	case e.Takeable && e.Running != "":
+		return fmt.Sprintf("subnet %s is routed to ECS %s, which is running (%s): vpcroute.takeover=true moves a subnet only from an ECS that is stopped or deleted; stop that ECS first, or add %s vpcroute.takeover=force to take the route from it while it runs",
+			e.Want, e.NextHop, e.Running, flag)
+	case e.Takeable && e.Takeover == NoTakeover:
+		return fmt.Sprintf("subnet %s overlaps %s in the VPC route table, vpcroute's network on another ECS; to move it to this ECS add %s vpcroute.takeover=true (once that ECS is stopped or deleted; =force takes it from a running one), or choose a free --subnet, or let vpcroute pick one with --ipam-driver %s",
+			e.Want, what, flag, driver)
+	case !e.Takeable && e.Takeover != NoTakeover:
+		return fmt.Sprintf("subnet %s overlaps %s in the VPC route table, which vpcroute.takeover cannot move: it moves only vpcroute's own route of exactly this subnet, to another ECS, in this ECS's route table; choose a free --subnet or let vpcroute pick one with --ipam-driver %s",
+			e.Want, what, driver)
 	}
 	return fmt.Sprintf("subnet %s overlaps %s in the VPC route table; choose a free --subnet or let vpcroute pick one with --ipam-driver %s", e.Want, what, driver)
 }

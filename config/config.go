@@ -88,6 +88,7 @@ var names = []Setting{
 	{"VPCROUTE_PORT_ID", "", "the primary NIC's port ID", false, ""},
 	{"VPCROUTE_ROUTE_TABLE_ID", "", "a route table ID", false, ""},
 	{"VPCROUTE_VPC_ENDPOINT", "", "an https URL", false, ""},
+	{"VPCROUTE_ECS_ENDPOINT", "", "an https URL", false, ""},
 	{"VPCROUTE_SRC_DST_CHECK", "warn", "warn or disable", false, ""},
 }
 
@@ -236,6 +237,10 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 	h.VPCEndpoint = strings.TrimRight(get("VPCROUTE_VPC_ENDPOINT"), "/")
 	if h.VPCEndpoint != "" && !strings.HasPrefix(h.VPCEndpoint, "http://") && !strings.HasPrefix(h.VPCEndpoint, "https://") {
 		bad("VPCROUTE_VPC_ENDPOINT", h.VPCEndpoint)
+	}
+	h.ECSEndpoint = strings.TrimRight(get("VPCROUTE_ECS_ENDPOINT"), "/")
+	if h.ECSEndpoint != "" && !strings.HasPrefix(h.ECSEndpoint, "http://") && !strings.HasPrefix(h.ECSEndpoint, "https://") {
+		bad("VPCROUTE_ECS_ENDPOINT", h.ECSEndpoint)
 	}
 	switch v := strings.ToLower(get("VPCROUTE_SRC_DST_CHECK")); v {
 	case "warn", "disable":

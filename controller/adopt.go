@@ -82,7 +82,9 @@ func (c *Controller) adopt(ctx context.Context, a reconcile.Action, log *slog.Lo
 	log.Info("rebuilt from Docker's network list", "network", a.Name, "id", short(a.ID), "subnet", a.Subnet,
 		"pool", poolIDOf(r.pool), "endpoints", len(r.eps), "veths_attached", attached)
 	if c.cfg.Routed && r.owner != "" {
-		errs = append(errs, c.reclaim(ctx, busyID, r.owner, a.Subnet, a.Name))
+		if err := c.reclaim(ctx, busyID, r.owner, a.Subnet, a.Name); !errors.Is(err, errMoved) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

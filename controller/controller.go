@@ -323,11 +323,12 @@ func baseName(driver string) string {
 	return path.Base(name)
 }
 
-// hintDriver fills in the driver name users know in a cloud conflict's hint.
-func (c *Controller) hintDriver(err error) error {
+// hintDriver fills in a cloud conflict's hint: the driver name users know, and how
+// they give options on the call that failed (flag: -o or --ipam-opt).
+func (c *Controller) hintDriver(err error, flag string) error {
 	var conflict *cloud.ConflictError
 	if errors.As(err, &conflict) {
-		conflict.Driver = c.cfg.DriverName
+		conflict.Driver, conflict.Flag = c.cfg.DriverName, flag
 	}
 	return err
 }

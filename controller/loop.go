@@ -526,15 +526,22 @@ func (c *Controller) applyClaim(ctx context.Context, a reconcile.Action, log *sl
 	if err != nil || !owned || c.busy[id] > 0 {
 		return err
 	}
-	if err := c.reclaim(ctx, id, a.Owner, a.Subnet, a.Name); err != nil {
+	if err := c.reclaim(ctx, id, a.Owner, a.Subnet, a.Name); errors.Is(err, errMoved) {
+		return nil
+	} else if err != nil {
 		return err
 	}
 	log.Info("route claimed again", "subnet", a.Subnet, "owner", a.Owner, "name", a.Name)
 	return nil
 }
 
+// errMoved: the subnet's route was taken over by another ECS, and the record now
+// says so (markMoved).
+var errMoved = errors.New("the subnet moved to another ECS")
+
 // reclaim claims a record's route again, with mu let go and the record busy; a
-// conflict says whose the subnet is now. Call with mu held.
+// conflict says whose the subnet is now, and errMoved that another ECS took it
+// over. Call with mu held.
 func (c *Controller) reclaim(ctx context.Context, id, owner string, subnet netip.Prefix, name string) error {
 	var err error
 	c.outside(id, func() {
@@ -543,12 +550,41 @@ func (c *Controller) reclaim(ctx context.Context, id, owner string, subnet netip
 		_, err = c.vpc.Claim(rctx, cloud.ClaimRequest{Owner: owner, Want: subnet, Name: name})
 	})
 	var conflict *cloud.ConflictError
+	if errors.As(err, &conflict) && conflict.Takeable {
+		// Another ECS took the subnet over (vpcroute.takeover): it is theirs now.
+		if err := c.markMoved(id, conflict.NextHop, name, subnet); err != nil {
+			return err
+		}
+		return errMoved
+	}
 	if errors.As(err, &conflict) {
 		return fmt.Errorf("network %s cannot have its route back: %w; its containers are reachable from this ECS only until the route is freed", name, err)
 	}
 	if err != nil {
 		return fmt.Errorf("claim %s again: %w", subnet, err)
 	}
+	return nil
+}
+
+// markMoved records that the ECS to took the route of record id's subnet over: the
+// network keeps serving its containers here, but vpcroute no longer claims the route,
+// and removing the network leaves it alone. Call with mu held.
+func (c *Controller) markMoved(id, to, name string, subnet netip.Prefix) error {
+	if p, err := c.store.Pool(id); err == nil {
+		p.MovedTo = to
+		if err := c.store.PutPool(p); err != nil {
+			return fmt.Errorf("record that %s moved to %s: %w", subnet, to, err)
+		}
+	} else if n, err := c.store.Network(id); err == nil {
+		n.MovedTo = to
+		if err := c.store.PutNetwork(n); err != nil {
+			return fmt.Errorf("record that %s moved to %s: %w", subnet, to, err)
+		}
+	} else {
+		return nil
+	}
+	c.log.Warn("another ECS took this network's subnet over (vpcroute.takeover): vpcroute no longer claims its route; its containers are reachable from this ECS only; docker network rm removes it here and leaves the route alone",
+		"network", name, "subnet", subnet, "moved_to", to)
 	return nil
 }
 

@@ -199,9 +199,9 @@ func TestRoutes(t *testing.T) {
 	}
 }
 
-// A lost state file, and meanwhile another ECS took the subnet: the network is
-// rebuilt for its local traffic, the conflict is reported, the other ECS's route
-// stays.
+// A lost state file, and meanwhile another ECS's vpcroute took the subnet: the
+// network is rebuilt for its local traffic, reported as moved there, and the other
+// ECS's route stays.
 func TestRebuildWithConflict(t *testing.T) {
 	h := newHarness(t)
 	h.network(netID, "web", "10.0.2.0/24")
@@ -215,8 +215,24 @@ func TestRebuildWithConflict(t *testing.T) {
 	if r, _ := h.vpc.Get("10.0.2.0/24"); r.Instance != "ecs-2" {
 		t.Fatalf("the other ECS's route was taken: %+v", r)
 	}
-	if logs := h.logs.String(); !strings.Contains(logs, "cannot have its route back") || !strings.Contains(logs, "ecs-2") {
-		t.Fatalf("the conflict is not reported:\n%s", logs)
+	if logs := h.logs.String(); !strings.Contains(logs, "another ECS took this network's subnet over") || !strings.Contains(logs, "moved_to=ecs-2") {
+		t.Fatalf("the move is not reported:\n%s", logs)
+	}
+}
+
+// A route of the network's subnet that is not vpcroute's (made by hand in the
+// console) is a conflict, reported each cycle, never a move.
+func TestRouteTakenByHand(t *testing.T) {
+	h := newHarness(t)
+	h.network(netID, "web", "10.0.2.0/24")
+	h.vpc.Add("10.0.2.0/24", fakecloud.Route{Instance: "ecs-2"})
+	h.reconcile()
+	if logs := h.logs.String(); !strings.Contains(logs, "cannot have its route back") || strings.Contains(logs, "took this network's subnet over") {
+		t.Fatalf("the conflict is not reported as one:\n%s", logs)
+	}
+	st, err := h.c.Status(ctx0)
+	if err != nil || st.Networks[0].Route.State != controller.RouteOther {
+		t.Fatalf("status %+v, %v; want the route held by another", st.Networks, err)
 	}
 }
 

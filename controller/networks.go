@@ -33,6 +33,9 @@ type NetworkSpec struct {
 	// OutsidePool lets a subnet from Docker's default IPAM lie outside
 	// VPCROUTE_POOL (-o vpcroute.outside-pool=true).
 	OutsidePool bool
+	// Takeover moves the subnet's route here from the ECS whose vpcroute network
+	// holds it (-o vpcroute.takeover), for a subnet of Docker's default IPAM.
+	Takeover cloud.Takeover
 }
 
 // defaultBridge names a network's bridge when the user does not.
@@ -116,7 +119,7 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) error 
 		c.outside(n.ID, func() {
 			cctx, cancel := c.cloudCtx(ctx)
 			defer cancel()
-			_, err = c.vpc.Claim(cctx, cloud.ClaimRequest{Owner: n.ClaimOwner, Want: n.Subnet})
+			_, err = c.vpc.Claim(cctx, cloud.ClaimRequest{Owner: n.ClaimOwner, Want: n.Subnet, Takeover: spec.Takeover})
 			err = c.slow(cctx, err)
 		})
 		if err != nil {
@@ -130,9 +133,9 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) error 
 			var conflict *cloud.ConflictError
 			if errors.As(err, &conflict) {
 				// Its message says what to do already.
-				return fmt.Errorf("claim %s in the VPC: %w", n.Subnet, c.hintDriver(err))
+				return fmt.Errorf("claim %s in the VPC: %w", n.Subnet, c.hintDriver(err, "-o"))
 			}
-			return fmt.Errorf("claim %s in the VPC: %w (Docker's default IPAM picked it: add --ipam-driver %s to get a free subnet, or give a free --subnet)", n.Subnet, c.hintDriver(err), c.cfg.DriverName)
+			return fmt.Errorf("claim %s in the VPC: %w (Docker's default IPAM picked it: add --ipam-driver %s to get a free subnet, or give a free --subnet)", n.Subnet, c.hintDriver(err, "-o"), c.cfg.DriverName)
 		}
 		killpoint.Here(killpoint.NetworkClaimed)
 		c.warnOutsidePool(n.Subnet)
@@ -230,7 +233,9 @@ func (c *Controller) deleteNetwork(ctx context.Context, n state.Network) error {
 		return err
 	}
 	killpoint.Here(killpoint.NetworkTornDown)
-	if n.ClaimOwner != "" {
+	if n.ClaimOwner != "" && n.MovedTo != "" {
+		c.log.Info("the network's subnet was moved to another ECS: its route there is left alone", "network", label(n), "subnet", n.Subnet, "to", n.MovedTo)
+	} else if n.ClaimOwner != "" {
 		c.outside(n.ID, func() {
 			cctx, cancel := c.cloudCtx(ctx)
 			defer cancel()

@@ -83,7 +83,7 @@ func routeChecks(st Status) []check.Result {
 		return nil
 	}
 	var out []check.Result
-	var missing, drifted, other []string
+	var missing, drifted, other, moved []string
 	for _, n := range st.Networks {
 		switch n.Route.State {
 		case RouteMissing:
@@ -92,7 +92,13 @@ func routeChecks(st Status) []check.Result {
 			drifted = append(drifted, fmt.Sprintf("%s %s (%q)", nameOf(n), n.Subnet, n.Route.Description))
 		case RouteOther:
 			other = append(other, fmt.Sprintf("%s %s (to %s)", nameOf(n), n.Subnet, n.Route.NextHop))
+		case RouteMoved:
+			moved = append(moved, fmt.Sprintf("%s %s (to %s)", nameOf(n), n.Subnet, n.Route.NextHop))
 		}
+	}
+	if len(moved) > 0 {
+		out = append(out, check.Result{Name: "networks moved away", Status: check.Warn, Detail: "taken over by another ECS: " + strings.Join(moved, ", "),
+			Fix: "their containers are reachable from this ECS only: docker network rm them here (the route stays with the other ECS)"})
 	}
 	switch {
 	case len(other) > 0:

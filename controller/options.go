@@ -2,6 +2,8 @@ package controller
 
 import (
 	"fmt"
+
+	"github.com/vpcroute/vpcroute/cloud"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +18,10 @@ const (
 	// OptOutsidePool (also an --ipam-opt) lets a subnet outside VPCROUTE_POOL be
 	// used: the user means it.
 	OptOutsidePool = "vpcroute.outside-pool"
+	// OptTakeover (also an --ipam-opt) moves the subnet's route from the ECS whose
+	// vpcroute network holds it: true when that ECS is stopped or deleted, force
+	// even while it runs.
+	OptTakeover = "vpcroute.takeover"
 )
 
 // knownOptions says what each option does, for the error about an unknown one.
@@ -24,6 +30,7 @@ var knownOptions = map[string]string{
 	OptMTU:         "the MTU of the bridge and veths (default: the uplink's)",
 	OptMasquerade:  "true/false: masquerade traffic to destinations outside the VPC",
 	OptOutsidePool: "true: use a subnet outside VPCROUTE_POOL (other hosts masquerade traffic to it)",
+	OptTakeover:    "true/force: move the --subnet's route here from the ECS whose vpcroute network holds it (true: only when that ECS is stopped or deleted)",
 }
 
 // Options are a network's -o options, parsed.
@@ -32,6 +39,7 @@ type Options struct {
 	MTU         int
 	Masquerade  bool
 	OutsidePool bool
+	Takeover    cloud.Takeover
 }
 
 // ParseOptions reads a network's -o options. Anything vpcroute does not know is an
@@ -63,6 +71,12 @@ func ParseOptions(opts map[string]string) (Options, error) {
 			} else {
 				o.OutsidePool = b
 			}
+		case OptTakeover:
+			t, err := ParseTakeover(v)
+			if err != nil {
+				return o, fmt.Errorf("option %s: %w", k, err)
+			}
+			o.Takeover = t
 		default:
 			var names []string
 			for n, what := range knownOptions {
@@ -73,6 +87,19 @@ func ParseOptions(opts map[string]string) (Options, error) {
 		}
 	}
 	return o, nil
+}
+
+// ParseTakeover reads a vpcroute.takeover value: true, force, or false.
+func ParseTakeover(v string) (cloud.Takeover, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "force":
+		return cloud.TakeoverForce, nil
+	case "true", "1", "yes":
+		return cloud.TakeoverStopped, nil
+	case "false", "0", "no", "":
+		return cloud.NoTakeover, nil
+	}
+	return cloud.NoTakeover, fmt.Errorf("%q: give true (from a stopped or deleted ECS), force (from a running one too) or false", v)
 }
 
 func sortedKeys(m map[string]string) []string {

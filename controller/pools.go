@@ -24,6 +24,9 @@ type PoolRequest struct {
 	// OutsidePool lets Subnet lie outside VPCROUTE_POOL (--ipam-opt
 	// vpcroute.outside-pool=true).
 	OutsidePool bool
+	// Takeover moves Subnet's route here from the ECS whose vpcroute network holds
+	// it (--ipam-opt vpcroute.takeover).
+	Takeover cloud.Takeover
 }
 
 // PoolRef is the pool ID Docker holds for p: its key, "/" and its subnet. The subnet
@@ -67,12 +70,12 @@ func (c *Controller) RequestPool(ctx context.Context, req PoolRequest) (state.Po
 	c.outside(pool.ID, func() {
 		cctx, cancel := c.cloudCtx(ctx)
 		defer cancel()
-		got, err = c.vpc.Claim(cctx, cloud.ClaimRequest{Owner: pool.ID, Want: req.Subnet, Pick: c.picker(pool.ID)})
+		got, err = c.vpc.Claim(cctx, cloud.ClaimRequest{Owner: pool.ID, Want: req.Subnet, Pick: c.picker(pool.ID), Takeover: req.Takeover})
 		err = c.slow(cctx, err)
 	})
 	if err != nil {
 		c.abandonClaim(pool, err)
-		return state.Pool{}, fmt.Errorf("claim a subnet in the VPC: %w", c.hintDriver(err))
+		return state.Pool{}, fmt.Errorf("claim a subnet in the VPC: %w", c.hintDriver(err, "--ipam-opt"))
 	}
 	killpoint.Here(killpoint.PoolClaimed)
 	if ctx.Err() != nil {
@@ -176,7 +179,9 @@ func (c *Controller) releasePool(ctx context.Context, p state.Pool) error {
 		}
 	}
 	killpoint.Here(killpoint.PoolReleasing)
-	if p.Subnet.IsValid() {
+	if p.MovedTo != "" {
+		c.log.Info("the pool's subnet was moved to another ECS: its route there is left alone", "pool", p.ID, "subnet", p.Subnet, "to", p.MovedTo)
+	} else if p.Subnet.IsValid() {
 		var err error
 		c.outside(p.ID, func() {
 			cctx, cancel := c.cloudCtx(ctx)

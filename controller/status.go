@@ -55,6 +55,7 @@ const (
 	RouteNone    = "none"    // no cloud routes subnets (VPCROUTE_CLOUD=none)
 	RouteUnknown = "unknown" // the table could not be read
 	RouteDrifted = "drifted" // to this ECS, but not as vpcroute's route of this network
+	RouteMoved   = "moved"   // another ECS took the subnet over (vpcroute.takeover)
 )
 
 // RouteStatus is a network's route in the VPC route table.
@@ -165,11 +166,14 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		case n.Deleting:
 			ns.State = "deleting"
 		}
-		owner := n.ClaimOwner
+		owner, movedTo := n.ClaimOwner, n.MovedTo
 		if p := poolByID(pools, n.PoolID); p != nil {
-			owner = p.RouteOwner()
+			owner, movedTo = p.RouteOwner(), p.MovedTo
 		}
 		ns.Route = routeStatus(c.cfg.Routed, tableErr, table, n.Subnet, owner)
+		if movedTo != "" {
+			ns.Route = RouteStatus{State: RouteMoved, Owner: owner, NextHop: movedTo}
+		}
 		eps, err := c.store.Endpoints(n.ID)
 		if err != nil {
 			return st, err

@@ -489,7 +489,7 @@ func startEmulator(b *testing.B) (*sim.Sim, *huawei.Client) {
 	srv := httptest.NewServer(s.Handler())
 	b.Cleanup(srv.Close)
 	c, err := huawei.New(context.Background(), huawei.Config{
-		MetadataURL: srv.URL + "/ecs/ecs1", VPCEndpoint: srv.URL, AK: benchAK, SK: benchSK,
+		MetadataURL: srv.URL + "/ecs/ecs1", VPCEndpoint: srv.URL, ECSEndpoint: srv.URL, AK: benchAK, SK: benchSK,
 		Hostname: "ecs1", Logger: discard,
 	})
 	if err != nil {

@@ -103,10 +103,16 @@ func (d *Driver) RequestPoolContext(ctx context.Context, req *dipam.RequestPoolR
 				return nil, fmt.Errorf("--ipam-opt %s=%q: give true or false", k, v)
 			}
 			pr.OutsidePool = b
+		case k == controller.OptTakeover:
+			t, err := controller.ParseTakeover(v)
+			if err != nil {
+				return nil, fmt.Errorf("--ipam-opt %s: %w", k, err)
+			}
+			pr.Takeover = t
 		case strings.HasPrefix(k, "com.docker."):
 			// Docker's own, for its default IPAM.
 		default:
-			return nil, fmt.Errorf("--ipam-opt %q is not known to vpcroute: remove it; the only one is %s=true (use a --subnet outside VPCROUTE_POOL)", k, controller.OptOutsidePool)
+			return nil, fmt.Errorf("--ipam-opt %q is not known to vpcroute: remove it; known ones are %s=true (use a --subnet outside VPCROUTE_POOL) and %s=true|force (move the --subnet's route here from another ECS)", k, controller.OptOutsidePool, controller.OptTakeover)
 		}
 	}
 	if req.Pool != "" {

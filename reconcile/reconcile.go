@@ -347,7 +347,7 @@ func (p *planner) planRoutes() {
 	known := map[string]bool{}
 	for _, pl := range p.pools {
 		known[pl.RouteOwner()] = true
-		if !p.in.Busy[pl.ID] && !p.finishing[pl.ID] && !pl.Claiming && !pl.Releasing && pl.Subnet.IsValid() {
+		if !p.in.Busy[pl.ID] && !p.finishing[pl.ID] && !pl.Claiming && !pl.Releasing && pl.Subnet.IsValid() && pl.MovedTo == "" {
 			wanted[pl.RouteOwner()] = want{subnet: pl.Subnet, name: p.poolNetworkName(pl)}
 		}
 	}
@@ -356,7 +356,7 @@ func (p *planner) planRoutes() {
 			continue
 		}
 		known[n.ClaimOwner] = true
-		if !p.in.Busy[n.ID] && !p.finishing[n.ID] && !n.Creating && !n.Deleting {
+		if !p.in.Busy[n.ID] && !p.finishing[n.ID] && !n.Creating && !n.Deleting && n.MovedTo == "" {
 			wanted[n.ClaimOwner] = want{subnet: n.Subnet, name: p.nameOf(n)}
 		}
 	}

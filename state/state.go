@@ -38,7 +38,10 @@ type Pool struct {
 	// Adopted is set on a pool rebuilt from Docker's network list whose ID Docker
 	// knows but vpcroute does not (the state file was lost): the first request
 	// that names it by its subnet gives it its ID back (see DB.RenamePool).
-	Adopted  bool       `json:"adopted,omitempty"`
+	Adopted bool `json:"adopted,omitempty"`
+	// MovedTo is the ECS that took the subnet's route over (vpcroute.takeover):
+	// vpcroute no longer claims it, nor releases it.
+	MovedTo  string     `json:"moved_to,omitempty"`
 	LastAddr netip.Addr `json:"last_addr,omitzero"`
 	Created  time.Time  `json:"created"`
 }
@@ -69,6 +72,9 @@ type Network struct {
 	// ClaimOwner is set when the network holds its subnet's route itself (Docker's
 	// default IPAM gave the subnet); the route goes with the network.
 	ClaimOwner string `json:"claim_owner,omitempty"`
+	// MovedTo is the ECS that took the subnet's route over (vpcroute.takeover) when
+	// the network held it itself: vpcroute no longer claims it, nor releases it.
+	MovedTo string `json:"moved_to,omitempty"`
 	// Creating is set until CreateNetwork has finished; a network found so at start
 	// never reached Docker and is removed.
 	Creating bool `json:"creating,omitempty"`

@@ -17,6 +17,9 @@ import (
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/config"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/impl"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/sdkerr"
+	ecs "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/ecs/v2"
+	ecsmodel "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/ecs/v2/model"
+	ecsregion "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/ecs/v2/region"
 	vpc "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/vpc/v2"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/services/vpc/v2/model"
 	vpcregion "github.com/huaweicloud/huaweicloud-sdk-go-v3/services/vpc/v2/region"
@@ -61,6 +64,9 @@ type vpcAPI interface {
 	listSubnetCIDRs(ctx context.Context, vpcID string) ([]netip.Prefix, error)
 	listPortsOf(ctx context.Context, instanceID string) ([]port, error)
 	listSecurityGroupRules(ctx context.Context, groupID string) ([]sgRule, error)
+	// serverStatus is an instance's state in the ECS API (ACTIVE, SHUTOFF, ...),
+	// serverDeleted when the instance does not exist.
+	serverStatus(ctx context.Context, id string) (string, error)
 	// serverTime is the API's clock as its last answer's Date header gave it, and
 	// the local time of that answer; zero before any answer.
 	serverTime() (server, local time.Time)
@@ -73,12 +79,15 @@ type vpcAPI interface {
 // Building one costs a few small allocations; connections are pooled by the
 // shared transport.
 type sdkAPI struct {
-	endpoint  string
-	transport http.RoundTripper
-	creds     credentialSource
-	log       *slog.Logger
-	t         timing
-	clock     serverClock
+	endpoint string
+	// ecsEndpoint is the ECS API's, for the state of an ECS whose route a
+	// takeover would move.
+	ecsEndpoint string
+	transport   http.RoundTripper
+	creds       credentialSource
+	log         *slog.Logger
+	t           timing
+	clock       serverClock
 }
 
 // serverClock keeps the Date header of the API's last answer: signatures fail when
@@ -121,6 +130,14 @@ func (c ctxTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (a *sdkAPI) client(ctx context.Context, creds *basic.Credentials) *vpc.VpcClient {
+	return vpc.NewVpcClient(a.httpClient(ctx, creds, a.endpoint))
+}
+
+func (a *sdkAPI) ecsClient(ctx context.Context, creds *basic.Credentials) *ecs.EcsClient {
+	return ecs.NewEcsClient(a.httpClient(ctx, creds, a.ecsEndpoint))
+}
+
+func (a *sdkAPI) httpClient(ctx context.Context, creds *basic.Credentials, endpoint string) *hccore.HcHttpClient {
 	hc := config.DefaultHttpConfig().
 		WithHttpRoundTripper(ctxTransport{ctx: ctx, base: a.transport, clock: &a.clock}).
 		WithUserAgent("vpcroute")
@@ -128,9 +145,9 @@ func (a *sdkAPI) client(ctx context.Context, creds *basic.Credentials) *vpc.VpcC
 	// (Retries 0, a single endpoint) so that backoff and deadlines are ours.
 	hc.Timeout = 0
 	hc.Retries = 0
-	return vpc.NewVpcClient(hccore.NewHcHttpClient(impl.NewDefaultHttpClient(hc)).
-		WithEndpoints([]string{a.endpoint}).
-		WithCredential(creds))
+	return hccore.NewHcHttpClient(impl.NewDefaultHttpClient(hc)).
+		WithEndpoints([]string{endpoint}).
+		WithCredential(creds)
 }
 
 // call runs one SDK operation with retries: throttling, 5xx, connection errors
@@ -142,6 +159,12 @@ func call[T any](ctx context.Context, a *sdkAPI, op, object string, fn func(*vpc
 
 // callRetrying is call with retry saying which failures are tried again.
 func callRetrying[T any](ctx context.Context, a *sdkAPI, op, object string, retry func(*APIError) bool, fn func(*vpc.VpcClient) (T, error)) (T, error) {
+	return callOn(ctx, a, op, object, retry, a.client, fn)
+}
+
+// callOn is callRetrying on the client mk builds (the VPC's or the ECS's).
+func callOn[C, T any](ctx context.Context, a *sdkAPI, op, object string, retry func(*APIError) bool,
+	mk func(context.Context, *basic.Credentials) C, fn func(C) (T, error)) (T, error) {
 	var zero T
 	authRetried := false
 	for attempt := 1; ; attempt++ {
@@ -150,7 +173,7 @@ func callRetrying[T any](ctx context.Context, a *sdkAPI, op, object string, retr
 			return zero, err
 		}
 		actx, cancel := context.WithTimeout(ctx, a.t.attemptTimeout)
-		res, err := fn(a.client(actx, creds))
+		res, err := fn(mk(actx, creds))
 		cancel()
 		if err == nil {
 			return res, nil
@@ -430,6 +453,25 @@ func (a *sdkAPI) listSubnetCIDRs(ctx context.Context, vpcID string) ([]netip.Pre
 	return out, nil
 }
 
+// serverDeleted is serverStatus's answer for an instance that does not exist.
+const serverDeleted = "DELETED"
+
+func (a *sdkAPI) serverStatus(ctx context.Context, id string) (string, error) {
+	resp, err := callOn(ctx, a, "ShowServer", "ECS "+id, (*APIError).retryable, a.ecsClient, func(c *ecs.EcsClient) (*ecsmodel.ShowServerResponse, error) {
+		return c.ShowServer(&ecsmodel.ShowServerRequest{ServerId: id})
+	})
+	if hasStatus(err, http.StatusNotFound) {
+		return serverDeleted, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	if resp.Server == nil || resp.Server.Status == "" {
+		return "", &APIError{Op: "ShowServer", Object: "ECS " + id, Err: errors.New("response has no server status")}
+	}
+	return resp.Server.Status, nil
+}
+
 func ptr[T any](v T) *T { return &v }
 
 // regionEndpoint is the SDK's VPC endpoint for a region, or Huawei's naming
@@ -439,6 +481,15 @@ func regionEndpoint(regionID string) string {
 		return r.Endpoints[0]
 	}
 	return fmt.Sprintf("https://vpc.%s.myhuaweicloud.com", regionID)
+}
+
+// ecsRegionEndpoint is the SDK's ECS endpoint for a region, or Huawei's naming
+// scheme for regions newer than this SDK.
+func ecsRegionEndpoint(regionID string) string {
+	if r, err := ecsregion.SafeValueOf(regionID); err == nil && r != nil && len(r.Endpoints) > 0 {
+		return r.Endpoints[0]
+	}
+	return fmt.Sprintf("https://ecs.%s.myhuaweicloud.com", regionID)
 }
 
 // portPair is an allowed address pair of a port.

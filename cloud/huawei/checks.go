@@ -76,6 +76,15 @@ func (c *Client) Checks(ctx context.Context, pool netip.Prefix) []check.Result {
 		}
 		add(permissionCheck(r.action, err, creds))
 	}
+	// Only a takeover without force reads other ECSs' state: without the permission
+	// everything else works.
+	_, err := c.api.serverStatus(ctx, c.id.InstanceID)
+	ecsRead := permissionCheck("ecs:cloudServers:get", err, creds)
+	if ecsRead.Status == check.Fail {
+		ecsRead.Status = check.Warn
+		ecsRead.Fix += "; only vpcroute.takeover=true needs it, to tell that the ECS it takes a subnet from is stopped"
+	}
+	add(ecsRead)
 	add(check.Result{Name: "permission vpc:routeTables:update", Status: check.Skip,
 		Detail: "only a write can tell; `docker network create` makes one and says if it is refused"})
 

@@ -110,13 +110,9 @@ func newClient(ctx context.Context, cfg Config, t timing, transport http.RoundTr
 		creds = ac
 	}
 
-	endpoint := strings.TrimRight(cfg.VPCEndpoint, "/")
-	if endpoint == "" {
-		endpoint = regionEndpoint(c.region)
-	} else if !strings.HasPrefix(endpoint, "http://") && !strings.HasPrefix(endpoint, "https://") {
-		endpoint = "https://" + endpoint
-	}
-	c.api = &sdkAPI{endpoint: endpoint, transport: transport, creds: creds, log: log, t: t}
+	endpoint := apiEndpoint(cfg.VPCEndpoint, regionEndpoint(c.region))
+	ecsEndpoint := apiEndpoint(cfg.ECSEndpoint, ecsRegionEndpoint(c.region))
+	c.api = &sdkAPI{endpoint: endpoint, ecsEndpoint: ecsEndpoint, transport: transport, creds: creds, log: log, t: t}
 
 	if err := c.checkPort(ctx, cfg.SrcDstCheck); err != nil {
 		return nil, err
@@ -141,6 +137,19 @@ func newClient(ctx context.Context, cfg Config, t timing, transport http.RoundTr
 	log.Info("using the VPC route table", "instance", c.id.InstanceID, "vpc", c.id.VPCID, "region", c.region,
 		"route_table", c.tableID, "endpoint", endpoint, "vpc_cidrs", c.id.VPCCIDRs, "route_quota", c.quota)
 	return c, nil
+}
+
+// apiEndpoint is the endpoint a setting gives (https:// when it names no scheme),
+// else def.
+func apiEndpoint(setting, def string) string {
+	e := strings.TrimRight(setting, "/")
+	switch {
+	case e == "":
+		return def
+	case !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://"):
+		return "https://" + e
+	}
+	return e
 }
 
 // Identity returns this host's identity, as found at start.
@@ -290,6 +299,8 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 	// again rather than another, so that a late landing is a harmless duplicate,
 	// not a second route.
 	var retry netip.Prefix
+	// holderState is the state of the ECS a takeover moves the route from, once read.
+	holderState := ""
 	for round := 0; round < c.t.maxClaimRounds; round++ {
 		if round > 0 && lastErr != nil {
 			if err := sleep(ctx, backoff(c.t, round)); err != nil {
@@ -304,10 +315,20 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			return netip.Prefix{}, fmt.Errorf("claim a subnet: read the route tables of VPC %s: %w", c.id.VPCID, err)
 		}
 		routes := tables[c.tableID]
+		// takeFrom is the route of another ECS this claim moves here (vpcroute.takeover).
+		var takeFrom *cloud.ConflictError
 		if p, done, err := c.alreadyClaimed(req, tables); done || err != nil {
-			return p, err
+			if !errors.As(err, &takeFrom) || !takeFrom.Takeable || req.Takeover == cloud.NoTakeover {
+				return p, err
+			}
+			if err := c.mayTakeOver(ctx, takeFrom, &holderState); err != nil {
+				return netip.Prefix{}, err
+			}
 		}
 		n, err := c.checkQuota(routes)
+		if takeFrom != nil {
+			err = nil // a move adds no route
+		}
 		if err != nil {
 			// The quota may have been raised since it was read (the error tells the
 			// user to): read it again before refusing.
@@ -321,7 +342,13 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			return netip.Prefix{}, err
 		}
 		r := route{Type: routeTypeECS, Destination: want.String(), NextHop: c.id.InstanceID, Description: describe(req.Owner, req.Name, c.id.Hostname)}
-		err = c.api.updateRouteTable(ctx, c.tableID, []route{r}, nil)
+		var del []route
+		if takeFrom != nil {
+			// One update deletes the other ECS's route and adds this one's: there
+			// is no moment without a route to the subnet.
+			del = []route{{Type: routeTypeECS, Destination: want.String(), NextHop: takeFrom.NextHop}}
+		}
+		err = c.api.updateRouteTable(ctx, c.tableID, []route{r}, del)
 		if err == nil && c.isUnsettled(want) {
 			// An earlier write of this subnet may land meanwhile (a late delete):
 			// confirm the route is there.
@@ -330,10 +357,17 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 		end()
 		lastErr, retry = err, netip.Prefix{}
 		switch {
+		case err == nil && takeFrom != nil:
+			c.log.Warn("took the subnet's route over from another ECS", "subnet", want, "from", takeFrom.NextHop,
+				"its_state", holderState, "takeover", req.Takeover, "owner", req.Owner, "route_table", c.tableID)
+			return want, nil
 		case err == nil:
 			c.warnIfNearlyFull(n + 1)
 			c.log.Info("claimed subnet", "subnet", want, "owner", req.Owner, "route_table", c.tableID)
 			return want, nil
+		case takeFrom != nil && hasCode(err, codeRouteNotFound):
+			// The other ECS's route went meanwhile: read again.
+			c.log.Debug("the route to take over is gone; reading again", "subnet", want)
 		case errors.Is(err, errNotConfirmed):
 			// Gone again at once: a late delete took it; write it again.
 		case uncertain(err):
@@ -368,6 +402,30 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			c.tableID, c.t.maxClaimRounds, lastRace)
 	}
 	return netip.Prefix{}, fmt.Errorf("claim a subnet in route table %s: gave up after %d attempts: %w", c.tableID, c.t.maxClaimRounds, lastErr)
+}
+
+// mayTakeOver says whether a takeover may move the route conflict names: always with
+// force, else only when the ECS holding it is not running, as the ECS API says
+// (state is read once per claim). It returns the conflict, telling the state, when
+// that ECS runs.
+func (c *Client) mayTakeOver(ctx context.Context, conflict *cloud.ConflictError, state *string) error {
+	if conflict.Takeover == cloud.TakeoverForce {
+		return nil
+	}
+	if *state == "" {
+		s, err := c.api.serverStatus(ctx, conflict.NextHop)
+		if err != nil {
+			conflict.StateErr = err
+			return conflict
+		}
+		*state = s
+	}
+	switch *state {
+	case "SHUTOFF", "ERROR", "DELETED", "SHELVED", "SHELVED_OFFLOADED":
+		return nil
+	}
+	conflict.Running = *state
+	return conflict
 }
 
 // errNotConfirmed: a route the API said it added is not in the table.
@@ -432,6 +490,7 @@ func (c *Client) alreadyClaimed(req cloud.ClaimRequest, tables map[string][]rout
 	}
 	var conflict *cloud.ConflictError
 	mine := false
+	others := 0 // routes of others that overlap Want
 	for _, id := range slices.Sorted(maps.Keys(tables)) {
 		for _, r := range tables[id] {
 			p, ok := r.destination()
@@ -442,12 +501,18 @@ func (c *Client) alreadyClaimed(req cloud.ClaimRequest, tables map[string][]rout
 				mine = true
 				continue
 			}
+			others++
 			if conflict == nil {
-				conflict = &cloud.ConflictError{Want: req.Want, Existing: p, NextHop: r.NextHop, Description: r.Description}
+				_, marked := parseDescription(r.Description)
+				conflict = &cloud.ConflictError{Want: req.Want, Existing: p, NextHop: r.NextHop, Description: r.Description,
+					Takeover: req.Takeover,
+					Takeable: id == c.tableID && p == req.Want && marked && r.Type == routeTypeECS && r.NextHop != c.id.InstanceID}
 			}
 		}
 	}
 	if conflict != nil {
+		// A takeover moves one route: the subnet must have no other.
+		conflict.Takeable = conflict.Takeable && others == 1
 		return netip.Prefix{}, true, conflict
 	}
 	if mine {

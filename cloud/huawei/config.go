@@ -45,6 +45,10 @@ type Config struct {
 	// VPCEndpoint overrides the VPC API endpoint (VPCROUTE_VPC_ENDPOINT), e.g.
 	// https://vpc.cn-north-4.myhuaweicloud.com. Default: the SDK's endpoint for Region.
 	VPCEndpoint string
+	// ECSEndpoint overrides the ECS API endpoint (VPCROUTE_ECS_ENDPOINT), read only
+	// by a takeover to learn whether the ECS holding a subnet runs. Default: the
+	// SDK's endpoint for Region.
+	ECSEndpoint string
 	// AK, SK and SecurityToken are a permanent or temporary access key
 	// (HUAWEICLOUD_SDK_AK, HUAWEICLOUD_SDK_SK, HUAWEICLOUD_SDK_SECURITY_TOKEN).
 	// Empty: the ECS agency's temporary credentials from the metadata service,
@@ -99,7 +103,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("metadata_url", c.MetadataURL), slog.String("instance_id", c.InstanceID),
 		slog.String("project_id", c.ProjectID), slog.String("region", c.Region), slog.String("vpc_id", c.VPCID),
 		slog.String("port_id", c.PortID), slog.String("route_table_id", c.RouteTableID),
-		slog.String("vpc_endpoint", c.VPCEndpoint), slog.String("src_dst_check", c.SrcDstCheck),
+		slog.String("vpc_endpoint", c.VPCEndpoint), slog.String("ecs_endpoint", c.ECSEndpoint), slog.String("src_dst_check", c.SrcDstCheck),
 		slog.String("ak", redact(c.AK)), slog.String("sk", redact(c.SK)), slog.String("security_token", redact(c.SecurityToken)),
 	)
 }

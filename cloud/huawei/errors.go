@@ -16,6 +16,8 @@ const (
 	codeDuplicateDestination = "VPC.2812"
 	// codeOverlapsSubnet: the destination overlaps a subnet of the VPC.
 	codeOverlapsSubnet = "VPC.2809"
+	// codeRouteNotFound: a del or mod of a destination the table lacks.
+	codeRouteNotFound = "VPC.2810"
 	// codeThrottled: API Gateway's rate limit.
 	codeThrottled = "APIGW.0308"
 )
@@ -37,12 +39,25 @@ type APIError struct {
 	Err       error  // transport error when Status is 0
 }
 
+// ecsOps are the operations of the ECS API; every other one is the VPC API's.
+var ecsOps = map[string]bool{"ShowServer": true}
+
+// service names the API of e's operation, the setting of its endpoint, and a system
+// policy that grants what vpcroute needs of it.
+func (e *APIError) service() (name, endpoint, policy string) {
+	if ecsOps[e.Op] {
+		return "ECS API", "VPCROUTE_ECS_ENDPOINT", "ECS ReadOnlyAccess"
+	}
+	return "VPC API", "VPCROUTE_VPC_ENDPOINT", "VPC FullAccess"
+}
+
 func (e *APIError) Error() string {
 	var s string
+	name, _, _ := e.service()
 	if e.Status == 0 {
-		s = fmt.Sprintf("VPC API %s (%s): %v", e.Op, e.Object, e.Err)
+		s = fmt.Sprintf("%s %s (%s): %v", name, e.Op, e.Object, e.Err)
 	} else {
-		s = fmt.Sprintf("VPC API %s (%s): HTTP %d", e.Op, e.Object, e.Status)
+		s = fmt.Sprintf("%s %s (%s): HTTP %d", name, e.Op, e.Object, e.Status)
 		if e.Code != "" {
 			s += " " + e.Code
 		}
@@ -75,26 +90,28 @@ var iamActions = map[string]string{
 	"ListSubnets":            "vpc:subnets:get",
 	"ListPorts":              "vpc:ports:get",
 	"ListSecurityGroupRules": "vpc:securityGroupRules:get",
+	"ShowServer":             "ecs:cloudServers:get",
 }
 
 // addHint fills in what the user should do about a failed call.
 func addHint(e *APIError, creds credentialSource) {
+	name, endpoint, policy := e.service()
 	switch {
 	case e.Status == 0 && errors.Is(e.Err, context.DeadlineExceeded):
-		e.Hint = "no answer in time: the VPC API is slow, or this host cannot reach it (check VPCROUTE_VPC_ENDPOINT, or the region's default from VPCROUTE_REGION)"
+		e.Hint = fmt.Sprintf("no answer in time: the %s is slow, or this host cannot reach it (check %s, or the region's default from VPCROUTE_REGION)", name, endpoint)
 	case e.Status == 0:
-		e.Hint = "check that this host can reach the VPC endpoint (VPCROUTE_VPC_ENDPOINT, or the region's default from VPCROUTE_REGION)"
+		e.Hint = fmt.Sprintf("check that this host can reach the %s (%s, or the region's default from VPCROUTE_REGION)", name, endpoint)
 	case e.Status == http.StatusUnauthorized:
 		e.Hint = "the credentials were rejected: check " + creds.describe() + ", and that the host clock is right"
 	case e.Status == http.StatusForbidden:
 		action := iamActions[e.Op]
-		e.Hint = fmt.Sprintf("the credentials lack permission %s: grant it (e.g. the VPC FullAccess policy) to the IAM user or ECS agency in use", action)
+		e.Hint = fmt.Sprintf("the credentials lack permission %s: grant it (e.g. the %s policy) to the IAM user or ECS agency in use", action, policy)
 	case e.Status == http.StatusNotFound:
 		e.Hint = fmt.Sprintf("%s does not exist (check VPCROUTE_ROUTE_TABLE_ID, VPCROUTE_VPC_ID, VPCROUTE_PORT_ID and VPCROUTE_PROJECT_ID)", e.Object)
 	case e.Status == http.StatusTooManyRequests || e.Code == codeThrottled:
-		e.Hint = "the VPC API kept throttling requests; try again later"
+		e.Hint = "the " + name + " kept throttling requests; try again later"
 	case e.Status >= 500:
-		e.Hint = "the VPC API kept failing; try again later"
+		e.Hint = "the " + name + " kept failing; try again later"
 	}
 }
 

@@ -91,6 +91,7 @@ func (b *bed) config(t *testing.T, name string, log *slog.Logger) Config {
 	return Config{
 		MetadataURL: b.srv.URL + "/ecs/" + name,
 		VPCEndpoint: b.srv.URL,
+		ECSEndpoint: b.srv.URL,
 		AK:          testAK,
 		SK:          testSK,
 		Logger:      log,

@@ -138,7 +138,7 @@ func (b *Bed) startECS(i int, dir string, o Options) (*ECS, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	client, err := huawei.New(ctx, huawei.Config{
-		MetadataURL: b.srv.URL + "/ecs/" + name, VPCEndpoint: b.srv.URL, AK: ak, SK: sk, Logger: log,
+		MetadataURL: b.srv.URL + "/ecs/" + name, VPCEndpoint: b.srv.URL, ECSEndpoint: b.srv.URL, AK: ak, SK: sk, Logger: log,
 		Timeouts: huawei.Timeouts{Operation: opTimeout, Attempt: attemptTimeout, Settle: Settle},
 	})
 	if err != nil {

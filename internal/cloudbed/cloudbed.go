@@ -183,6 +183,7 @@ func (e *Env) PluginEnv(ecsName string) []string {
 	ecs, _ := e.Bed.ECS(ecsName)
 	env := []string{
 		"VPCROUTE_VPC_ENDPOINT=" + e.VPCEndpoint,
+		"VPCROUTE_ECS_ENDPOINT=" + e.VPCEndpoint, // the emulator answers both APIs
 		"VPCROUTE_STATE_DIR=" + filepath.Join(ecs.Dir, "vpcroute"),
 		"VPCROUTE_HOSTNAME=" + ecsName,
 	}

@@ -39,6 +39,9 @@ type VPC struct {
 	// Hook, when set, runs at the start of every Claim and Release, without the
 	// table's lock: a test makes the cloud slow with it.
 	Hook func()
+	// Stopped lists the other instances that are not running: a takeover without
+	// force moves routes only from them.
+	Stopped map[string]bool
 }
 
 var _ cloud.VPC = (*VPC)(nil)
@@ -117,12 +120,26 @@ func (v *VPC) Claim(_ context.Context, req cloud.ClaimRequest) (netip.Prefix, er
 		}
 		want = p
 	}
+	var conflict *cloud.ConflictError
+	others := 0
 	for p, r := range v.Routes {
 		if p == want && v.mine(r, req.Owner) {
 			return want, nil
 		}
 		if p.Overlaps(want) {
-			return netip.Prefix{}, &cloud.ConflictError{Want: want, Existing: p, NextHop: r.Instance}
+			others++
+			conflict = &cloud.ConflictError{Want: want, Existing: p, NextHop: r.Instance, Takeover: req.Takeover,
+				Takeable: p == want && r.Owner != "" && r.Instance != v.ID.InstanceID}
+		}
+	}
+	if conflict != nil {
+		conflict.Takeable = conflict.Takeable && others == 1
+		switch {
+		case !conflict.Takeable || req.Takeover == cloud.NoTakeover:
+			return netip.Prefix{}, conflict
+		case req.Takeover == cloud.TakeoverStopped && !v.Stopped[conflict.NextHop]:
+			conflict.Running = "ACTIVE"
+			return netip.Prefix{}, conflict
 		}
 	}
 	v.Routes[want] = Route{Instance: v.ID.InstanceID, Owner: req.Owner, Name: req.Name}

@@ -34,6 +34,8 @@ func (s *Sim) RouteTables() []TableSnapshot {
 //	GET  /_sim/requests                  the request log
 //	POST /_sim/faults                    queue a Fault (JSON); DELETE clears them
 //	POST /_sim/ecs/{name}/srcdst?on=BOOL turn the source/destination check on or off
+//	POST /_sim/ecs/{name}/status?set=S   set the instance's state (ACTIVE, SHUTOFF, ERROR)
+//	DELETE /_sim/ecs/{name}              delete the instance (its routes stay)
 func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimPrefix(r.URL.Path, "/_sim")
 	switch {
@@ -69,6 +71,26 @@ func (s *Sim) serveAdmin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.SetSrcDstCheck(e.ID, on == "true")
+		w.WriteHeader(http.StatusNoContent)
+	case strings.HasPrefix(path, "/ecs/") && strings.HasSuffix(path, "/status") && r.Method == http.MethodPost:
+		e, ok := s.ECSByName(strings.TrimSuffix(strings.TrimPrefix(path, "/ecs/"), "/status"))
+		status := r.URL.Query().Get("set")
+		switch {
+		case !ok:
+			http.Error(w, "no such ECS", http.StatusNotFound)
+		case status == "" || strings.ToUpper(status) != status:
+			http.Error(w, "query set must be a state such as ACTIVE, SHUTOFF or ERROR", http.StatusBadRequest)
+		default:
+			s.SetECSStatus(e.ID, status)
+			w.WriteHeader(http.StatusNoContent)
+		}
+	case strings.HasPrefix(path, "/ecs/") && strings.Count(path, "/") == 2 && r.Method == http.MethodDelete:
+		e, ok := s.ECSByName(strings.TrimPrefix(path, "/ecs/"))
+		if !ok {
+			http.Error(w, "no such ECS", http.StatusNotFound)
+			return
+		}
+		s.DeleteECS(e.ID)
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		http.Error(w, "unknown admin call "+r.Method+" "+r.URL.Path, http.StatusNotFound)

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // apiTimeFormat is the created_at/updated_at format of the VPC API (UTC).
@@ -85,6 +86,8 @@ func (s *Sim) serveAPI(w http.ResponseWriter, r *http.Request, reqID string) {
 		s.listSubnets(w, r)
 	case "GET vpcs/{id}":
 		s.showVPC(w, id)
+	case "GET cloudservers/{id}":
+		s.showServer(w, id)
 	default:
 		writeGWError(w, reqID, &gwError{Status: http.StatusNotFound, Code: "APIGW.0101", Message: "The API does not exist or has not been published in the environment"})
 	}
@@ -504,4 +507,33 @@ func (s *Sim) showVPC(w http.ResponseWriter, id string) {
 		"routes": []any{}, "status": "OK", "enterprise_project_id": "0", "tenant_id": s.cfg.ProjectID,
 		"created_at": ts, "updated_at": ts, "block_service_endpoint_states": "", "enable_network_address_usage_metrics": false,
 	}})
+}
+
+// showServer is the ECS API's ShowServer (GET /v1/{project_id}/cloudservers/{id}),
+// with the fields of a server vpcroute and people look at; a deleted instance is a
+// 404 in the ECS API's error format.
+func (s *Sim) showServer(w http.ResponseWriter, id string) {
+	s.mu.Lock()
+	e := s.ecsByIDLocked(id)
+	if e == nil {
+		s.mu.Unlock()
+		writeJSON(w, http.StatusNotFound, map[string]any{"error": map[string]string{
+			"code": "Ecs.0114", "message": fmt.Sprintf("Instance[%s] could not be found.", id)}})
+		return
+	}
+	status := e.Status
+	if status == "" {
+		status = "ACTIVE"
+	}
+	vmState := map[string]string{"ACTIVE": "active", "SHUTOFF": "stopped", "ERROR": "error", "REBOOT": "active", "BUILD": "building"}[status]
+	created := s.created.UTC().Format(time.RFC3339)
+	server := map[string]any{
+		"id": e.ID, "name": e.Name, "status": status, "OS-EXT-STS:vm_state": vmState,
+		"OS-EXT-AZ:availability_zone": e.AvailabilityZone, "tenant_id": s.cfg.ProjectID,
+		"created": created, "updated": created,
+		"metadata":  map[string]string{"vpc_id": s.cfg.VPCID},
+		"addresses": map[string]any{s.cfg.VPCID: []map[string]any{{"addr": e.IP, "version": "4", "OS-EXT-IPS:type": "fixed", "OS-EXT-IPS:port_id": e.PortID, "OS-EXT-IPS-MAC:mac_addr": e.mac}}},
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"server": server})
 }

@@ -279,6 +279,7 @@ var iamActions = map[string]string{
 	"GET subnets":              "vpc:subnets:get",
 	"GET vpcs/{id}":            "vpc:vpcs:get",
 	"GET security-group-rules": "vpc:securityGroupRules:get",
+	"GET cloudservers/{id}":    "ecs:cloudServers:get",
 }
 
 // denied returns the 403 of a route the principal (an ECS's agency, or "" for the

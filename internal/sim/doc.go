@@ -1,7 +1,9 @@
 // Package sim emulates the parts of Huawei Cloud that vpcroute talks to: the VPC
 // route table API, the port API (source/destination check), the route quota, the
-// API gateway's SDK-HMAC-SHA256 signature check, and the ECS metadata service
-// (identity, network data and agency temporary credentials).
+// API gateway's SDK-HMAC-SHA256 signature check, the ECS API's ShowServer (an
+// instance's state: ACTIVE, SHUTOFF, ERROR; 404 Ecs.0114 once deleted; the same
+// server answers it, so a client points its ECS endpoint there too), and the ECS
+// metadata service (identity, network data and agency temporary credentials).
 //
 // # Note for the cloud/huawei client
 //

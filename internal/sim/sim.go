@@ -62,6 +62,9 @@ type ECS struct {
 	// Deny lists IAM actions (vpc:routeTables:update, ...) the ECS's agency lacks:
 	// the API answers them 403 VPC.2201.
 	Deny []string `json:"deny"`
+	// Status is the instance's state as the ECS API shows it: ACTIVE (the
+	// default), SHUTOFF, ERROR, REBOOT, ...
+	Status string `json:"status"`
 }
 
 // Route is a route of a route table as the API shows it.
@@ -553,6 +556,25 @@ func (s *Sim) SrcDstCheck(ecsID string) bool {
 		return true
 	}
 	return e.srcDstCheckLocked()
+}
+
+// SetECSStatus sets an instance's state as the ECS API shows it (ACTIVE, SHUTOFF,
+// ERROR, ...), as stopping or starting it in the console does. Unknown IDs are
+// ignored. The instance keeps its port and its routes.
+func (s *Sim) SetECSStatus(ecsID, status string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.ecsByIDLocked(ecsID); e != nil {
+		e.Status = status
+	}
+}
+
+// SetDeny replaces the IAM actions the permanent AK/SK lacks (Config.Deny), as
+// editing its policy does.
+func (s *Sim) SetDeny(actions ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Deny = actions
 }
 
 // ECSByName returns an instance of the configuration by name.
