@@ -159,6 +159,7 @@ func (c *Controller) rebuild(dn dockerapi.Network, a reconcile.Action, ports []f
 	n := state.Network{
 		ID: dn.ID, Name: dn.Name, Bridge: o.Bridge, Subnet: a.Subnet, Gateway: netip.PrefixFrom(gw, a.Subnet.Bits()),
 		MTU: o.MTU, Masquerade: c.cfg.Masquerade && o.Masquerade, Internal: dn.Internal, Created: now,
+		NoICC: o.NoICC, Isolate: o.Isolate, Allow: o.Allow,
 	}
 	if n.Bridge == "" {
 		n.Bridge = defaultBridge(dn.ID)

@@ -69,6 +69,9 @@ type Firewall interface {
 	Backend() string
 	Check(firewall.Want) (firewall.Drift, error)
 	Sync(firewall.Want) (firewall.Drift, error)
+	// Generation changes whenever any rule may have changed; ok is false when
+	// the backend cannot tell (iptables-legacy).
+	Generation() (gen uint32, ok bool)
 }
 
 // Docker is Docker's own view of its networks (dockerapi.Client).
@@ -171,6 +174,13 @@ type Controller struct {
 		inLine     bool
 		want       string
 	}
+	// dockerBridges are the custom-named bridges of Docker's own networks, from
+	// Docker's last list: vpcroute's networks are isolated from them.
+	dockerBridges []string
+	// lastKernel is what the last kernel-only cycle saw (see kernelToken), and
+	// whether it found everything in line and had nothing to do.
+	lastKernel      kernelToken
+	lastKernelClean bool
 	// linkEdits counts vpcroute's own edits of bridges (see editedLinks).
 	linkEdits atomic.Uint64
 

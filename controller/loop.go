@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/vpcroute/vpcroute/cloud"
@@ -76,7 +78,26 @@ func RestoreDataPlane(store *state.DB, links Links, fw Firewall, log *slog.Logge
 }
 
 func (c *Controller) base() firewall.Base {
-	return firewall.Base{ForwardAccept: c.cfg.ForwardAccept, Pool: c.cfg.Pool}
+	return firewall.Base{ForwardAccept: c.cfg.ForwardAccept, Pool: c.cfg.Pool, DockerBridges: slices.Clone(c.dockerBridges)}
+}
+
+// dockerBridgeNames are the bridges of Docker's own bridge networks that have a
+// name of their own (docker0 and br-<ID> are isolated whatever Docker's list says).
+func dockerBridgeNames(list []dockerapi.Network) []string {
+	var out []string
+	for _, d := range list {
+		if d.Driver != "bridge" {
+			continue
+		}
+		name := d.Options[OptBridgeName]
+		if name == "" || name == "docker0" || strings.HasPrefix(name, "br-") || name == "docker_gwbridge" || len(name) > 15 ||
+			strings.ContainsAny(name, " \t\n\"/") {
+			continue
+		}
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // ReconcileNow runs one full cycle: Docker's list, the VPC route table, the kernel.
@@ -118,6 +139,9 @@ func (c *Controller) Run(ctx context.Context) {
 			c.mu.Unlock()
 		case <-kernel.C:
 			s.kernel = true
+			if c.kernelIdle() {
+				continue
+			}
 		case <-cloudT.C:
 			s = scope{kernel: true, cloud: true, rules: true}
 		case <-settle.timer.C:
@@ -186,10 +210,47 @@ type scope struct {
 	rules  bool // the owners of vpcroute's iptables rules
 }
 
+// kernelOnly says the cycle is the periodic kernel check alone: it does not read
+// Docker's list, which the full cycles (every CloudInterval, and after Docker's
+// calls) keep up to date; without it, the plan removes nothing it cannot tell is
+// unused.
+func (s scope) kernelOnly() bool { return s.kernel && !s.cloud && !s.rules }
+
+// kernelToken is what a kernel-only cycle depends on: the records (state.DB.Gen),
+// the links (LinkChanges and vpcroute's own edits) and the rules (the firewall's
+// generation). known is false when one of them cannot tell.
+type kernelToken struct {
+	records, links uint64
+	rules          uint32
+	known          bool
+}
+
+func (c *Controller) kernelToken() kernelToken {
+	rules, ok := c.fw.Generation()
+	if !ok || c.cfg.LinkChanges == nil {
+		return kernelToken{}
+	}
+	return kernelToken{records: c.store.Gen(), links: c.linkGen(), rules: rules, known: true}
+}
+
+// kernelIdle says that nothing a kernel-only cycle reads has changed since the last
+// one, which found everything in line and had nothing to do: the idle plugin's
+// periodic check then costs three counter reads, whatever the number of networks.
+func (c *Controller) kernelIdle() bool {
+	t := c.kernelToken()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return t.known && c.lastKernelClean && t == c.lastKernel
+}
+
 // cycle reads what is, plans, and applies the plan. The reads come before the
 // records are read, so that an object made meanwhile always has its record in the
 // snapshot (and is never taken for an orphan).
 func (c *Controller) cycle(ctx context.Context, s scope) {
+	var token kernelToken
+	if s.kernelOnly() {
+		token = c.kernelToken() // before the reads: a change meanwhile makes it stale
+	}
 	in, ok := c.gather(ctx, s)
 	if !ok {
 		return
@@ -219,6 +280,10 @@ func (c *Controller) cycle(ctx context.Context, s scope) {
 	}
 	report.At, report.Held = in.Now, plan.Held
 	c.mu.Lock()
+	if s.kernelOnly() {
+		c.lastKernel = token
+		c.lastKernelClean = len(plan.Actions) == 0 && len(report.Failed) == 0 && len(report.Done) == 0
+	}
 	c.lastCycle = report
 	c.mu.Unlock()
 }
@@ -250,7 +315,11 @@ func (c *Controller) gather(ctx context.Context, s scope) (reconcile.Input, bool
 	if c.isUninstalled() {
 		return in, false
 	}
-	list, readAt := c.readDocker(ctx)
+	var list []dockerapi.Network
+	var readAt time.Time
+	if !s.kernelOnly() {
+		list, readAt = c.readDocker(ctx)
+	}
 	if s.cloud && c.cfg.Routed {
 		rctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 		routes, err := c.vpc.Owned(rctx)
@@ -297,6 +366,7 @@ func (c *Controller) gather(ctx context.Context, s scope) (reconcile.Input, bool
 	in.Now = c.cfg.Now()
 	if list != nil {
 		in.Docker = c.dockerView(list, readAt, in.Networks)
+		c.dockerBridges = dockerBridgeNames(list)
 	}
 	in.Busy = map[string]bool{}
 	for id := range c.busy {

@@ -1,6 +1,7 @@
 package controller_test
 
 import (
+	"context"
 	"errors"
 	"net/netip"
 	"strings"
@@ -340,5 +341,51 @@ func TestKernelPassReadsLinksOnlyAfterAChange(t *testing.T) {
 	h.host.Lock()
 	if h.host.LinkReads == 0 {
 		t.Fatal("no link read after vpcroute made a bridge")
+	}
+}
+
+// When nothing a kernel pass reads has changed (records, links, rules), the periodic
+// pass does nothing at all; a change of any of them brings the next one back.
+func TestIdleKernelPassIsSkipped(t *testing.T) {
+	h := newHarness(t)
+	gen := &linkGen{}
+	h.cfg.LinkChanges = gen
+	h.cfg.KernelInterval = 10 * time.Millisecond
+	h.cfg.CloudInterval = time.Hour
+	h.host.HasGen = true
+	h.open()
+	h.network(netID, "web", "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { h.c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	checks := func() int {
+		h.host.Lock()
+		defer h.host.Unlock()
+		return h.host.Checks
+	}
+	time.Sleep(300 * time.Millisecond) // the first passes, then idle
+	settled := checks()
+	time.Sleep(300 * time.Millisecond) // some 30 ticks
+	if n := checks() - settled; n != 0 {
+		t.Fatalf("%d checks in 300 ms with nothing changed; want 0", n)
+	}
+	for _, change := range []struct {
+		name string
+		do   func()
+	}{
+		{"a rule", func() { h.host.Lock(); h.host.RuleGen++; h.host.Unlock() }},
+		{"a link", func() { gen.Add(1) }},
+		{"a record", func() { _ = h.db.PutMeta("test", 1) }},
+	} {
+		before := checks()
+		change.do()
+		deadline := time.Now().Add(2 * time.Second)
+		for checks() == before {
+			if time.Now().After(deadline) {
+				t.Fatalf("after a change of %s no pass ran", change.name)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }

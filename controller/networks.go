@@ -36,6 +36,10 @@ type NetworkSpec struct {
 	// Takeover moves the subnet's route here from the ECS whose vpcroute network
 	// holds it (-o vpcroute.takeover), for a subnet of Docker's default IPAM.
 	Takeover cloud.Takeover
+	// NoICC, Isolate and Allow are the traffic policy (see Options).
+	NoICC   bool
+	Isolate bool
+	Allow   string
 }
 
 // defaultBridge names a network's bridge when the user does not.
@@ -57,6 +61,9 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) error 
 	if err := alloc.CheckGateway(spec.Subnet, spec.Gateway); err != nil {
 		return err
 	}
+	if spec.Internal && (spec.Isolate || spec.Allow != "") {
+		return fmt.Errorf("an --internal network lets nothing in from outside its bridge already: remove %s and %s", OptIsolate, OptAllow)
+	}
 	n := state.Network{
 		ID:         spec.ID,
 		Bridge:     spec.Bridge,
@@ -65,6 +72,9 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) error 
 		MTU:        spec.MTU,
 		Masquerade: c.cfg.Masquerade && spec.Masquerade,
 		Internal:   spec.Internal,
+		NoICC:      spec.NoICC,
+		Isolate:    spec.Isolate,
+		Allow:      spec.Allow,
 		Creating:   true,
 		Created:    c.cfg.Now().UTC(),
 	}
@@ -267,6 +277,9 @@ func (c *Controller) rules(n state.Network) firewall.NetworkRules {
 		Masquerade: n.Masquerade,
 		Internal:   n.Internal,
 		NoNAT:      c.cfg.NoNAT,
+		NoICC:      n.NoICC,
+		Isolate:    n.Isolate,
+		Allow:      mustAllow(n.Allow),
 	}
 }
 

@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -30,7 +31,15 @@ func TestParseOptions(t *testing.T) {
 		{name: "bridge name the kernel would expand", opts: map[string]string{controller.OptBridgeName: "br%d"}, wantErr: "'%'"},
 		{name: "bad mtu", opts: map[string]string{controller.OptMTU: "jumbo"}, wantErr: "MTU from 68"},
 		{name: "bad masquerade", opts: map[string]string{controller.OptMasquerade: "maybe"}, wantErr: "true or false"},
-		{name: "unknown option", opts: map[string]string{"com.docker.network.bridge.enable_icc": "false"}, wantErr: "not known to vpcroute"},
+		{name: "unknown option", opts: map[string]string{"com.docker.network.bridge.host_binding_ipv4": "10.0.0.1"}, wantErr: "not known to vpcroute"},
+		{name: "icc off", opts: map[string]string{controller.OptICC: "false"}, want: controller.Options{Masquerade: true, NoICC: true}},
+		{name: "isolate", opts: map[string]string{controller.OptIsolate: "true"}, want: controller.Options{Masquerade: true, Isolate: true}},
+		{name: "allow", opts: map[string]string{controller.OptAllow: "192.168.0.0/24,10.0.3.7:tcp/80,icmp;0.0.0.0/0:tcp/443"},
+			want: controller.Options{Masquerade: true, Allow: "192.168.0.0/24,10.0.3.7:tcp/80,icmp;0.0.0.0/0:tcp/443"}},
+		{name: "allow, bad port", opts: map[string]string{controller.OptAllow: "192.168.0.0/24:http"}, wantErr: `port "http" is not tcp/PORT`},
+		{name: "allow, bad source", opts: map[string]string{controller.OptAllow: "vpc:tcp/80"}, wantErr: `source "vpc" is not an IPv4 address or CIDR`},
+		{name: "allow, nothing", opts: map[string]string{controller.OptAllow: " ; "}, wantErr: "no source given"},
+		{name: "isolate and allow", opts: map[string]string{controller.OptIsolate: "true", controller.OptAllow: "10.0.0.0/8"}, wantErr: "exclude each other"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -43,6 +52,22 @@ func TestParseOptions(t *testing.T) {
 				t.Fatalf("ParseOptions = %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// ParseAllow gives one entry per source, each with the ports of its group.
+func TestParseAllow(t *testing.T) {
+	got, err := controller.ParseAllow("192.168.0.0/24,10.0.3.7:tcp/80,ICMP; 10.1.0.0/16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []firewall.Allow{
+		{Source: netip.MustParsePrefix("192.168.0.0/24"), Ports: []firewall.AllowPort{{Proto: "tcp", Port: 80}, {Proto: "icmp"}}},
+		{Source: netip.MustParsePrefix("10.0.3.7/32"), Ports: []firewall.AllowPort{{Proto: "tcp", Port: 80}, {Proto: "icmp"}}},
+		{Source: netip.MustParsePrefix("10.1.0.0/16")},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("ParseAllow = %v; want %v", got, want)
 	}
 }
 

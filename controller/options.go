@@ -2,11 +2,14 @@ package controller
 
 import (
 	"fmt"
+	"net/netip"
 
-	"github.com/vpcroute/vpcroute/cloud"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/vpcroute/vpcroute/cloud"
+	"github.com/vpcroute/vpcroute/firewall"
 )
 
 // The -o options of `docker network create` vpcroute understands, named as Docker's
@@ -22,6 +25,15 @@ const (
 	// vpcroute network holds it: true when that ECS is stopped or deleted, force
 	// even while it runs.
 	OptTakeover = "vpcroute.takeover"
+	// OptICC=false: the network's containers do not reach each other, as with
+	// Docker's bridge driver.
+	OptICC = "com.docker.network.bridge.enable_icc"
+	// OptIsolate=true: only the network itself opens connections to its
+	// containers (published ports aside), from this host and from the VPC.
+	OptIsolate = "vpcroute.isolate"
+	// OptAllow is the network's edge policy: which sources may open connections
+	// to its containers (see ParseAllow).
+	OptAllow = "vpcroute.allow"
 )
 
 // knownOptions says what each option does, for the error about an unknown one.
@@ -31,6 +43,9 @@ var knownOptions = map[string]string{
 	OptMasquerade:  "true/false: masquerade traffic to destinations outside the VPC",
 	OptOutsidePool: "true: use a subnet outside VPCROUTE_POOL (other hosts masquerade traffic to it)",
 	OptTakeover:    "true/force: move the --subnet's route here from the ECS whose vpcroute network holds it (true: only when that ECS is stopped or deleted)",
+	OptICC:         "false: containers of the network do not reach each other (published ports still work)",
+	OptIsolate:     "true: only the network itself opens connections to its containers, from this host and from the VPC (published ports still work)",
+	OptAllow:       "CIDR[,CIDR...][:tcp/PORT,udp/PORT,icmp...][;...]: only these sources open connections to the network's containers",
 }
 
 // Options are a network's -o options, parsed.
@@ -40,6 +55,10 @@ type Options struct {
 	Masquerade  bool
 	OutsidePool bool
 	Takeover    cloud.Takeover
+	NoICC       bool
+	Isolate     bool
+	// Allow is vpcroute.allow as given (checked by ParseAllow).
+	Allow string
 }
 
 // ParseOptions reads a network's -o options. Anything vpcroute does not know is an
@@ -71,6 +90,21 @@ func ParseOptions(opts map[string]string) (Options, error) {
 			} else {
 				o.OutsidePool = b
 			}
+		case OptICC, OptIsolate:
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return o, fmt.Errorf("option %s=%q: give true or false", k, v)
+			}
+			if k == OptICC {
+				o.NoICC = !b
+			} else {
+				o.Isolate = b
+			}
+		case OptAllow:
+			if _, err := ParseAllow(v); err != nil {
+				return o, fmt.Errorf("option %s: %w", k, err)
+			}
+			o.Allow = v
 		case OptTakeover:
 			t, err := ParseTakeover(v)
 			if err != nil {
@@ -86,7 +120,77 @@ func ParseOptions(opts map[string]string) (Options, error) {
 			return o, fmt.Errorf("option %q is not known to vpcroute: remove it; known options are %s", k, strings.Join(names, ", "))
 		}
 	}
+	if o.Isolate && o.Allow != "" {
+		return o, fmt.Errorf("options %s and %s exclude each other: isolate lets nothing in, allow lets some sources in; give one", OptIsolate, OptAllow)
+	}
 	return o, nil
+}
+
+// ParseAllow reads a vpcroute.allow value: entries separated by ";", each a list
+// of source ranges (CIDR, or an address) separated by ",", optionally followed by
+// ":" and the ports they may reach (tcp/PORT, udp/PORT, sctp/PORT, icmp for pings),
+// separated by ",". Without ports a source reaches every port.
+//
+//	192.168.0.0/24                     the VPC subnet, any port
+//	10.0.3.0/24,192.168.0.10:tcp/80    two sources, TCP port 80 only
+//	0.0.0.0/0:tcp/443;10.0.0.0/8       anyone to 443, the pool to anything
+func ParseAllow(v string) ([]firewall.Allow, error) {
+	bad := func(format string, args ...any) ([]firewall.Allow, error) {
+		return nil, fmt.Errorf("%q: "+format+"; the form is CIDR[,CIDR...][:tcp/PORT,udp/PORT,icmp...][;...], e.g. 192.168.0.0/24:tcp/80,icmp", append([]any{v}, args...)...)
+	}
+	var out []firewall.Allow
+	for _, entry := range strings.Split(v, ";") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		srcs, ports, _ := strings.Cut(entry, ":")
+		var ps []firewall.AllowPort
+		for _, tok := range strings.Split(ports, ",") {
+			tok = strings.ToLower(strings.TrimSpace(tok))
+			if tok == "" {
+				continue
+			}
+			if tok == "icmp" {
+				ps = append(ps, firewall.AllowPort{Proto: "icmp"})
+				continue
+			}
+			proto, port, ok := strings.Cut(tok, "/")
+			n, err := strconv.ParseUint(port, 10, 16)
+			if !ok || (proto != "tcp" && proto != "udp" && proto != "sctp") || err != nil || n == 0 {
+				return bad("port %q is not tcp/PORT, udp/PORT, sctp/PORT or icmp", tok)
+			}
+			ps = append(ps, firewall.AllowPort{Proto: proto, Port: uint16(n)})
+		}
+		for _, src := range strings.Split(srcs, ",") {
+			src = strings.TrimSpace(src)
+			p, err := netip.ParsePrefix(src)
+			if err != nil {
+				a, aerr := netip.ParseAddr(src)
+				if aerr != nil || !a.Is4() {
+					return bad("source %q is not an IPv4 address or CIDR", src)
+				}
+				p = netip.PrefixFrom(a, 32)
+			}
+			if !p.Addr().Is4() {
+				return bad("source %q is not IPv4", src)
+			}
+			out = append(out, firewall.Allow{Source: p.Masked(), Ports: ps})
+		}
+	}
+	if len(out) == 0 {
+		return bad("no source given")
+	}
+	return out, nil
+}
+
+// mustAllow is ParseAllow of a value ParseOptions accepted before (empty: none).
+func mustAllow(v string) []firewall.Allow {
+	if v == "" {
+		return nil
+	}
+	a, _ := ParseAllow(v)
+	return a
 }
 
 // ParseTakeover reads a vpcroute.takeover value: true, force, or false.

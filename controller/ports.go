@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"syscall"
 
 	"github.com/vpcroute/vpcroute/firewall"
 	"github.com/vpcroute/vpcroute/state"
@@ -38,7 +39,19 @@ type PortChecker interface {
 type BindChecker struct{}
 
 // Free binds and closes the port.
+//
+// A bind refused for lack of privilege (a managed plugin has no
+// CAP_NET_BIND_SERVICE, so ports below 1024 answer EACCES) tells nothing about the
+// port: it counts as free, as the DNAT rule needs no bind.
 func (BindChecker) Free(proto string, ip netip.Addr, port uint16) error {
+	err := bindTest(proto, ip, port)
+	if errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+		return nil
+	}
+	return err
+}
+
+func bindTest(proto string, ip netip.Addr, port uint16) error {
 	host := ""
 	if ip.IsValid() {
 		host = ip.String()

@@ -118,7 +118,7 @@ func networkSpec(req *dnet.CreateNetworkRequest) (controller.NetworkSpec, error)
 	return controller.NetworkSpec{
 		ID: req.NetworkID, Subnet: subnet, Gateway: gw, FromVpcroute: ipam.IsOwnSpace(data.AddressSpace),
 		Bridge: o.Bridge, MTU: o.MTU, Masquerade: o.Masquerade, Internal: internal, OutsidePool: o.OutsidePool,
-		Takeover: o.Takeover,
+		Takeover: o.Takeover, NoICC: o.NoICC, Isolate: o.Isolate, Allow: o.Allow,
 	}, nil
 }
 

@@ -42,7 +42,7 @@ func TestNetworkSpec(t *testing.T) {
 		}, want: controller.NetworkSpec{ID: netID, Subnet: netip.MustParsePrefix("10.0.2.0/24"), Gateway: netip.MustParsePrefix("10.0.2.254/24"),
 			FromVpcroute: true, Bridge: "br-app", MTU: 1400, Internal: true}},
 		{name: "unknown option", req: func() *dnet.CreateNetworkRequest {
-			return createReq(ipam.LocalSpace, "10.0.2.0/24", "10.0.2.1/24", map[string]interface{}{"com.docker.network.bridge.enable_icc": "false"})
+			return createReq(ipam.LocalSpace, "10.0.2.0/24", "10.0.2.1/24", map[string]interface{}{"com.docker.network.bridge.host_binding_ipv4": "10.0.0.1"})
 		}, wantErr: "not known to vpcroute"},
 		{name: "ipv6", req: func() *dnet.CreateNetworkRequest {
 			r := createReq(ipam.LocalSpace, "10.0.2.0/24", "10.0.2.1/24", nil)

@@ -152,6 +152,24 @@ func (f *Firewall) EnsureBase(b Base) error {
 		return nil
 	}
 	// Something is missing: find out what, one jump at a time.
+	for _, c := range baseChains {
+		if err := f.ensureChain(c.table, c.chain); err != nil {
+			return err
+		}
+	}
+	for _, r := range forwardTail() {
+		if err := f.ensure(rule{table: tableFilter, chain: chainForward, spec: r}); err != nil {
+			return err
+		}
+	}
+	var docker restoreInput
+	docker.line(tableFilter, ":"+chainDocker, "-", "[0:0]")
+	for _, r := range dockerRules(b.DockerBridges) {
+		docker.line(tableFilter, join("-A", chainDocker, r)...)
+	}
+	if err := f.restore(docker.String()); err != nil {
+		return fmt.Errorf("write %s: %w", chainDocker, err)
+	}
 	for _, j := range baseJumps() {
 		ok, err := f.exists(j)
 		if err != nil {
@@ -226,6 +244,11 @@ func (f *Firewall) EnsureNetwork(r NetworkRules) error {
 	chains, err := networkChains(r)
 	if err != nil {
 		return err
+	}
+	if r.NoICC {
+		if err := ensureBridgeFiltering(); err != nil {
+			return fmt.Errorf("network %s: %w", r.NetworkID, err)
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -341,31 +364,14 @@ const maxJumps = 8
 // jump into them: the careful way, for when the one-restore delete failed
 // because something was already gone.
 func (f *Firewall) deleteChains(id string) error {
-	var present []netChain
-	for _, c := range allNetChains(id) {
-		ok, err := f.ipt.ChainExists(c.table, c.name)
+	for _, table := range []string{tableFilter, tableNAT} {
+		saved, err := f.save(table)
 		if err != nil {
-			return fmt.Errorf("look for chain %s in table %s: %w", c.name, c.table, err)
+			return err
 		}
-		if ok {
-			present = append(present, c)
+		if err := f.restore(removeNetworkScript(table, saved, id)); err != nil {
+			return fmt.Errorf("remove the rules of network %s from table %s: %w", id, table, err)
 		}
-	}
-	if len(present) == 0 {
-		return nil // no chain, so no jump to one either
-	}
-	for _, c := range present {
-		for range maxJumps {
-			if err := f.ipt.Delete(c.table, c.from, c.jump(id).spec...); err != nil {
-				if isNotExist(err) {
-					break
-				}
-				return fmt.Errorf("delete rule %s: %w", c.jump(id), err)
-			}
-		}
-	}
-	if err := f.restore(dropChainsScript(present)); err != nil {
-		return fmt.Errorf("delete chains: %w", err)
 	}
 	return nil
 }

@@ -107,7 +107,7 @@ func createScript(id string, chains []netChain) string {
 	var in restoreInput
 	for _, t := range tablesOf(chains) {
 		for _, c := range chains {
-			if c.table == t {
+			if c.table == t && c.declared() {
 				in.line(t, "-N", c.name)
 			}
 		}
@@ -158,7 +158,7 @@ func repairScript(id string, chains []netChain, missingJump map[string]bool) str
 	var in restoreInput
 	for _, t := range tablesOf(chains) {
 		for _, c := range chains {
-			if c.table == t {
+			if c.table == t && c.declared() {
 				in.line(t, ":"+c.name, "-", "[0:0]")
 			}
 		}
@@ -204,7 +204,7 @@ func deleteScript(id string, chains []netChain) string {
 			}
 		}
 		for _, c := range chains {
-			if c.table == t {
+			if c.table == t && c.declared() {
 				in.line(t, "-F", c.name)
 				in.line(t, "-X", c.name)
 			}
@@ -213,15 +213,29 @@ func deleteScript(id string, chains []netChain) string {
 	return in.String()
 }
 
-// dropChainsScript flushes and deletes chains nothing jumps to any more.
-func dropChainsScript(chains []netChain) string {
+// removeNetworkScript removes, from one table as iptables-save printed it, every
+// rule marked for network id outside its own chains, and its chains: the careful
+// delete, for when the kernel does not hold what the one-restore delete expected
+// (some of it already gone, rules of other settings).
+func removeNetworkScript(table string, t savedTable, id string) string {
+	suffix := chainSuffix(id)
+	own := func(chain string) bool {
+		s, ok := parseNetChain(chain)
+		return ok && s == suffix
+	}
 	var in restoreInput
-	for _, t := range tablesOf(chains) {
-		for _, c := range chains {
-			if c.table == t {
-				in.line(t, "-F", c.name)
-				in.line(t, "-X", c.name)
-			}
+	for _, r := range t.rules {
+		if own(r.chain) {
+			continue // goes with its chain
+		}
+		if rid, marked := ruleNetworkID(r.args); marked && rid == id {
+			in.raw(table, "-D"+strings.TrimPrefix(r.line, "-A"))
+		}
+	}
+	for _, name := range t.chains {
+		if own(name) {
+			in.line(table, "-F", name)
+			in.line(table, "-X", name)
 		}
 	}
 	return in.String()
@@ -246,8 +260,11 @@ func baseCheckScript(b Base) string {
 			}
 		}
 		if t == tableFilter {
-			for _, r := range fastPathRules(b.Pool) {
+			for _, r := range append(fastPathRules(b.Pool), forwardTail()...) {
 				in.line(t, join("-C", chainForward, r)...)
+			}
+			for _, r := range dockerRules(b.DockerBridges) {
+				in.line(t, join("-C", chainDocker, r)...)
 			}
 		}
 	}
@@ -257,7 +274,8 @@ func baseCheckScript(b Base) string {
 // forwardOrderScript returns the restore input that rewrites
 // VPCROUTE-FORWARD, as iptables-save printed it in t, into the order the
 // fast path needs: first the jumps of internal networks, then the rules of
-// fast (the fast path of the pool in use), then every other rule as it was
+// fast (the fast path of the pool in use), then the tail (forwardTail), then every
+// other rule as it was
 // (other networks' jumps, anything someone else put there). Rules of an
 // earlier fast path, such as one of another pool, go. It returns "" when
 // the chain is in that order already.
@@ -279,8 +297,9 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 		}
 		id, marked := ruleNetworkID(r.args)
 		switch {
-		case marked && id == "" && r.target() == "ACCEPT":
-			// A fast path rule, of this pool or of another: rewritten below.
+		case marked && id == "" && (r.target() == "ACCEPT" || r.target() == chainEgress || r.target() == chainIngress || r.target() == chainAccept):
+			// A fast path rule, of this pool or of another, or the tail:
+			// rewritten below.
 		case marked && id != "" && isNetChainKind(r.target(), kindForward) && drops[r.target()]:
 			first = append(first, r)
 		default:
@@ -298,6 +317,7 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 		want = append(want, r.args)
 	}
 	want = append(want, fast...)
+	want = append(want, forwardTail()...)
 	for _, r := range rest {
 		want = append(want, r.args)
 	}
@@ -311,7 +331,7 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 	for _, r := range first {
 		in.raw(tableFilter, r.line)
 	}
-	for _, r := range fast {
+	for _, r := range append(slices.Clone(fast), forwardTail()...) {
 		in.line(tableFilter, join("-A", chainForward, r)...)
 	}
 	for _, r := range rest {
@@ -422,7 +442,8 @@ func pruneScript(table string, t savedTable, keep map[string]bool) (string, []er
 		}
 		_, intoNetChain := parseNetChain(r.target())
 		stale := !keep[id] || doomed[r.target()] ||
-			(isNetworkBaseChain(r.chain) && !intoNetChain)
+			(isNetworkBaseChain(r.chain) && !intoNetChain) ||
+			(r.chain == chainAccept && r.target() != "ACCEPT")
 		if stale {
 			in.raw(table, "-D"+strings.TrimPrefix(r.line, "-A"))
 		}
@@ -440,7 +461,11 @@ func pruneScript(table string, t savedTable, keep map[string]bool) (string, []er
 // that hold only jumps into per-network chains (VPCROUTE-DNAT holds the
 // rules of published ports themselves).
 func isNetworkBaseChain(chain string) bool {
-	return chain == chainForward || chain == chainInput || chain == chainPostrouting
+	switch chain {
+	case chainForward, chainEgress, chainIngress, chainInput, chainPostrouting:
+		return true
+	}
+	return false
 }
 
 // Forward is how the filter FORWARD chain treats vpcroute's traffic, for status and

@@ -60,6 +60,15 @@ func TestRestoreScripts(t *testing.T) {
 			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
 			"-C VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
 			"-C VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-EGRESS",
+			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-INGRESS",
+			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-ACCEPT",
+			"-C VPCROUTE-DOCKER -i docker0 -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -o docker0 -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -i br-+ -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -o br-+ -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -i docker_gwbridge -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -o docker_gwbridge -m comment --comment vpcroute -j DROP",
 			"COMMIT", "*nat",
 			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
 			"-C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
@@ -68,6 +77,15 @@ func TestRestoreScripts(t *testing.T) {
 		{"base check without a pool", baseCheckScript(Base{}), lines("*filter",
 			"-C FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
 			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
+			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-EGRESS",
+			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-INGRESS",
+			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-ACCEPT",
+			"-C VPCROUTE-DOCKER -i docker0 -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -o docker0 -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -i br-+ -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -o br-+ -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -i docker_gwbridge -m comment --comment vpcroute -j DROP",
+			"-C VPCROUTE-DOCKER -o docker_gwbridge -m comment --comment vpcroute -j DROP",
 			"COMMIT", "*nat",
 			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
 			"-C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
@@ -97,6 +115,9 @@ func TestRestoreScriptsTables(t *testing.T) {
 		t.Fatalf("create script is not a filter block then a nat block:\n%s", script)
 	}
 	for _, c := range chains {
+		if !c.declared() {
+			continue
+		}
 		created := strings.Index(script, "-N "+c.name+"\n")
 		jumped := strings.Index(script, " -j "+c.name+"\n")
 		if created < 0 || jumped < created {
@@ -232,19 +253,24 @@ func TestForwardOrderScript(t *testing.T) {
 	}
 	pool := fastPathRules(testPool)
 	f, old := fast("10.0.0.0/16"), fast("10.1.0.0/16")
+	// The tail follows the fast path (or, without a pool, the internal jumps).
+	e, i, a := "-A VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-EGRESS",
+		"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-INGRESS",
+		"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-ACCEPT"
 	tests := []struct {
 		name  string
 		saved string
 		want  string
 	}{
-		{"in order", table(jumpI, f[0], f[1], foreign, jumpR), ""},
-		{"empty chain", table(), rewrite(f[0], f[1])},
-		{"no fast path yet (upgrade)", table(jumpI, jumpR, foreign), rewrite(jumpI, f[0], f[1], jumpR, foreign)},
-		{"fast path above an internal jump", table(f[0], f[1], jumpI, jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
-		{"half of the fast path gone", table(jumpI, f[1], jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
-		{"fast path twice", table(jumpI, f[0], f[1], f[0], f[1], jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
-		{"another pool's fast path", table(jumpI, old[0], old[1], jumpR), rewrite(jumpI, f[0], f[1], jumpR)},
-		{"networks before the base", table(jumpR, jumpI), rewrite(jumpI, f[0], f[1], jumpR)},
+		{"in order", table(jumpI, f[0], f[1], e, i, a, foreign, jumpR), ""},
+		{"tail out of order", table(jumpI, f[0], f[1], a, i, e, foreign, jumpR), rewrite(jumpI, f[0], f[1], e, i, a, foreign, jumpR)},
+		{"empty chain", table(), rewrite(f[0], f[1], e, i, a)},
+		{"no fast path yet (upgrade)", table(jumpI, jumpR, foreign), rewrite(jumpI, f[0], f[1], e, i, a, jumpR, foreign)},
+		{"fast path above an internal jump", table(f[0], f[1], jumpI, jumpR), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
+		{"half of the fast path gone", table(jumpI, f[1], jumpR), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
+		{"fast path twice", table(jumpI, f[0], f[1], f[0], f[1], jumpR), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
+		{"another pool's fast path", table(jumpI, old[0], old[1], jumpR), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
+		{"networks before the base", table(jumpR, jumpI), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
 	}
 	for _, tc := range tests {
 		saved, err := parseSave(tc.saved)
@@ -260,7 +286,7 @@ func TestForwardOrderScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := forwardOrderScript(saved, nil), rewrite(jumpI, jumpR); got != want {
+	if got, want := forwardOrderScript(saved, nil), rewrite(jumpI, e, i, a, jumpR); got != want {
 		t.Errorf("no pool:\n%s\nwant:\n%s", got, want)
 	}
 }

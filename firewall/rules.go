@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -17,6 +18,10 @@ const (
 	tableNAT    = "nat"
 
 	chainForward     = "VPCROUTE-FORWARD"     // filter FORWARD: let routed container traffic through a DROP policy
+	chainEgress      = "VPCROUTE-EGRESS"      // filter, from VPCROUTE-FORWARD: what leaves each bridge (spoofing, icc, Docker's networks)
+	chainIngress     = "VPCROUTE-INGRESS"     // filter, from VPCROUTE-FORWARD: what may enter each bridge (isolate, allow)
+	chainAccept      = "VPCROUTE-ACCEPT"      // filter, from VPCROUTE-FORWARD, last: accept what left a bridge and passed both
+	chainDocker      = "VPCROUTE-DOCKER"      // filter, from the networks' chains: drop traffic to or from Docker's own networks
 	chainInput       = "VPCROUTE-INPUT"       // filter INPUT: guard 127.0.0.0/8 on bridges with route_localnet
 	chainDNAT        = "VPCROUTE-DNAT"        // nat PREROUTING+OUTPUT, dst-type LOCAL: published ports
 	chainPostrouting = "VPCROUTE-POSTROUTING" // nat POSTROUTING: masquerade
@@ -45,6 +50,10 @@ type chainRef struct{ table, chain string }
 // baseChains are vpcroute's own chains.
 var baseChains = []chainRef{
 	{tableFilter, chainForward},
+	{tableFilter, chainEgress},
+	{tableFilter, chainIngress},
+	{tableFilter, chainAccept},
+	{tableFilter, chainDocker},
 	{tableFilter, chainInput},
 	{tableNAT, chainDNAT},
 	{tableNAT, chainPostrouting},
@@ -65,6 +74,41 @@ func baseJumps() []rule {
 	}
 }
 
+// forwardTail are the rules of VPCROUTE-FORWARD after the fast path: a new
+// connection is checked where it leaves its bridge (every network's egress chain:
+// spoofed sources, icc, Docker's networks), then where it enters one (every
+// network's ingress chain: isolate, allow), and only then accepted, when it left a
+// vpcroute bridge. Each network's three rules go in chains of their own, so that
+// the order between networks never matters: no network's accept can come before
+// another's check.
+func forwardTail() [][]string {
+	c := []string{"-m", "comment", "--comment", baseComment}
+	return [][]string{
+		join(c, "-j", chainEgress),
+		join(c, "-j", chainIngress),
+		join(c, "-j", chainAccept),
+	}
+}
+
+// dockerBridges are the bridges of Docker's own networks whatever their names in
+// Docker's list: the default bridge, user bridges (br-<ID>) and Swarm's gateway
+// bridge.
+var dockerBridges = []string{"docker0", "br-+", "docker_gwbridge"}
+
+// dockerRules are the rules of VPCROUTE-DOCKER: it drops what comes from or goes to
+// one of Docker's bridges (extra: bridges of Docker networks named with
+// com.docker.network.bridge.name). The networks' chains jump here only for traffic
+// of their own bridge, so that Docker's networks and vpcroute's never reach each
+// other through the host, as Docker isolates its own bridges from each other.
+func dockerRules(extra []string) [][]string {
+	c := []string{"-m", "comment", "--comment", baseComment}
+	var out [][]string
+	for _, b := range append(slices.Clone(dockerBridges), extra...) {
+		out = append(out, join("-i", b, c, "-j", "DROP"), join("-o", b, c, "-j", "DROP"))
+	}
+	return out
+}
+
 // Base is what EnsureBase needs to know about the host: settings of the
 // plugin, not of one network.
 type Base struct {
@@ -79,11 +123,27 @@ type Base struct {
 	// zero Prefix leaves the fast path out: every packet then walks the
 	// networks' chains.
 	Pool netip.Prefix
+	// DockerBridges are the bridges of Docker's networks that have names of their
+	// own (com.docker.network.bridge.name), isolated as docker0 and br-* are.
+	DockerBridges []string
 }
 
 func (b Base) validate() error {
 	if b.Pool != (netip.Prefix{}) && (!b.Pool.IsValid() || !b.Pool.Addr().Is4()) {
 		return fmt.Errorf("container pool %v is not an IPv4 prefix: pass the pool vpcroute allocates subnets from, e.g. 10.0.0.0/16", b.Pool)
+	}
+	for _, br := range b.DockerBridges {
+		if err := validIfName(br); err != nil {
+			return fmt.Errorf("a bridge of Docker's: %w", err)
+		}
+	}
+	return nil
+}
+
+// validIfName keeps an interface name usable in a rule.
+func validIfName(name string) error {
+	if name == "" || strings.ContainsAny(name, " \t\n\"/") || len(name) > 15 {
+		return fmt.Errorf("bad interface name %q", name)
 	}
 	return nil
 }
@@ -132,6 +192,37 @@ type NetworkRules struct {
 	// NoNAT lists destinations never masqueraded: the VPC CIDRs and the
 	// container pool, so the VPC sees container source addresses.
 	NoNAT []netip.Prefix
+	// NoICC (com.docker.network.bridge.enable_icc=false): the network's
+	// containers do not reach each other; published ports still work.
+	NoICC bool
+	// Isolate (vpcroute.isolate=true): nothing but the network itself opens
+	// connections to its containers, from this host's other networks or from
+	// the VPC; published ports still work.
+	Isolate bool
+	// Allow (vpcroute.allow): only these sources open connections to the
+	// network's containers (published ports aside); empty allows every source.
+	Allow []Allow
+}
+
+// Allow is one entry of a network's edge policy: a source range, and the ports it
+// may open connections to (none: every port and protocol).
+type Allow struct {
+	Source netip.Prefix
+	Ports  []AllowPort
+}
+
+// AllowPort is a protocol and port of an Allow entry; Port 0 with Proto "icmp"
+// allows pings.
+type AllowPort struct {
+	Proto string
+	Port  uint16
+}
+
+func (a AllowPort) String() string {
+	if a.Proto == "icmp" {
+		return a.Proto
+	}
+	return fmt.Sprintf("%s/%d", a.Proto, a.Port)
 }
 
 func (r NetworkRules) validate() error {
@@ -147,6 +238,19 @@ func (r NetworkRules) validate() error {
 	for _, p := range r.NoNAT {
 		if !p.IsValid() || !p.Addr().Is4() {
 			return fmt.Errorf("network %s: no-NAT prefix %v is not an IPv4 prefix", r.NetworkID, p)
+		}
+	}
+	for _, a := range r.Allow {
+		if !a.Source.IsValid() || !a.Source.Addr().Is4() {
+			return fmt.Errorf("network %s: allowed source %v is not an IPv4 prefix", r.NetworkID, a.Source)
+		}
+		for _, p := range a.Ports {
+			switch {
+			case p.Proto == "icmp" && p.Port == 0:
+			case (p.Proto == "tcp" || p.Proto == "udp" || p.Proto == "sctp") && p.Port != 0:
+			default:
+				return fmt.Errorf("network %s: allowed port %v: give tcp/PORT, udp/PORT, sctp/PORT or icmp", r.NetworkID, p)
+			}
 		}
 	}
 	return nil
@@ -175,7 +279,9 @@ func networkComment(id string) []string {
 // them at once (declaring a chain in a restore flushes it) and DeleteNetwork
 // can drop them whole. The letter says what the chain does:
 const (
-	kindForward = 'F' // filter, from VPCROUTE-FORWARD: accept routed traffic, or isolate an internal network
+	kindEgress  = 'E' // filter, from VPCROUTE-EGRESS for packets from the bridge: spoofing, icc, Docker's networks
+	kindForward = 'F' // filter, from VPCROUTE-INGRESS for packets into the bridge: the edge policy; or, from VPCROUTE-FORWARD, isolate an internal network
+	kindAccept  = 'A' // not a chain: the network's accept in VPCROUTE-ACCEPT
 	kindInput   = 'I' // filter, from VPCROUTE-INPUT: guard the host's loopback from the bridge
 	kindPorts   = 'P' // nat, from VPCROUTE-POSTROUTING, first: masquerade for published ports
 	kindNAT     = 'N' // nat, from VPCROUTE-POSTROUTING, last: outbound masquerade outside NoNAT
@@ -222,7 +328,7 @@ func netChainName(kind byte, id string) string {
 // that identifies its network.
 func parseNetChain(name string) (suffix string, ok bool) {
 	rest, ok := strings.CutPrefix(name, netChainPrefix)
-	if !ok || len(rest) != 2+chainSuffixLen || rest[1] != '-' || !strings.ContainsRune("FIPN", rune(rest[0])) {
+	if !ok || len(rest) != 2+chainSuffixLen || rest[1] != '-' || !strings.ContainsRune("EFIPN", rune(rest[0])) {
 		return "", false
 	}
 	return rest[2:], isLowerHex(rest[2:])
@@ -235,7 +341,8 @@ func isNetChainKind(name string, kind byte) bool {
 }
 
 // netChain is one of a network's own chains: its rules, in order, and the
-// marked jump into it from one of vpcroute's base chains.
+// marked jump into it from one of vpcroute's base chains. A netChain without a
+// name is a single rule in from (the network's accept, kindAccept).
 type netChain struct {
 	kind        byte
 	table, name string
@@ -243,21 +350,33 @@ type netChain struct {
 	// from (so it wins over other networks' chains), else last.
 	from   string
 	insert bool
+	// match are the conditions of the jump (the bridge it is for), target its
+	// target when the netChain has no chain.
+	match  []string
+	target string
 	rules  [][]string
 }
 
 // jump returns the rule that leads from c.from into c, marked with the
 // network's comment so Prune can tell whose it is.
 func (c netChain) jump(id string) rule {
-	return rule{table: c.table, chain: c.from, insert: c.insert, spec: join(networkComment(id), "-j", c.name)}
+	target := c.name
+	if target == "" {
+		target = c.target
+	}
+	return rule{table: c.table, chain: c.from, insert: c.insert, spec: join(c.match, networkComment(id), "-j", target)}
 }
 
-// allNetChains returns every chain a network with the given ID may have,
-// empty, whatever its settings: what DeleteNetwork looks for when the
-// kernel does not hold exactly what it expected.
-func allNetChains(id string) []netChain {
+// declared says whether c is a chain of its own, to create and delete.
+func (c netChain) declared() bool { return c.name != "" }
+
+// allNetChains returns every chain a network with the given ID and bridge may
+// have, empty, whatever its settings.
+func allNetChains(id, br string) []netChain {
 	return []netChain{
-		{kind: kindForward, table: tableFilter, name: netChainName(kindForward, id), from: chainForward},
+		{kind: kindEgress, table: tableFilter, name: netChainName(kindEgress, id), from: chainEgress, match: []string{"-i", br}},
+		{kind: kindForward, table: tableFilter, name: netChainName(kindForward, id), from: chainIngress, match: []string{"-o", br}},
+		{kind: kindAccept, table: tableFilter, from: chainAccept, match: []string{"-i", br}, target: "ACCEPT"},
 		{kind: kindInput, table: tableFilter, name: netChainName(kindInput, id), from: chainInput},
 		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPostrouting, insert: true},
 		{kind: kindNAT, table: tableNAT, name: netChainName(kindNAT, id), from: chainPostrouting},
@@ -275,28 +394,70 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 	c := networkComment(r.NetworkID)
 	br := r.Bridge
 	subnet := r.Subnet.Masked().String()
-	chains := allNetChains(r.NetworkID)
-	fwd, input, ports, nat := &chains[0], &chains[1], &chains[2], &chains[3]
+	chains := allNetChains(r.NetworkID, br)
+	egress, fwd, input, ports, nat := &chains[0], &chains[1], &chains[3], &chains[4], &chains[5]
 	if r.Internal {
 		// The jump goes first in VPCROUTE-FORWARD so that another network's
 		// accepts cannot let traffic of this one through; the drops exclude
-		// bridge-to-bridge traffic, which the accept after them lets through.
-		fwd.insert = true
+		// bridge-to-bridge traffic, which the accept after them lets through
+		// (or, without icc, drops).
+		fwd.from, fwd.insert, fwd.match = chainForward, true, nil
+		within := "ACCEPT"
+		if r.NoICC {
+			within = "DROP"
+		}
 		fwd.rules = [][]string{
 			join([]string{"!", "-i", br, "-o", br}, c, "-j", "DROP"),
 			join([]string{"-i", br, "!", "-o", br}, c, "-j", "DROP"),
-			join([]string{"-i", br, "-o", br}, c, "-j", "ACCEPT"),
+			join([]string{"-i", br, "-o", br}, c, "-j", within),
 		}
-		return chains[:1], nil
+		return []netChain{*fwd}, nil
 	}
-	// Routed traffic in both directions; the source/destination match keeps
-	// spoofed addresses out. The conntrack accept is for containers on several
-	// networks: a reply from the address on another network leaves through
-	// the bridge of the default route, with a source outside this subnet.
+	// What leaves the bridge. The conntrack accept comes first for containers
+	// on several networks: a reply from the address on another network leaves
+	// through the bridge of the default route, with a source outside this
+	// subnet. Anything else with a source outside the subnet is spoofed, and
+	// dropped (the rule's counters count it), routed or masqueraded alike.
+	// Published ports of Docker's networks stay reachable (DNAT).
+	icc := join([]string{"-o", br}, c, "-j", "ACCEPT")
+	if r.NoICC {
+		// A published port of the network's own containers stays reachable
+		// (hairpin), as with Docker's bridge; the ingress chain accepts it.
+		icc = join([]string{"-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT"}, c, "-j", "DROP")
+	}
+	egress.rules = [][]string{
+		join([]string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, c, "-j", "ACCEPT"),
+		join([]string{"!", "-s", subnet}, c, "-j", "DROP"),
+		icc,
+		join([]string{"-m", "conntrack", "!", "--ctstate", "DNAT"}, c, "-j", chainDocker),
+	}
+	// What enters the bridge from elsewhere (its own traffic ended in egress):
+	// published ports from anywhere, nothing from Docker's networks, then the
+	// network's edge policy.
 	fwd.rules = [][]string{
-		join([]string{"-s", subnet, "-i", br}, c, "-j", "ACCEPT"),
-		join([]string{"-d", subnet, "-o", br}, c, "-j", "ACCEPT"),
-		join([]string{"-i", br, "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, c, "-j", "ACCEPT"),
+		join([]string{"-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "ACCEPT"),
+		join(c, "-j", chainDocker),
+	}
+	switch {
+	case r.Isolate:
+		fwd.rules = append(fwd.rules, join(c, "-j", "DROP"))
+	case len(r.Allow) > 0:
+		for _, a := range r.Allow {
+			src := []string{"-s", a.Source.Masked().String()}
+			if len(a.Ports) == 0 {
+				fwd.rules = append(fwd.rules, join(src, "-d", subnet, c, "-j", "ACCEPT"))
+			}
+			for _, p := range a.Ports {
+				m := []string{"-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.Port))}
+				if p.Proto == "icmp" {
+					m = []string{"-p", "icmp", "-m", "icmp", "--icmp-type", "echo-request"}
+				}
+				fwd.rules = append(fwd.rules, join(src, "-d", subnet, m, c, "-j", "ACCEPT"))
+			}
+		}
+		fwd.rules = append(fwd.rules, join(c, "-j", "DROP"))
+	default:
+		fwd.rules = append(fwd.rules, join([]string{"-d", subnet}, c, "-j", "ACCEPT"))
 	}
 	// route_localnet on the bridge (for ports published on 127.0.0.1) would
 	// also let containers reach services bound to the host's loopback; drop

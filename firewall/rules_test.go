@@ -144,8 +144,11 @@ func TestNetworkRulesShape(t *testing.T) {
 	masq.Masquerade = true
 	cs, _ := networkChains(masq)
 	m := byKind(cs)
-	if len(cs) != 4 {
-		t.Fatalf("masquerade network has %d chains, want 4", len(cs))
+	if len(cs) != 6 {
+		t.Fatalf("masquerade network has %d chains, want 6 (egress, ingress, accept, input, ports, NAT)", len(cs))
+	}
+	if m[kindEgress].from != chainEgress || m[kindForward].from != chainIngress || m[kindAccept].from != chainAccept || m[kindAccept].declared() {
+		t.Errorf("egress, ingress and accept must hang off %s, %s and %s: %+v", chainEgress, chainIngress, chainAccept, cs)
 	}
 	if got := count(m[kindPorts], "MASQUERADE") + count(m[kindNAT], "MASQUERADE"); got != 3 {
 		t.Errorf("masquerade network: %d MASQUERADE rules, want 3 (hairpin, host-local, outbound)", got)

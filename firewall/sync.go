@@ -278,7 +278,7 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 	f := newTablePlan(tableFilter, filter, &d)
 	n := newTablePlan(tableNAT, nat, &d)
 	known := map[string]bool{}
-	var internalJumps, forwardJumps, inputJumps, portJumps, natJumps [][]string
+	var internalJumps, egressJumps, ingressJumps, accepts, inputJumps, portJumps, natJumps [][]string
 	for _, r := range w.Networks {
 		chains, err := networkChains(r)
 		if err != nil {
@@ -291,7 +291,7 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 			if c.table == tableNAT {
 				plan = n
 			}
-			if plan.network(c) {
+			if c.declared() && plan.network(c) {
 				drifted = true
 			}
 			j := c.jump(r.NetworkID).spec
@@ -299,7 +299,11 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 			case c.kind == kindForward && c.insert:
 				internalJumps = append(internalJumps, j)
 			case c.kind == kindForward:
-				forwardJumps = append(forwardJumps, j)
+				ingressJumps = append(ingressJumps, j)
+			case c.kind == kindEgress:
+				egressJumps = append(egressJumps, j)
+			case c.kind == kindAccept:
+				accepts = append(accepts, j)
 			case c.kind == kindInput:
 				inputJumps = append(inputJumps, j)
 			case c.kind == kindPorts:
@@ -336,7 +340,11 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 		f.policy = ":FORWARD ACCEPT [0:0]"
 		d.Base = append(d.Base, "FORWARD policy "+filter.policies["FORWARD"]+", want ACCEPT")
 	}
-	f.baseChain(chainForward, [][][]string{internalJumps, fastPathRules(w.Base.Pool), forwardJumps}, staleBase)
+	f.baseChain(chainForward, [][][]string{internalJumps, fastPathRules(w.Base.Pool), forwardTail()}, staleBase)
+	f.baseChain(chainEgress, [][][]string{egressJumps}, staleMarked)
+	f.baseChain(chainIngress, [][][]string{ingressJumps}, staleMarked)
+	f.baseChain(chainAccept, [][][]string{accepts}, staleMarked)
+	f.baseChain(chainDocker, [][][]string{dockerRules(w.Base.DockerBridges)}, staleBase)
 	f.baseChain(chainInput, [][][]string{inputJumps}, staleMarked)
 	n.baseChain(chainPostrouting, [][][]string{portJumps, natJumps}, staleMarked)
 	n.baseChain(chainDNAT, [][][]string{ports}, staleMarked)

@@ -48,6 +48,10 @@ type checked struct {
 	want string // the Want it checked, printed
 }
 
+// Generation is the nf_tables ruleset generation, which changes whenever anyone
+// changes any rule; ok is false on the legacy backend, which has none.
+func (f *Firewall) Generation() (uint32, bool) { return f.generation() }
+
 // generation is the nf_tables ruleset generation, on the nft backend.
 func (f *Firewall) generation() (uint32, bool) {
 	if f.backend != BackendNFT {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -66,6 +67,12 @@ type Network struct {
 	MTU        int          `json:"mtu"`
 	Masquerade bool         `json:"masquerade"`
 	Internal   bool         `json:"internal"`
+	// NoICC, Isolate and Allow are the network's traffic policy (the options
+	// com.docker.network.bridge.enable_icc=false, vpcroute.isolate and
+	// vpcroute.allow, the last as given).
+	NoICC   bool   `json:"no_icc,omitempty"`
+	Isolate bool   `json:"isolate,omitempty"`
+	Allow   string `json:"allow,omitempty"`
 	// PoolID is the key of the vpcroute pool the subnet came from, whose route the
 	// pool holds; empty for a subnet from another IPAM driver.
 	PoolID string `json:"pool_id,omitempty"`
@@ -125,6 +132,7 @@ var ErrNotFound = errors.New("not found")
 type DB struct {
 	db   *bolt.DB
 	path string
+	gen  atomic.Uint64 // writes so far (see Gen)
 }
 
 // Open opens (or creates) dir/vpcroute.db.
@@ -157,6 +165,16 @@ func Open(dir string) (*DB, error) {
 
 // Close closes the file.
 func (d *DB) Close() error { return d.db.Close() }
+
+// update is the one way the records change: it counts every write (see Gen).
+func (d *DB) update(fn func(*bolt.Tx) error) error {
+	defer d.gen.Add(1)
+	return d.db.Update(fn)
+}
+
+// Gen changes whenever a record may have changed since it was last read, so that
+// the background loop can tell, for nothing, that nobody asked for anything new.
+func (d *DB) Gen() uint64 { return d.gen.Load() }
 
 // Remove closes the file and deletes it, with every record: `vpcroute uninstall`.
 // The directory stays (a managed plugin's state mount needs it).
@@ -204,7 +222,7 @@ func list[T any](d *DB, bucket []byte, prefix string) ([]T, error) {
 
 // PutPool saves a pool.
 func (d *DB) PutPool(p Pool) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		if _, err := tx.Bucket(bAddrs).CreateBucketIfNotExists([]byte(p.ID)); err != nil {
 			return err
 		}
@@ -224,7 +242,7 @@ func (d *DB) Pools() ([]Pool, error) { return list[Pool](d, bPools, "") }
 
 // DeletePool removes a pool and every address reserved in it.
 func (d *DB) DeletePool(id string) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		if err := tx.Bucket(bAddrs).DeleteBucket([]byte(id)); err != nil && !errors.Is(err, berrors.ErrBucketNotFound) {
 			return err
 		}
@@ -237,7 +255,7 @@ func (d *DB) DeletePool(id string) error {
 // and returns the address to reserve.
 func (d *DB) Allocate(poolID string, pick func(p *Pool, used func(netip.Addr) bool) (netip.Addr, error)) (netip.Addr, error) {
 	var got netip.Addr
-	err := d.db.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		var p Pool
 		if err := get(tx, bPools, poolID, &p); err != nil {
 			return err
@@ -263,7 +281,7 @@ func (d *DB) Allocate(poolID string, pick func(p *Pool, used func(netip.Addr) bo
 
 // Free releases an address; freeing a free address is not an error.
 func (d *DB) Free(poolID string, a netip.Addr) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		addrs := tx.Bucket(bAddrs).Bucket([]byte(poolID))
 		if addrs == nil {
 			return nil
@@ -292,7 +310,7 @@ func (d *DB) Addresses(poolID string) ([]netip.Addr, error) {
 
 // PutNetwork saves a network.
 func (d *DB) PutNetwork(n Network) error {
-	return d.db.Update(func(tx *bolt.Tx) error { return put(tx, bNetworks, n.ID, n) })
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bNetworks, n.ID, n) })
 }
 
 // Network loads a network.
@@ -307,7 +325,7 @@ func (d *DB) Networks() ([]Network, error) { return list[Network](d, bNetworks, 
 
 // DeleteNetwork removes a network and its endpoints.
 func (d *DB) DeleteNetwork(id string) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		var keys []string
 		c := tx.Bucket(bEndpoints).Cursor()
 		prefix := id + "/"
@@ -350,7 +368,7 @@ func deleteEndpoint(tx *bolt.Tx, key string) error {
 // PutEndpoint saves an endpoint and indexes its published ports.
 func (d *DB) PutEndpoint(e Endpoint) error {
 	key := e.NetworkID + "/" + e.ID
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		if err := deleteEndpoint(tx, key); err != nil {
 			return err
 		}
@@ -406,14 +424,14 @@ func (d *DB) Endpoints(networkID string) ([]Endpoint, error) {
 
 // DeleteEndpoint removes an endpoint; a missing one is not an error.
 func (d *DB) DeleteEndpoint(networkID, id string) error {
-	return d.db.Update(func(tx *bolt.Tx) error { return deleteEndpoint(tx, networkID+"/"+id) })
+	return d.update(func(tx *bolt.Tx) error { return deleteEndpoint(tx, networkID+"/"+id) })
 }
 
 // RenamePool moves pool oldID, with its addresses, to newID in one transaction, and
 // clears Adopted: Docker named the pool of a rebuilt network.
 func (d *DB) RenamePool(oldID, newID string) (Pool, error) {
 	var p Pool
-	err := d.db.Update(func(tx *bolt.Tx) error {
+	err := d.update(func(tx *bolt.Tx) error {
 		if err := get(tx, bPools, oldID, &p); err != nil {
 			return err
 		}
@@ -469,7 +487,7 @@ func (d *DB) RenamePool(oldID, newID string) (Pool, error) {
 // network, its pool with the addresses Docker shows in use (nil for a network on
 // another IPAM driver), and its endpoints. A crash cannot leave half of it.
 func (d *DB) Adopt(n Network, pool *Pool, addrs []netip.Addr, eps []Endpoint) error {
-	return d.db.Update(func(tx *bolt.Tx) error {
+	return d.update(func(tx *bolt.Tx) error {
 		if pool != nil {
 			b, err := tx.Bucket(bAddrs).CreateBucketIfNotExists([]byte(pool.ID))
 			if err != nil {
@@ -506,7 +524,7 @@ func (d *DB) Adopt(n Network, pool *Pool, addrs []netip.Addr, eps []Endpoint) er
 
 // PutMeta saves v (JSON) under key.
 func (d *DB) PutMeta(key string, v any) error {
-	return d.db.Update(func(tx *bolt.Tx) error { return put(tx, bMeta, key, v) })
+	return d.update(func(tx *bolt.Tx) error { return put(tx, bMeta, key, v) })
 }
 
 // Meta loads what PutMeta saved under key into v; ErrNotFound when nothing was.

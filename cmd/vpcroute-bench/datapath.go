@@ -3,6 +3,9 @@
 package main
 
 import (
+	"net"
+	"runtime"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/vishvananda/netns"
 
 	"github.com/vpcroute/vpcroute/internal/cloudbed"
 	"github.com/vpcroute/vpcroute/internal/testbed"
@@ -44,6 +49,9 @@ const (
 	// pathGuide: Docker containers on Docker's own bridge driver with hand routes, as
 	// Huawei's guide sets it up.
 	pathGuide = "guide"
+	// pathAllow: Docker containers on vpcroute, the server's network with a 20-entry
+	// vpcroute.allow list (the client's subnet last): what an edge policy costs.
+	pathAllow = "allow20"
 )
 
 // pathInfo says what one path is, for the report.
@@ -60,6 +68,7 @@ var pathInfos = []pathInfo{
 	{pathHostFirst, "namespaces on vpcroute's bridges, oldest network", "the same on ECS 1's oldest vpcroute network (the first of the host measurements, whose FORWARD rules come first); the difference from the row above is what the other networks' rules cost"},
 	{pathHand, "hand-built", "the baseline: a plain network namespace per ECS on a bridge made by hand, FORWARD accepted by a first rule, a hand route per subnet in the VPC router"},
 	{pathHandNAT, "hand-built + Docker's NAT rules", "the hand-built path with the iptables rules Docker puts in a container's namespace (`iptables-save` of the container, restored into both endpoint namespaces): what those rules cost on their own"},
+	{pathAllow, "Docker containers on vpcroute, 20-entry allow list", "the container path with the server's network admitting 20 source ranges (`-o vpcroute.allow=`, the client's subnet the last of them): every new connection walks the list on ECS 2"},
 	{pathGuide, "Docker's bridge driver (guide)", "Huawei's guide: Docker containers on a `docker network create -d bridge` network per ECS (no masquerade), hand routes in the VPC router, forwarding accepted after Docker's chains as the guide's `iptables -P FORWARD ACCEPT`"},
 }
 
@@ -81,6 +90,7 @@ var comparisons = []comparison{
 	{pathHost, pathHostFirst, "newest vs oldest network, both on vpcroute's bridges", "what walking the other networks' FORWARD rules costs", false},
 	{pathHandNAT, pathHand, "hand-built with vs without Docker's container rules", "what Docker's in-container NAT rules (and the conntrack they switch on) cost on a path without vpcroute", false},
 	{pathContainer, pathGuide, "Docker containers: vpcroute vs Docker's bridge driver (guide)", "vpcroute against the setup it replaces, containers on both sides", false},
+	{pathAllow, pathContainer, "Docker containers: 20-entry allow list vs none", "what an edge policy costs", false},
 }
 
 // runSample is one iperf3 run with the machine's state around it.
@@ -88,8 +98,11 @@ type runSample struct {
 	Round, Slot int // round, and place in the round's order (0 first)
 	Path        string
 	Bps         float64
-	LoadBefore  loadAvg
-	LoadAfter   loadAvg
+	// ConnPerSec is the rate of TCP connections one client opened and closed, one
+	// after the other, right after the iperf3 run.
+	ConnPerSec float64
+	LoadBefore loadAvg
+	LoadAfter  loadAvg
 	// Steal is the share of CPU time the hypervisor gave others during the run, over
 	// all CPUs; Busy the share the machine spent working (iperf3 included).
 	Steal, Busy float64
@@ -192,9 +205,28 @@ func (d *datapathFigures) has(path string) bool {
 	return false
 }
 
+// connRuns returns the connection rates of one path, round by round.
+func (d *datapathFigures) connRuns(path string) []float64 {
+	out := make([]float64, d.Rounds)
+	for _, s := range d.Samples {
+		if s.Path == path && s.Round < d.Rounds {
+			out[s.Round] = s.ConnPerSec
+		}
+	}
+	return out
+}
+
+// connRatios are the connection rate ratios num / den for each round where both ran.
+func (d *datapathFigures) connRatios(num, den string) []float64 {
+	return pairRatios(d.connRuns(num), d.connRuns(den))
+}
+
 // ratios are num / den for each round where both ran.
 func (d *datapathFigures) ratios(num, den string) []float64 {
-	a, b := d.runs(num), d.runs(den)
+	return pairRatios(d.runs(num), d.runs(den))
+}
+
+func pairRatios(a, b []float64) []float64 {
 	var out []float64
 	for i := range a {
 		if a[i] > 0 && b[i] > 0 {
@@ -215,10 +247,12 @@ const (
 	handCIDR   = "10.250.0.0/16"
 	guideCIDR  = "10.251.0.0/16"
 	guideNet   = "vrbguide"
-	dpNet      = "bdp" // vpcroute network of the data path on both ECSs
+	dpNet      = "bdp"  // vpcroute network of the data path on both ECSs
+	dpAllowNet = "bdpa" // vpcroute network with a 20-entry allow list on ECS 2
 	// firstNetwork is the first network measureHost creates on ECS 1.
 	firstNetwork = "bn1"
 	iperfPort    = "5201"
+	connPort     = 5202 // the connection-rate server's
 )
 
 func benchNetns(prefix, name string, i int) string { return fmt.Sprintf("%s-%s%d", prefix, name, i) }
@@ -527,6 +561,31 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		}
 		cont[i] = endpoint{ns: "/proc/" + pid + "/ns/net", addr: strings.TrimSpace(ip)}
 	}
+	// A server on ECS 2 behind a 20-entry allow list, the client's subnet last.
+	var allowSrv endpoint
+	if o.paths[pathAllow] {
+		var allow []string
+		for i := 0; i < 19; i++ {
+			allow = append(allow, fmt.Sprintf("172.%d.0.0/16", 16+i%16+i/16))
+		}
+		allow = append(allow, nets[0].subnet.String())
+		if out, err := ecs2.Docker(ctx, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute",
+			"-o", "vpcroute.allow="+strings.Join(allow, ";"), dpAllowNet); err != nil {
+			return fmt.Errorf("network create %s on ecs2: %w %s", dpAllowNet, err, out)
+		}
+		if out, err := ecs2.Docker(ctx, "run", "-d", "--name", "bdpa", "--net", dpAllowNet, testbed.ImageName); err != nil {
+			return fmt.Errorf("docker run on ecs2: %w %s", err, out)
+		}
+		ip, err := ecs2.Docker(ctx, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+dpAllowNet+`").IPAddress}}`, "bdpa")
+		if err != nil {
+			return err
+		}
+		pid, err := containerPID(ctx, ecs2, "bdpa")
+		if err != nil {
+			return err
+		}
+		allowSrv = endpoint{ns: "/proc/" + pid + "/ns/net", addr: strings.TrimSpace(ip)}
+	}
 	// What Docker put in the containers' namespaces, for the hand-built path with them.
 	var natRules []string
 	for i := range cont {
@@ -566,6 +625,9 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 	paths := map[string]*dpPath{
 		pathContainer: {key: pathContainer, client: cont[0], server: cont[1], bridge: bridge1},
 		pathHost:      {key: pathHost, client: host[0], server: host[1], bridge: bridge1},
+	}
+	if o.paths[pathAllow] {
+		paths[pathAllow] = &dpPath{key: pathAllow, client: cont[0], server: allowSrv, bridge: bridge1}
 	}
 	// The same on ECS 1's oldest network, when the host measurements made one; the
 	// server stays on ECS 2's network of the data path.
@@ -630,6 +692,11 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 				return err
 			}
 			s.add(stop)
+			stopConn, err := connServer(p.server.ns)
+			if err != nil {
+				return err
+			}
+			s.add(stopConn)
 			servers[p.server.ns] = true
 		}
 		d.Paths = append(d.Paths, info.Key)
@@ -663,14 +730,17 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 			}
 			c1 := readCPUTimes()
 			smp.Bps, smp.LoadAfter = bps, readLoadAvg()
+			if smp.ConnPerSec, err = connRate(p.client.ns, p.server.addr, connWindow); err != nil {
+				return err
+			}
 			if dt := float64(c1.total - c0.total); dt > 0 {
 				smp.Steal = float64(c1.steal-c0.steal) / dt
 				smp.Busy = 1 - float64(c1.idle-c0.idle)/dt
 			}
 			d.Samples = append(d.Samples, smp)
-			line = append(line, fmt.Sprintf("%s %.2f", key, bps/1e9))
+			line = append(line, fmt.Sprintf("%s %.2f %.0f/s", key, bps/1e9, smp.ConnPerSec))
 		}
-		say(fmt.Sprintf("iperf3 round %d/%d (Gbit/s): %s; load %s", round+1, o.iperfRuns, strings.Join(line, ", "), readLoadAvg()))
+		say(fmt.Sprintf("iperf3 round %d/%d (Gbit/s, connections/s): %s; load %s", round+1, o.iperfRuns, strings.Join(line, ", "), readLoadAvg()))
 	}
 	if o.profileSecs > 0 {
 		d.ProfileSeconds = o.profileSecs
@@ -927,4 +997,87 @@ func parseProfile(report string) profileShare {
 		}
 	}
 	return sh
+}
+
+// connWindow is how long each connection-rate sample opens connections.
+const connWindow = 2 * time.Second
+
+// inNetnsPath runs fn on a locked thread in the network namespace at path (a file
+// such as /proc/PID/ns/net); sockets fn opens stay there.
+func inNetnsPath(path string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer orig.Close()
+		target, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
+			return
+		}
+		ferr := fn()
+		if err := netns.Set(orig); err == nil {
+			runtime.UnlockOSThread() // else the thread dies with the goroutine
+		}
+		errc <- ferr
+	}()
+	return <-errc
+}
+
+// connServer accepts and closes TCP connections on connPort in the namespace at
+// nsPath, for connRate.
+func connServer(nsPath string) (func(), error) {
+	var l net.Listener
+	if err := inNetnsPath(nsPath, func() (err error) {
+		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", connPort))
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("connection-rate server in %s: %w", nsPath, err)
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return func() { l.Close() }, nil
+}
+
+// connRate opens and closes TCP connections to server's connPort from the namespace
+// at nsPath, one after the other, for d, and returns them per second. Each closes
+// with a reset, so that no port waits in TIME_WAIT.
+func connRate(nsPath, server string, d time.Duration) (float64, error) {
+	var n int
+	var took time.Duration
+	err := inNetnsPath(nsPath, func() error {
+		addr := net.JoinHostPort(server, fmt.Sprint(connPort))
+		start := time.Now()
+		for time.Since(start) < d {
+			c, err := net.DialTimeout("tcp4", addr, time.Second)
+			if err != nil {
+				return fmt.Errorf("connect to %s: %w", addr, err)
+			}
+			_ = c.(*net.TCPConn).SetLinger(0)
+			c.Close()
+			n++
+		}
+		took = time.Since(start)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	return float64(n) / took.Seconds(), nil
 }

@@ -28,7 +28,9 @@ const (
 	budgetAllocGrowth = 1.1
 	budgetDatapath    = 0.95
 	// budgetGuide: vpcroute's containers against Docker's bridge with the guide's routes.
-	budgetGuide   = 1.00
+	budgetGuide = 1.00
+	// budgetPolicy: a network with a 20-entry allow list against one without.
+	budgetPolicy  = 0.95
 	budgetIdleCPU = 0.5 // CPU-seconds per minute at the largest size
 	budgetWait    = 50 * time.Millisecond
 	budgetReady   = 500 * time.Millisecond
@@ -264,6 +266,18 @@ func (r *report) rows() []row {
 				figure: fmt.Sprintf("%.2f vs %.2f Gbit/s; median of %d paired ratios %.1f%%", n/1e9, m/1e9, len(d.ratios(pathContainer, pathGuide)), 100*pr),
 				limit:  "≥ 100%", ok: pr >= budgetGuide})
 		}
+		if d.has(pathContainer) && d.has(pathGuide) {
+			rs := d.connRatios(pathContainer, pathGuide)
+			rows = append(rows, row{budget: "5. TCP connections per second across ECSs: Docker containers on vpcroute vs Docker's bridge with the guide's routes",
+				figure: fmt.Sprintf("%.0f vs %.0f /s; median of %d paired ratios %.1f%%", median(d.connRuns(pathContainer)), median(d.connRuns(pathGuide)), len(rs), 100*median(rs)),
+				limit:  "≥ 100%", ok: median(rs) >= budgetGuide})
+		}
+		if d.has(pathAllow) && d.has(pathContainer) {
+			tr, cr := d.ratios(pathAllow, pathContainer), d.connRatios(pathAllow, pathContainer)
+			rows = append(rows, row{budget: "9. a 20-entry allow list vs none: TCP throughput and connections per second",
+				figure: fmt.Sprintf("throughput median of %d paired ratios %.1f%%, connections %.1f%%", len(tr), 100*median(tr), 100*median(cr)),
+				limit:  "≥ 95% each", ok: median(tr) >= budgetPolicy && median(cr) >= budgetPolicy})
+		}
 	}
 	return append(rows, r.scaleRows()...)
 }
@@ -308,7 +322,7 @@ func (r *report) writeScale(p func(string, ...any)) {
 	}
 	p("## Costs that grow with networks")
 	p("")
-	p("Measured on ECS 2 of the bed, growing it to each size with `docker network create -d vpcroute --ipam-driver vpcroute`. The plugin runs with `VPCROUTE_KERNEL_INTERVAL=%s` (six times the default rate, so its CPU is an upper bound of the default's). CPU: the process's user + system time, with its children's (iptables-save, iptables-restore), over a window in which nothing calls it (its loop alone). Waits: over a second window (at the largest size, `-probe-window`, 10 minutes by default: 120 passes at this rate, an hour's worth at the default), a call that takes the controller's lock (`EndpointOperInfo`) is made every 10 ms on a fresh connection, as Docker's calls come, and timed. Ready: exec of the plugin to the first answered call (start-up restores every network before calls are served), with the kernel objects in place (a restart) and after removing vpcroute's bridges and rules (a reboot).", scaleInterval)
+	p("Measured on ECS 2 of the bed, growing it to each size with `docker network create -d vpcroute --ipam-driver vpcroute`. The plugin runs with `VPCROUTE_KERNEL_INTERVAL=%s` (six times the default rate, so its CPU is an upper bound of the default's). CPU: the process's user + system time, with its children's (iptables-save, iptables-restore), over a window in which nothing calls it (its loop alone). A kernel pass with nothing changed since the last one (records, links, rules) is skipped. Waits: over a second window (at the largest size, `-probe-window`, 10 minutes by default: 120 passes at this rate, an hour's worth at the default), while a link of the ECS goes up or down every %[1]s so that every pass reads and checks everything (as a container starting or stopping would), a call that takes the controller's lock (`EndpointOperInfo`) is made every 10 ms on a fresh connection, as Docker's calls come, and timed. Ready: exec of the plugin to the first answered call (start-up restores every network before calls are served), with the kernel objects in place (a restart) and after removing vpcroute's bridges and rules (a reboot).", scaleInterval)
 	p("")
 	p("| Networks | CPU-s/min idle | calls | worst wait | p99 wait | ready after restart | ready after reboot |")
 	p("|---|---|---|---|---|---|---|")
@@ -637,6 +651,25 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 		p("| %s | %s | %s | %.1f%% | %.1f%% |", label, c.Shows, percents(rs), 100*median(rs), 100*median(d.runs(c.Num))/median(d.runs(c.Den)))
 	}
 	p("")
+	p("Connections per second: right after each iperf3 run, the same client opens TCP connections to the same server, one after the other for %s, each closed with a reset (no TIME_WAIT); every connection's SYN walks the rules of new connections (vpcroute's egress, ingress and accept chains; an allow list), which the stream's packets skip.", connWindow)
+	p("")
+	p("| Path | Connections/s, by round | Median |")
+	p("|---|---|---|")
+	for _, info := range pathInfos {
+		if d.has(info.Key) {
+			p("| `%s` | %s | %.0f |", info.Key, rates(d.connRuns(info.Key)), median(d.connRuns(info.Key)))
+		}
+	}
+	p("")
+	p("| Comparison | Paired ratios of connections/s (by round) | Median |")
+	p("|---|---|---|")
+	for _, c := range comparisons {
+		if d.has(c.Num) && d.has(c.Den) {
+			rs := d.connRatios(c.Num, c.Den)
+			p("| %s | %s | %.1f%% |", d.label(c), percents(rs), 100*median(rs))
+		}
+	}
+	p("")
 	r.writeDatapathReading(p, d)
 	if len(d.Profile) > 0 {
 		p("CPU cost of the rules, from one more run of %d s per path under `perf record -a` after the rounds (throughput under perf is lower: sampling costs): the share of all CPU samples, idle included, in the kernel's nftables rule evaluation (`nft_*` and the xtables matches it calls, such as `-m comment`). Unlike throughput, this share hardly moves with the load of a shared machine.", d.ProfileSeconds)
@@ -728,4 +761,12 @@ func (r *report) writeDatapathReading(p func(string, ...any), d *datapathFigures
 			map[bool]string{true: "within the budget, so the walk past other networks is what misses it", false: "also short of the budget in this run, so the walk may not be all that costs"}[median(first) >= budgetDatapath])
 	}
 	p("")
+}
+
+func rates(v []float64) string {
+	var out []string
+	for _, x := range v {
+		out = append(out, fmt.Sprintf("%.0f", x))
+	}
+	return strings.Join(out, ", ")
 }

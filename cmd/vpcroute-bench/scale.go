@@ -103,8 +103,8 @@ func measureScale(ctx context.Context, o options, work string, env *cloudbed.Env
 			s.ProbeWindow = o.probeWindow
 		}
 		say(fmt.Sprintf("scale: %d networks, idle for %s, then calls for %s, with a kernel pass every %s", n, s.Window, s.ProbeWindow, scaleInterval))
-		time.Sleep(2 * time.Second) // let the create burst's cycles pass
-		if err := idleWindow(ctx, p.PID(), sock, &s); err != nil {
+		time.Sleep(2*scaleInterval + 2*time.Second) // let the create burst's cycles, and the first kernel passes after them, pass
+		if err := idleWindow(ctx, ecs, p.PID(), sock, &s); err != nil {
 			return err
 		}
 		if err := p.Stop(); err != nil {
@@ -220,10 +220,12 @@ func cpuSeconds(pid int) (float64, error) {
 	return total / 100, nil // USER_HZ
 }
 
-// idleWindow measures the plugin's CPU over s.Window with nothing calling it (its
-// loop alone: kernel passes, Docker's list), then, over s.ProbeWindow, the waits of
-// a call that needs its lock, made every 10 ms as Docker's calls would come.
-func idleWindow(ctx context.Context, pid int, sock string, s *scaleSample) error {
+// idleWindow measures the plugin's CPU over s.Window with nothing calling it and
+// nothing changing (its loop alone), then, over s.ProbeWindow, the waits of a call
+// that needs its lock, made every 10 ms as Docker's calls would come, while a link
+// of the ECS changes every scaleInterval: each change makes the next kernel pass
+// read and check everything, as a container starting would.
+func idleWindow(ctx context.Context, ecs *testbed.ECS, pid int, sock string, s *scaleSample) error {
 	c0, err := cpuSeconds(pid)
 	if err != nil {
 		return err
@@ -239,6 +241,26 @@ func idleWindow(ctx context.Context, pid int, sock string, s *scaleSample) error
 		return err
 	}
 	s.CPUPerMin = (c1 - c0) / time.Since(t0).Minutes()
+	if out, err := ecs.Exec(ctx, "ip", "link", "add", "vrbtick0", "type", "veth", "peer", "name", "vrbtick1"); err != nil {
+		return fmt.Errorf("make the link the probe window changes: %w %s", err, out)
+	}
+	defer func() { _, _ = ecs.Exec(context.Background(), "ip", "link", "del", "vrbtick0") }()
+	tctx, stopTicks := context.WithCancel(ctx)
+	defer stopTicks()
+	go func() {
+		up := true
+		for t := time.NewTicker(scaleInterval); ; {
+			select {
+			case <-tctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+				state := map[bool]string{true: "up", false: "down"}[up]
+				_, _ = ecs.Exec(tctx, "ip", "link", "set", "vrbtick0", state)
+				up = !up
+			}
+		}
+	}()
 	var waits []time.Duration
 	for t1 := time.Now(); time.Since(t1) < s.ProbeWindow; {
 		start := time.Now()

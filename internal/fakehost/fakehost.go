@@ -37,8 +37,13 @@ type Host struct {
 	// FailRules fails EnsureNetwork and EnsurePort; FailDelete DeleteNetwork;
 	// FailPortDelete DeletePort.
 	FailRules, FailDelete, FailPortDelete error
-	// BaseCalls counts EnsureBase; LinkReads counts Bridges and BridgesOutOfLine.
-	BaseCalls, LinkReads int
+	// BaseCalls counts EnsureBase; LinkReads counts Bridges and BridgesOutOfLine;
+	// Checks counts Check.
+	BaseCalls, LinkReads, Checks int
+	// RuleGen is the rules' generation when HasGen (as on nft); a test moves it
+	// to say someone changed a rule.
+	RuleGen uint32
+	HasGen  bool
 }
 
 // New returns an empty host with an uplink MTU of 1450.
@@ -171,6 +176,13 @@ func (h *Host) EnsureBase(firewall.Base) error {
 	return nil
 }
 
+// Generation is RuleGen when HasGen.
+func (h *Host) Generation() (uint32, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.RuleGen, h.HasGen
+}
+
 // BridgesOutOfLine lists the bridges of specs that are missing or carry another
 // mark or gateway.
 func (h *Host) BridgesOutOfLine(specs []link.BridgeSpec) ([]string, error) {
@@ -191,6 +203,7 @@ func (h *Host) BridgesOutOfLine(specs []link.BridgeSpec) ([]string, error) {
 func (h *Host) Check(w firewall.Want) (firewall.Drift, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.Checks++
 	return h.driftLocked(w), nil
 }
 
