@@ -46,6 +46,10 @@ func TestSecurityModel(t *testing.T) {
 	docker(t, ecs2, "network", "create", "-d", "vpcroute", "--subnet", "10.0.3.0/24", "far")
 	docker(t, ecs2, "run", "-d", "--name", "far", "--net", "far", testbed.ImageName)
 
+	for _, c := range []string{"web-open", "web-iso", "web-noicc"} {
+		udpEcho(t, ecs1, c)
+	}
+	udpEcho(t, ecs1, "d1")
 	httpFrom := func(e *testbed.ECS, c, ip string, port int) bool {
 		out, _ := dockerErr(t, e, append([]string{"exec", c}, httpGet(ip, port)...)...)
 		return strings.Contains(out, "200 OK")
@@ -69,6 +73,12 @@ func TestSecurityModel(t *testing.T) {
 		{"open to docker0", func() bool { return httpFrom(ecs1, "peer-open", d1, 80) }, false},
 		{"open pings docker0", func() bool { return pingFrom(ecs1, "peer-open", d1) }, false},
 		{"docker0 to a published port", func() bool { return httpFrom(ecs1, "d1", ecs1.IP.String(), 8080) }, true},
+		{"VPC container to open, udp", func() bool { return udpFrom(t, ecs2, "far", "10.0.2.2") }, true},
+		{"docker0 to open, udp", func() bool { return udpFrom(t, ecs1, "d1", "10.0.2.2") }, false},
+		{"open to docker0, udp", func() bool { return udpFrom(t, ecs1, "peer-open", d1) }, false},
+		{"VPC container to iso, udp", func() bool { return udpFrom(t, ecs2, "far", "10.0.4.2") }, false},
+		{"within noicc, udp", func() bool { return udpFrom(t, ecs1, "peer-noicc", "10.0.6.2") }, false},
+		{"VPC container to noicc, udp", func() bool { return udpFrom(t, ecs2, "far", "10.0.6.2") }, true},
 		{"VPC container to iso", func() bool { return httpFrom(ecs2, "far", "10.0.4.2", 80) }, false},
 		{"VPC container pings iso", func() bool { return pingFrom(ecs2, "far", "10.0.4.2") }, false},
 		{"other vpcroute network to iso", func() bool { return httpFrom(ecs1, "peer-open", "10.0.4.2", 80) }, false},
