@@ -440,7 +440,8 @@ func (f *Firewall) remove(rl rule) error {
 
 func isNotExist(err error) bool {
 	var e *iptables.Error
-	return errors.As(err, &e) && e.IsNotExist()
+	// A goto into a chain that is gone: iptables-legacy says so with status 2.
+	return errors.As(err, &e) && (e.IsNotExist() || strings.Contains(e.Error(), "is not a chain"))
 }
 
 func runOutput(name string, args ...string) ([]byte, error) {

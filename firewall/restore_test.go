@@ -119,7 +119,7 @@ func TestRestoreScriptsTables(t *testing.T) {
 			continue
 		}
 		created := strings.Index(script, "-N "+c.name+"\n")
-		jumped := strings.Index(script, " -j "+c.name+"\n")
+		jumped := max(strings.Index(script, " -j "+c.name+"\n"), strings.Index(script, " -g "+c.name+"\n"))
 		if created < 0 || jumped < created {
 			t.Errorf("chain %s: created at %d, jumped to at %d:\n%s", c.name, created, jumped, script)
 		}

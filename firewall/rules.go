@@ -354,7 +354,10 @@ type netChain struct {
 	// target when the netChain has no chain.
 	match  []string
 	target string
-	rules  [][]string
+	// goTo makes the jump a goto (-g): a chain that falls off its end returns past
+	// the rest of from, whose other rules are for other bridges and cannot match.
+	goTo  bool
+	rules [][]string
 }
 
 // jump returns the rule that leads from c.from into c, marked with the
@@ -364,7 +367,11 @@ func (c netChain) jump(id string) rule {
 	if target == "" {
 		target = c.target
 	}
-	return rule{table: c.table, chain: c.from, insert: c.insert, spec: join(c.match, networkComment(id), "-j", target)}
+	verb := "-j"
+	if c.goTo {
+		verb = "-g"
+	}
+	return rule{table: c.table, chain: c.from, insert: c.insert, spec: join(c.match, networkComment(id), verb, target)}
 }
 
 // declared says whether c is a chain of its own, to create and delete.
@@ -374,8 +381,8 @@ func (c netChain) declared() bool { return c.name != "" }
 // have, empty, whatever its settings.
 func allNetChains(id, br string) []netChain {
 	return []netChain{
-		{kind: kindEgress, table: tableFilter, name: netChainName(kindEgress, id), from: chainEgress, match: []string{"-i", br}},
-		{kind: kindForward, table: tableFilter, name: netChainName(kindForward, id), from: chainIngress, match: []string{"-o", br}},
+		{kind: kindEgress, table: tableFilter, name: netChainName(kindEgress, id), from: chainEgress, match: []string{"-i", br}, goTo: true},
+		{kind: kindForward, table: tableFilter, name: netChainName(kindForward, id), from: chainIngress, match: []string{"-o", br}, goTo: true},
 		{kind: kindAccept, table: tableFilter, from: chainAccept, match: []string{"-i", br}, target: "ACCEPT"},
 		{kind: kindInput, table: tableFilter, name: netChainName(kindInput, id), from: chainInput},
 		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPostrouting, insert: true},
@@ -401,7 +408,7 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 		// accepts cannot let traffic of this one through; the drops exclude
 		// bridge-to-bridge traffic, which the accept after them lets through
 		// (or, without icc, drops).
-		fwd.from, fwd.insert, fwd.match = chainForward, true, nil
+		fwd.from, fwd.insert, fwd.match, fwd.goTo = chainForward, true, nil, false
 		within := "ACCEPT"
 		if r.NoICC {
 			within = "DROP"

@@ -92,7 +92,7 @@ func TestSyncRepairs(t *testing.T) {
 			ipt(t, f, "-t", "nat", "-F", netChainName(kindNAT, "net1"))
 		}, true},
 		{"a network's jump deleted", func(t *testing.T, f *Firewall) {
-			ipt(t, f, "-D", chainIngress, "-o", "vr-net2", "-m", "comment", "--comment", "vpcroute:net2", "-j", netChainName(kindForward, "net2"))
+			ipt(t, f, "-D", chainIngress, "-o", "vr-net2", "-m", "comment", "--comment", "vpcroute:net2", "-g", netChainName(kindForward, "net2"))
 		}, false},
 		{"VPCROUTE-FORWARD flushed", func(t *testing.T, f *Firewall) { ipt(t, f, "-F", chainForward) }, false},
 		{"the whole filter table flushed", func(t *testing.T, f *Firewall) {

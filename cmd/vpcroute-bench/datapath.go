@@ -573,9 +573,11 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 			"-o", "vpcroute.allow="+strings.Join(allow, ";"), dpAllowNet); err != nil {
 			return fmt.Errorf("network create %s on ecs2: %w %s", dpAllowNet, err, out)
 		}
+		s.add(func() { _, _ = ecs2.Docker(context.Background(), "network", "rm", dpAllowNet) })
 		if out, err := ecs2.Docker(ctx, "run", "-d", "--name", "bdpa", "--net", dpAllowNet, testbed.ImageName); err != nil {
 			return fmt.Errorf("docker run on ecs2: %w %s", err, out)
 		}
+		s.add(func() { _, _ = ecs2.Docker(context.Background(), "rm", "-f", "bdpa") })
 		ip, err := ecs2.Docker(ctx, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+dpAllowNet+`").IPAddress}}`, "bdpa")
 		if err != nil {
 			return err
@@ -851,7 +853,8 @@ func (t filterTable) walkChain(chain string, p packet, depth int) (int, string) 
 		default:
 			m, verdict := t.walkChain(target, p, depth+1)
 			n += m
-			if verdict != "" {
+			if verdict != "" || slices.Contains(r, "-g") {
+				// A goto's chain returns to this chain's caller.
 				return n, verdict
 			}
 		}
