@@ -28,6 +28,19 @@ func TestRestoreScripts(t *testing.T) {
 		jump  = c + " -j " + chain
 	)
 	lines := func(ls ...string) string { return strings.Join(ls, "\n") + "\n" }
+	// checkTail is what every base check holds after the fast path: the tail of
+	// VPCROUTE-FORWARD and Docker's bridges.
+	checkTail := strings.Join([]string{
+		"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-EGRESS",
+		"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-INGRESS",
+		"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-ACCEPT",
+		"-C VPCROUTE-DOCKER -i docker0 -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -o docker0 -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -i br-+ -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -o br-+ -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -i docker_gwbridge -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -o docker_gwbridge -m comment --comment vpcroute -j DROP",
+	}, "\n")
 	tests := []struct {
 		name, got, want string
 	}{
@@ -60,15 +73,7 @@ func TestRestoreScripts(t *testing.T) {
 			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
 			"-C VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
 			"-C VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
-			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-EGRESS",
-			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-INGRESS",
-			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-ACCEPT",
-			"-C VPCROUTE-DOCKER -i docker0 -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -o docker0 -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -i br-+ -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -o br-+ -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -i docker_gwbridge -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -o docker_gwbridge -m comment --comment vpcroute -j DROP",
+			checkTail,
 			"COMMIT", "*nat",
 			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
 			"-C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
@@ -77,15 +82,7 @@ func TestRestoreScripts(t *testing.T) {
 		{"base check without a pool", baseCheckScript(Base{}), lines("*filter",
 			"-C FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
 			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
-			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-EGRESS",
-			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-INGRESS",
-			"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-ACCEPT",
-			"-C VPCROUTE-DOCKER -i docker0 -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -o docker0 -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -i br-+ -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -o br-+ -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -i docker_gwbridge -m comment --comment vpcroute -j DROP",
-			"-C VPCROUTE-DOCKER -o docker_gwbridge -m comment --comment vpcroute -j DROP",
+			checkTail,
 			"COMMIT", "*nat",
 			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
 			"-C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",

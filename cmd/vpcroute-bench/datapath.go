@@ -4,7 +4,6 @@ package main
 
 import (
 	"net"
-	"runtime"
 
 	"context"
 	"encoding/json"
@@ -18,8 +17,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/vpcroute/vpcroute/internal/cloudbed"
 	"github.com/vpcroute/vpcroute/internal/testbed"
@@ -1005,42 +1002,11 @@ func parseProfile(report string) profileShare {
 // connWindow is how long each connection-rate sample opens connections.
 const connWindow = 2 * time.Second
 
-// inNetnsPath runs fn on a locked thread in the network namespace at path (a file
-// such as /proc/PID/ns/net); sockets fn opens stay there.
-func inNetnsPath(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
-			return
-		}
-		ferr := fn()
-		if err := netns.Set(orig); err == nil {
-			runtime.UnlockOSThread() // else the thread dies with the goroutine
-		}
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // connServer accepts and closes TCP connections on connPort in the namespace at
 // nsPath, for connRate.
 func connServer(nsPath string) (func(), error) {
 	var l net.Listener
-	if err := inNetnsPath(nsPath, func() (err error) {
+	if err := testbed.InNetnsPath(nsPath, func() (err error) {
 		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", connPort))
 		return err
 	}); err != nil {
@@ -1064,7 +1030,7 @@ func connServer(nsPath string) (func(), error) {
 func connRate(nsPath, server string, d time.Duration) (float64, error) {
 	var n int
 	var took time.Duration
-	err := inNetnsPath(nsPath, func() error {
+	err := testbed.InNetnsPath(nsPath, func() error {
 		addr := net.JoinHostPort(server, fmt.Sprint(connPort))
 		start := time.Now()
 		for time.Since(start) < d {

@@ -5,12 +5,9 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netns"
 
 	"github.com/vpcroute/vpcroute/internal/testbed"
 )
@@ -20,32 +17,7 @@ import (
 func inContainer(t *testing.T, e *testbed.ECS, c string, fn func() error) error {
 	t.Helper()
 	pid := strings.TrimSpace(docker(t, e, "inspect", "-f", "{{.State.Pid}}", c))
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		target, err := netns.GetFromPath("/proc/" + pid + "/ns/net")
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- err
-			return
-		}
-		ferr := fn()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
+	return testbed.InNetnsPath("/proc/"+pid+"/ns/net", fn)
 }
 
 // udpEcho serves UDP echo on port 53 inside container c.

@@ -26,8 +26,13 @@ func NetnsPath(name string) string { return filepath.Join(NetnsDir, name) }
 // started with net.Listen inside fn keeps serving there (run Serve outside fn). Goroutines fn
 // starts do NOT run in the namespace. If the thread cannot be switched back, it is discarded
 // rather than returned to the Go scheduler in the wrong namespace.
-func InNetns(name string, fn func() error) error {
-	target, err := os.Open(NetnsPath(name))
+func InNetns(name string, fn func() error) error { return InNetnsPath(NetnsPath(name), fn) }
+
+// InNetnsPath is InNetns for the namespace a file names, such as a container's
+// /proc/PID/ns/net.
+func InNetnsPath(path string, fn func() error) error {
+	name := path
+	target, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("open network namespace %s: %w", name, err)
 	}
