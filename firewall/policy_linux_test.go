@@ -223,11 +223,14 @@ func TestDatapathSpoofing(t *testing.T) {
 				}
 				return netlink.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP("10.0.3.99"), Mask: net.CIDRMask(32, 32)}})
 			}))
-			spoofed := netnstest.Do(b.c1, func() error {
-				return exec.Command("busybox", "ping", "-c", "2", "-W", "1", "-I", "10.0.3.99", remoteIP).Run()
-			})
-			if spoofed == nil {
-				t.Fatal("a ping with another network's source address got through")
+			// Routed (to the VPC) and masqueraded (beyond it) alike.
+			for _, to := range []string{remoteIP, outsideIP} {
+				spoofed := netnstest.Do(b.c1, func() error {
+					return exec.Command("busybox", "ping", "-c", "2", "-W", "1", "-I", "10.0.3.99", to).Run()
+				})
+				if spoofed == nil {
+					t.Fatalf("a ping to %s with another network's source address got through", to)
+				}
 			}
 			if err := ping(b.c1, remoteIP); err != nil {
 				t.Fatalf("its own address no longer works: %v", err)
@@ -239,8 +242,8 @@ func TestDatapathSpoofing(t *testing.T) {
 					dropped = n
 				}
 			}
-			if dropped < 2 {
-				t.Errorf("spoofed packets counted on %s: %d; want 2", chain, dropped)
+			if dropped < 4 {
+				t.Errorf("spoofed packets counted on %s: %d; want 4", chain, dropped)
 			}
 		})
 	}
