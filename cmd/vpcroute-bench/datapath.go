@@ -184,10 +184,15 @@ type profileShare struct {
 
 // runs returns the bit/s of one path, round by round.
 func (d *datapathFigures) runs(path string) []float64 {
+	return d.series(path, func(s runSample) float64 { return s.Bps })
+}
+
+// series returns one figure of one path's samples, round by round.
+func (d *datapathFigures) series(path string, figure func(runSample) float64) []float64 {
 	out := make([]float64, d.Rounds)
 	for _, s := range d.Samples {
 		if s.Path == path && s.Round < d.Rounds {
-			out[s.Round] = s.Bps
+			out[s.Round] = figure(s)
 		}
 	}
 	return out
@@ -204,13 +209,7 @@ func (d *datapathFigures) has(path string) bool {
 
 // connRuns returns the connection rates of one path, round by round.
 func (d *datapathFigures) connRuns(path string) []float64 {
-	out := make([]float64, d.Rounds)
-	for _, s := range d.Samples {
-		if s.Path == path && s.Round < d.Rounds {
-			out[s.Round] = s.ConnPerSec
-		}
-	}
-	return out
+	return d.series(path, func(s runSample) float64 { return s.ConnPerSec })
 }
 
 // connRatios are the connection rate ratios num / den for each round where both ran.
