@@ -35,6 +35,9 @@ type routeTable struct {
 	ID      string
 	Default bool
 	Routes  []route
+	// Shown says Routes is the table as an update's answer showed it (reads
+	// always show it).
+	Shown bool
 }
 
 // port is what vpcroute needs of a NIC's port.
@@ -57,7 +60,9 @@ type sgRule struct {
 type vpcAPI interface {
 	listRouteTables(ctx context.Context, vpcID, subnetID string) ([]routeTable, error)
 	showRouteTable(ctx context.Context, id string) (routeTable, error)
-	updateRouteTable(ctx context.Context, id string, add, del []route) error
+	// updateRouteTable applies one change and returns the table as the answer
+	// shows it right after the change (the API answers with the whole table).
+	updateRouteTable(ctx context.Context, id string, add, del []route) (routeTable, error)
 	routeQuota(ctx context.Context) (int, error)
 	showPort(ctx context.Context, id string) (port, error)
 	updatePortPairs(ctx context.Context, id string, pairs []model.AllowedAddressPair) (port, error)
@@ -324,7 +329,7 @@ func (a *sdkAPI) showRouteTable(ctx context.Context, id string) (routeTable, err
 	return routeTable{ID: t.Id, Default: t.Default, Routes: convertRoutes(t.Routes)}, nil
 }
 
-func (a *sdkAPI) updateRouteTable(ctx context.Context, id string, add, del []route) error {
+func (a *sdkAPI) updateRouteTable(ctx context.Context, id string, add, del []route) (routeTable, error) {
 	action := &model.RouteTableRouteAction{}
 	if len(add) > 0 {
 		adds := make([]model.AddRouteTableRoute, 0, len(add))
@@ -343,10 +348,18 @@ func (a *sdkAPI) updateRouteTable(ctx context.Context, id string, add, del []rou
 	body := &model.UpdateRoutetableReqBody{Routetable: &model.UpdateRouteTableReq{Routes: action}}
 	// Only a refusal (throttled) is sent again here: a write that got no answer or a
 	// 5xx may have been applied, and its caller reads the table before writing again.
-	_, err := callRetrying(ctx, a, "UpdateRouteTable", "route table "+id, writeRetryable, func(c *vpc.VpcClient) (*model.UpdateRouteTableResponse, error) {
+	resp, err := callRetrying(ctx, a, "UpdateRouteTable", "route table "+id, writeRetryable, func(c *vpc.VpcClient) (*model.UpdateRouteTableResponse, error) {
 		return c.UpdateRouteTable(&model.UpdateRouteTableRequest{RoutetableId: id, Body: body})
 	})
-	return err
+	if err != nil {
+		return routeTable{}, err
+	}
+	if resp.Routetable == nil {
+		// Applied, but the answer does not show the table: callers read it.
+		return routeTable{ID: id}, nil
+	}
+	t := resp.Routetable
+	return routeTable{ID: t.Id, Default: t.Default, Routes: convertRoutes(t.Routes), Shown: true}, nil
 }
 
 // routeQuota returns how many routes one route table may hold; 0 if unknown.

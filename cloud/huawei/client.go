@@ -318,6 +318,17 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 		// takeFrom is the route of another ECS this claim moves here (vpcroute.takeover).
 		var takeFrom *cloud.ConflictError
 		if p, done, err := c.alreadyClaimed(req, tables); done || err != nil {
+			if first, ok := overlapping(routes, p, c.id.InstanceID, req.Owner); err == nil && !req.Want.IsValid() && ok {
+				// This claim's earlier write landed late, beside a route that
+				// overlaps it: which landed first is unknown, so this one
+				// withdraws (at worst both do, and pick again).
+				if werr := c.withdraw(ctx, p, req.Owner, first); werr != nil {
+					return netip.Prefix{}, c.lostRace(req, p, first, werr)
+				}
+				avoid = append(avoid, p)
+				lastErr, lastRace = errLostOverlap, p
+				continue
+			}
 			if !errors.As(err, &takeFrom) || !takeFrom.Takeable || req.Takeover == cloud.NoTakeover {
 				return p, err
 			}
@@ -348,7 +359,22 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			// is no moment without a route to the subnet.
 			del = []route{{Type: routeTypeECS, Destination: want.String(), NextHop: takeFrom.NextHop}}
 		}
-		err = c.api.updateRouteTable(ctx, c.tableID, []route{r}, del)
+		var after routeTable
+		after, err = c.api.updateRouteTable(ctx, c.tableID, []route{r}, del)
+		if err == nil && takeFrom == nil && after.Shown {
+			// The answer shows the table right after the write. A route in it
+			// that overlaps the new one was not in the read this claim picked
+			// from, so it landed first: it stands, this one withdraws.
+			if first, ok := overlapping(after.Routes, want, c.id.InstanceID, req.Owner); ok {
+				end()
+				if werr := c.withdraw(ctx, want, req.Owner, first); werr != nil || req.Want.IsValid() {
+					return netip.Prefix{}, c.lostRace(req, want, first, werr)
+				}
+				avoid = append(avoid, want)
+				lastErr, lastRace, retry = errLostOverlap, want, netip.Prefix{}
+				continue
+			}
+		}
 		if err == nil && c.isUnsettled(want) {
 			// An earlier write of this subnet may land meanwhile (a late delete):
 			// confirm the route is there.
@@ -402,6 +428,48 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			c.tableID, c.t.maxClaimRounds, lastRace)
 	}
 	return netip.Prefix{}, fmt.Errorf("claim a subnet in route table %s: gave up after %d attempts: %w", c.tableID, c.t.maxClaimRounds, lastErr)
+}
+
+// errLostOverlap: the claim's route overlapped a route that landed first, and was
+// withdrawn.
+var errLostOverlap = errors.New("another route overlapping the subnet landed first")
+
+// overlapping finds, among routes, one that overlaps p and is not this instance's
+// route to p for owner. The VPC API refuses only an identical destination, so two
+// hosts that read the table at the same moment can add overlapping routes of
+// different sizes (an explicit /16 here, an automatic /24 inside it there).
+func overlapping(routes []route, p netip.Prefix, instance, owner string) (route, bool) {
+	for _, r := range routes {
+		d, ok := r.destination()
+		if !ok || d.Bits() == 0 || !d.Overlaps(p) || isSystemRange(d) {
+			continue
+		}
+		if d == p && r.ownedBy(instance, owner) {
+			continue
+		}
+		return r, true
+	}
+	return route{}, false
+}
+
+// withdraw removes this instance's route to p for owner after it lost to first.
+func (c *Client) withdraw(ctx context.Context, p netip.Prefix, owner string, first route) error {
+	c.log.Warn("withdrawing a route that overlaps one that landed first", "subnet", p, "owner", owner,
+		"first", first.Destination, "its_next_hop", first.NextHop, "route_table", c.tableID)
+	return c.deleteRoute(ctx, p, "withdraw the route to "+p.String(),
+		func(r route) bool { return r.ownedBy(c.id.InstanceID, owner) }, nil)
+}
+
+// lostRace is the error of a claim whose route overlapped one that landed first: a
+// conflict naming that route once the withdrawal is done; else the withdrawal's
+// failure (the route may still be there, and the caller gives it back).
+func (c *Client) lostRace(req cloud.ClaimRequest, want netip.Prefix, first route, withdrawErr error) error {
+	if withdrawErr != nil {
+		return fmt.Errorf("claim %s: a route overlapping it (%s to %s) landed first, and withdrawing this one failed (vpcroute retries): %w",
+			want, first.Destination, first.NextHop, withdrawErr)
+	}
+	existing, _ := first.destination()
+	return &cloud.ConflictError{Want: want, Existing: existing, NextHop: first.NextHop, Description: first.Description, Takeover: req.Takeover}
 }
 
 // mayTakeOver says whether a takeover may move the route conflict names: always with

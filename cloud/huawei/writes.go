@@ -136,7 +136,7 @@ func (c *Client) deleteRoute(ctx context.Context, prefix netip.Prefix, what stri
 				return err
 			}
 		}
-		err = c.api.updateRouteTable(ctx, c.tableID, nil, []route{r})
+		_, err = c.api.updateRouteTable(ctx, c.tableID, nil, []route{r})
 		switch {
 		case err == nil:
 			return nil

@@ -209,6 +209,12 @@ func (s *Sim) updateRouteTable(w http.ResponseWriter, id string, body []byte) {
 		writeAPIError(w, invalid("request body is not valid JSON: %v", err))
 		return
 	}
+	if req.Routetable != nil {
+		if held := s.takeHeld(req.Routetable.Routes); held != nil {
+			<-held.apply
+			defer close(held.done)
+		}
+	}
 	s.mu.Lock()
 	t := s.tableLocked(id)
 	if t == nil {

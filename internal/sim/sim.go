@@ -195,6 +195,8 @@ type Sim struct {
 	faultsHit int
 	log       []RequestLog
 	created   time.Time
+	// hold, when set, holds route table writes for a test (HoldWrites).
+	hold *WriteHold
 }
 
 type watcher struct {
