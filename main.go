@@ -160,6 +160,8 @@ func start(ctx context.Context, settings config.Settings, badSettings error, gat
 	ctl := controller.New(controller.Config{
 		Pool:           settings.Pool,
 		SubnetSize:     settings.SubnetSize,
+		HostBlock:      settings.HostBlock,
+		BlockGrace:     settings.BlockGrace,
 		Masquerade:     settings.Masquerade,
 		NoNAT:          append([]netip.Prefix{settings.Pool}, saved.VPCCIDRs...),
 		ForwardAccept:  settings.ForwardAccept,

@@ -116,8 +116,28 @@ func printStatus(w io.Writer, st controller.Status, now time.Time) {
 			for _, c := range n.Containers {
 				ports = append(ports, c.Ports...)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, n.Subnet, n.Gateway, bridge, routeText(n.Route),
+			route := routeText(n.Route)
+			if n.Block.IsValid() {
+				route = "block " + n.Block.String() + " " + route
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", name, n.Subnet, n.Gateway, bridge, route,
 				len(n.Containers), orDash(strings.Join(ports, ",")))
+		}
+		tw.Flush()
+	}
+	if len(st.Blocks) > 0 {
+		fmt.Fprintln(w, "\nhost blocks (VPCROUTE_HOST_BLOCK): one route each, networks carved from them")
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "BLOCK\tSTATE\tROUTE\tNETWORKS")
+		for _, b := range st.Blocks {
+			nets := strings.Join(b.Networks, ",")
+			if nets == "" {
+				nets = "none"
+				if !b.EmptySince.IsZero() {
+					nets += fmt.Sprintf(" for %s (released after VPCROUTE_BLOCK_GRACE)", now.Sub(b.EmptySince).Round(time.Second))
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", b.Subnet, b.State, routeText(b.Route), nets)
 		}
 		tw.Flush()
 	}

@@ -27,6 +27,11 @@ type Settings struct {
 	Cloud         string
 	Pool          netip.Prefix
 	SubnetSize    int
+	// HostBlock is VPCROUTE_HOST_BLOCK: the prefix length of the blocks this ECS
+	// claims with one route each and carves networks from; 0 means off (a route
+	// per network). BlockGrace is how long an empty block stays claimed.
+	HostBlock  int
+	BlockGrace time.Duration
 	ForwardAccept bool // VPCROUTE_FORWARD=accept: FORWARD policy ACCEPT, as the guide does
 	Masquerade    bool
 	VPCCIDRs      []netip.Prefix // empty: from the cloud (or the uplink in none mode)
@@ -67,6 +72,8 @@ var names = []Setting{
 	{"VPCROUTE_CLOUD", CloudHuawei, "huaweicloud or none", false, ""},
 	{"VPCROUTE_POOL", "10.0.0.0/8", "an IPv4 CIDR such as 10.0.0.0/8", false, ""},
 	{"VPCROUTE_SUBNET_SIZE", "24", "a prefix length from 16 to 28", false, ""},
+	{"VPCROUTE_HOST_BLOCK", "off", "off, or a prefix length from 16 to 28 no longer than VPCROUTE_SUBNET_SIZE, such as 20", false, ""},
+	{"VPCROUTE_BLOCK_GRACE", "10m", "a duration from 0s to 24h, such as 10m", false, ""},
 	{"VPCROUTE_FORWARD", "rules", "rules or accept", false, ""},
 	{"VPCROUTE_MASQUERADE", "true", "true or false", false, ""},
 	{"VPCROUTE_VPC_CIDRS", "", "comma-separated IPv4 CIDRs", false, ""},
@@ -149,6 +156,21 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 			errs = append(errs, fmt.Errorf("setting VPCROUTE_SUBNET_SIZE=%d is larger than VPCROUTE_POOL=%s: use a prefix length of at least %d or a larger pool", n, s.Pool, s.Pool.Bits()))
 		}
 	}
+	switch v := strings.ToLower(get("VPCROUTE_HOST_BLOCK")); v {
+	case "off", "0", "false", "none":
+	default:
+		n, err := strconv.Atoi(strings.TrimPrefix(v, "/"))
+		switch {
+		case err != nil || n < 16 || n > 28:
+			bad("VPCROUTE_HOST_BLOCK", v)
+		case s.SubnetSize != 0 && n > s.SubnetSize:
+			errs = append(errs, fmt.Errorf("setting VPCROUTE_HOST_BLOCK=%d is smaller than a network (VPCROUTE_SUBNET_SIZE=%d): use a block of /%d or larger, such as 20", n, s.SubnetSize, s.SubnetSize))
+		case s.Pool.IsValid() && n < s.Pool.Bits():
+			errs = append(errs, fmt.Errorf("setting VPCROUTE_HOST_BLOCK=%d is larger than VPCROUTE_POOL=%s: use a prefix length of at least %d or a larger pool", n, s.Pool, s.Pool.Bits()))
+		default:
+			s.HostBlock = n
+		}
+	}
 	switch v := strings.ToLower(get("VPCROUTE_FORWARD")); v {
 	case "rules":
 	case "accept":
@@ -222,6 +244,7 @@ func FromEnv(getenv func(string) string) (Settings, error) {
 	s.KernelInterval = duration("VPCROUTE_KERNEL_INTERVAL", time.Second, time.Hour)
 	s.CloudInterval = duration("VPCROUTE_CLOUD_INTERVAL", 5*time.Second, 24*time.Hour)
 	s.OrphanGrace = duration("VPCROUTE_ORPHAN_GRACE", 0, 24*time.Hour)
+	s.BlockGrace = duration("VPCROUTE_BLOCK_GRACE", 0, 24*time.Hour)
 
 	h := &s.Huawei
 	h.MetadataURL = strings.TrimRight(get("VPCROUTE_METADATA_URL"), "/")

@@ -56,6 +56,15 @@ func (c *Controller) adopt(ctx context.Context, a reconcile.Action, log *slog.Lo
 			return fmt.Errorf("pool %s exists already", r.pool.ID)
 		}
 	}
+	if a.Block != "" {
+		if _, err := c.store.Pool(a.Block); errors.Is(err, state.ErrNotFound) {
+			// The host block's record went with the rest: its route names it.
+			if err := c.store.PutPool(state.Pool{ID: a.Block, Subnet: a.BlockSubnet, Created: c.cfg.Now().UTC()}); err != nil {
+				return fmt.Errorf("record host block %s rebuilt from its route: %w", a.BlockSubnet, err)
+			}
+			log.Info("host block rebuilt from its route", "block", a.Block, "subnet", a.BlockSubnet)
+		}
+	}
 	if err := c.store.Adopt(r.net, r.pool, r.addrs, r.eps); err != nil {
 		return fmt.Errorf("record network %s rebuilt from Docker: %w", a.Name, err)
 	}
@@ -134,8 +143,14 @@ func (c *Controller) rebuild(dn dockerapi.Network, a reconcile.Action, ports []f
 		if rng, err := netip.ParsePrefix(cfg.IPRange); err == nil {
 			p.Range = rng.Masked()
 		}
+		if a.Block != "" {
+			// Carved from this ECS's host block: the block's route covers it.
+			p.Block = a.Block
+		}
 		r.pool = &p
-		r.owner = p.RouteOwner()
+		if p.Block == "" {
+			r.owner = p.RouteOwner()
+		}
 		r.addrs = append(r.addrs, gw)
 		for _, aux := range cfg.AuxAddress {
 			if x, err := netip.ParseAddr(aux); err == nil && a.Subnet.Contains(x) {
@@ -176,6 +191,8 @@ func (c *Controller) rebuild(dn dockerapi.Network, a reconcile.Action, ports []f
 			return rebuilt{}, err
 		}
 		n.PoolID = p.ID
+	case a.Block != "":
+		n.Block = a.Block
 	default:
 		n.ClaimOwner = a.Owner
 		if n.ClaimOwner == "" {

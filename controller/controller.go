@@ -84,6 +84,11 @@ type Docker interface {
 type Config struct {
 	Pool       netip.Prefix // VPCROUTE_POOL
 	SubnetSize int          // VPCROUTE_SUBNET_SIZE
+	// HostBlock is VPCROUTE_HOST_BLOCK: the prefix length of the blocks this ECS
+	// claims and carves its networks from; 0 for a route per network.
+	HostBlock int
+	// BlockGrace is how long a block with no network stays (VPCROUTE_BLOCK_GRACE).
+	BlockGrace time.Duration
 	Masquerade bool         // VPCROUTE_MASQUERADE
 	// NoNAT lists destinations never masqueraded: the VPC's ranges and the pool.
 	NoNAT []netip.Prefix
@@ -152,6 +157,11 @@ type Controller struct {
 	released map[string]time.Time
 	// orphanSince says since when each unowned route has been seen.
 	orphanSince map[string]time.Time
+	// blockEmpty says since when each host block has had no network.
+	blockEmpty map[string]time.Time
+	// blockFlight is closed when the host block being claimed is claimed (or not);
+	// nil when none is. Under mu.
+	blockFlight chan struct{}
 	// driverNames are the driver names of Docker's networks that are vpcroute's.
 	driverNames map[string]bool
 	// held are the messages of the plan's Held list already logged.
@@ -216,9 +226,12 @@ func New(cfg Config, store *state.DB, links Links, fw Firewall, vpc cloud.VPC, d
 	if cfg.DriverName == "" {
 		cfg.DriverName = "vpcroute"
 	}
+	if cfg.BlockGrace == 0 {
+		cfg.BlockGrace = 10 * time.Minute
+	}
 	c := &Controller{
 		cfg: cfg, store: store, links: links, fw: fw, vpc: vpc, docker: docker, log: cfg.Log,
-		busy: map[string]int{}, forgotten: map[string]time.Time{}, released: map[string]time.Time{}, orphanSince: map[string]time.Time{},
+		busy: map[string]int{}, forgotten: map[string]time.Time{}, released: map[string]time.Time{}, orphanSince: map[string]time.Time{}, blockEmpty: map[string]time.Time{},
 		driverNames: map[string]bool{}, held: map[string]bool{},
 		kick: make(chan struct{}, 1),
 	}

@@ -261,6 +261,7 @@ func (c *Controller) cycle(ctx context.Context, s scope) {
 	if in.Routes != nil {
 		c.orphanSince = plan.OrphanSince
 	}
+	c.blockEmpty = plan.BlockEmptySince
 	for _, h := range plan.Held {
 		if !c.held[h] {
 			c.held[h] = true
@@ -389,6 +390,7 @@ func (c *Controller) gather(ctx context.Context, s scope) (reconcile.Input, bool
 		in.Released[k] = true
 	}
 	in.OrphanSince = maps.Clone(c.orphanSince)
+	in.BlockEmptySince, in.BlockGrace = maps.Clone(c.blockEmpty), c.cfg.BlockGrace
 	return in, true
 }
 
@@ -541,6 +543,14 @@ func (c *Controller) applyFinishPool(ctx context.Context, a reconcile.Action, lo
 	p, err := c.store.Pool(a.ID)
 	if err != nil || c.busy[a.ID] > 0 || !p.Created.Equal(a.Since) {
 		return nil
+	}
+	if p.IsBlock() && !p.Claiming && !p.Releasing {
+		// A network may have been carved from it since the plan was made.
+		if used, err := c.blockUsed(p); used || err != nil {
+			return err
+		}
+		log.Info("releasing host block", "block", p.ID, "subnet", p.Subnet, "why", a.Why)
+		return c.releasePool(ctx, p)
 	}
 	log.Info("releasing pool", "pool", p.ID, "subnet", p.Subnet)
 	return c.releasePool(ctx, p)

@@ -110,13 +110,25 @@ func (c *Controller) CreateNetwork(ctx context.Context, spec NetworkSpec) error 
 		if err := alloc.CheckSubnet(spec.Subnet); err != nil {
 			return fmt.Errorf("%w%s", err, hint)
 		}
-		if err := c.checkLocal(spec.Subnet, spec.ID); err != nil {
-			return fmt.Errorf("%w%s", err, hint)
-		}
-		if err := c.checkPool(spec.Subnet, spec.OutsidePool, "-o"); err != nil {
+		b, inBlock, err := c.blockFor(spec.Subnet)
+		switch {
+		case err != nil:
 			return err
+		case inBlock:
+			// This ECS's host block routes it already.
+			if err := c.checkCarve(spec.Subnet, spec.ID); err != nil {
+				return fmt.Errorf("%w%s", err, hint)
+			}
+			n.Block = b.ID
+		default:
+			if err := c.checkLocal(spec.Subnet, spec.ID); err != nil {
+				return fmt.Errorf("%w%s", err, hint)
+			}
+			if err := c.checkPool(spec.Subnet, spec.OutsidePool, "-o"); err != nil {
+				return err
+			}
+			n.ClaimOwner = ownClaim(spec.ID)
 		}
-		n.ClaimOwner = ownClaim(spec.ID)
 	}
 	// Recorded before the claim and the kernel, so that a crash midway is finished
 	// by the loop, which never takes the claim for an orphan.

@@ -178,7 +178,7 @@ func (c *Controller) GC(ctx context.Context, apply bool) (GCReport, error) {
 	if c.cfg.Routed && in.Routes == nil {
 		return GCReport{}, errors.New("the VPC route table cannot be read (see `vpcroute doctor`)")
 	}
-	in.Grace, in.OrphanGrace = 0, 0
+	in.Grace, in.OrphanGrace, in.BlockGrace = 0, 0, 0
 	// A route to this ECS under another owner for a network's subnet is drift: it
 	// goes, and the network's own route is claimed in its place.
 	plan := reconcile.Compute(in)

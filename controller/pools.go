@@ -51,6 +51,16 @@ func (c *Controller) RequestPool(ctx context.Context, req PoolRequest) (state.Po
 		if err := alloc.CheckSubnet(req.Subnet); err != nil {
 			return state.Pool{}, err
 		}
+		// Inside one of this ECS's host blocks: its route covers it already.
+		if b, ok, err := c.blockFor(req.Subnet); err != nil || ok {
+			if err != nil {
+				return state.Pool{}, err
+			}
+			if err := c.checkCarve(req.Subnet, ""); err != nil {
+				return state.Pool{}, err
+			}
+			return c.carve(pool, b, req.Subnet)
+		}
 		if err := c.checkLocal(req.Subnet, ""); err != nil {
 			return state.Pool{}, err
 		}
@@ -58,6 +68,8 @@ func (c *Controller) RequestPool(ctx context.Context, req PoolRequest) (state.Po
 			return state.Pool{}, err
 		}
 		pool.Subnet = req.Subnet
+	} else if c.cfg.HostBlock > 0 {
+		return c.carveAuto(ctx, pool)
 	}
 	// Recorded before the claim: if the plugin dies before Docker hears the answer,
 	// the loop finds the pool still Claiming and gives the route back.
@@ -70,7 +82,7 @@ func (c *Controller) RequestPool(ctx context.Context, req PoolRequest) (state.Po
 	c.outside(pool.ID, func() {
 		cctx, cancel := c.cloudCtx(ctx)
 		defer cancel()
-		got, err = c.vpc.Claim(cctx, cloud.ClaimRequest{Owner: pool.ID, Want: req.Subnet, Pick: c.picker(pool.ID), Takeover: req.Takeover})
+		got, err = c.vpc.Claim(cctx, cloud.ClaimRequest{Owner: pool.ID, Want: req.Subnet, Pick: c.pickerSized(pool.ID, c.cfg.SubnetSize), Takeover: req.Takeover})
 		err = c.slow(cctx, err)
 	})
 	if err != nil {
@@ -119,11 +131,11 @@ func (c *Controller) abandonClaim(pool state.Pool, cause error) {
 	c.Kick()
 }
 
-// picker returns the claim's Pick: the first free subnet of the pool, given what the
+// pickerSized returns the claim's Pick: the first free subnet of length bits in the pool, given what the
 // VPC has taken, avoiding what this host has. It records the pick in the pool at once,
 // so that a pool being claimed at the same moment avoids it too. The cloud client
 // calls it under its own lock, with mu free (see the lock order on Controller).
-func (c *Controller) picker(poolID string) func([]netip.Prefix) (netip.Prefix, error) {
+func (c *Controller) pickerSized(poolID string, bits int) func([]netip.Prefix) (netip.Prefix, error) {
 	return func(cloudTaken []netip.Prefix) (netip.Prefix, error) {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -131,7 +143,7 @@ func (c *Controller) picker(poolID string) func([]netip.Prefix) (netip.Prefix, e
 		if err != nil {
 			return netip.Prefix{}, err
 		}
-		p, err := alloc.FirstFree(c.cfg.Pool, c.cfg.SubnetSize, append(taken, cloudTaken...))
+		p, err := alloc.FirstFree(c.cfg.Pool, bits, append(taken, cloudTaken...))
 		if err != nil {
 			return netip.Prefix{}, err
 		}
@@ -179,7 +191,10 @@ func (c *Controller) releasePool(ctx context.Context, p state.Pool) error {
 		}
 	}
 	killpoint.Here(killpoint.PoolReleasing)
-	if p.MovedTo != "" {
+	if p.Block != "" {
+		// Carved from a host block: the block's route stays for its other
+		// networks, and the loop releases it once it is empty for a while.
+	} else if p.MovedTo != "" {
 		c.log.Info("the pool's subnet was moved to another ECS: its route there is left alone", "pool", p.ID, "subnet", p.Subnet, "to", p.MovedTo)
 	} else if p.Subnet.IsValid() {
 		var err error
@@ -306,6 +321,12 @@ func (c *Controller) ReleaseAddress(ref string, a netip.Addr) error {
 // network. skip names a pool or network to leave out (the one being checked). Call
 // with mu held.
 func (c *Controller) localTaken(skip string) ([]netip.Prefix, []string, error) {
+	return c.takenOnHost(skip, true)
+}
+
+// takenOnHost is localTaken, with this ECS's host blocks or without them (for a
+// subnet carved from one). Call with mu held.
+func (c *Controller) takenOnHost(skip string, blocks bool) ([]netip.Prefix, []string, error) {
 	host, err := c.links.Prefixes()
 	if err != nil {
 		return nil, nil, fmt.Errorf("read this host's routes: %w", err)
@@ -324,7 +345,12 @@ func (c *Controller) localTaken(skip string) ([]netip.Prefix, []string, error) {
 		return nil, nil, err
 	}
 	for _, p := range pools {
-		if p.ID != skip && p.Subnet.IsValid() {
+		switch {
+		case p.ID == skip || !p.Subnet.IsValid():
+		case p.IsBlock() && blocks:
+			taken = append(taken, p.Subnet)
+			why = append(why, "this ECS's host block "+p.Subnet.String()+" (a --subnet inside it is carved from it; one around it is refused)")
+		case !p.IsBlock():
 			taken = append(taken, p.Subnet)
 			why = append(why, "vpcroute subnet "+p.Subnet.String()+" of another network on this host")
 		}

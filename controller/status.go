@@ -19,6 +19,9 @@ type Status struct {
 	Version  string          `json:"version"`
 	Hostname string          `json:"hostname"`
 	Networks []NetworkStatus `json:"networks"`
+	// Blocks are this ECS's host blocks (VPCROUTE_HOST_BLOCK), each with its route
+	// and the networks carved from it.
+	Blocks []BlockStatus `json:"blocks,omitempty"`
 	// Unowned are the vpcroute routes to this ECS that no network has; Others the
 	// routes to this ECS that are not vpcroute's.
 	Unowned []cloud.TableRoute `json:"unowned_routes"`
@@ -43,6 +46,9 @@ type NetworkStatus struct {
 	// Pool is the vpcroute pool of the subnet, empty for another IPAM driver.
 	Pool  string      `json:"pool,omitempty"`
 	Route RouteStatus `json:"route"`
+	// Block is the host block the subnet was carved from, whose route (Route)
+	// covers it; zero when the network has a route of its own.
+	Block netip.Prefix `json:"block,omitzero"`
 	// Containers are its endpoints, with their addresses and published ports.
 	Containers []EndpointStatus `json:"containers"`
 }
@@ -65,6 +71,20 @@ type RouteStatus struct {
 	// NextHop and Description are what the table holds for the subnet.
 	NextHop     string `json:"next_hop,omitempty"`
 	Description string `json:"description,omitempty"`
+}
+
+// BlockStatus is one host block.
+type BlockStatus struct {
+	ID     string       `json:"id"`
+	Subnet netip.Prefix `json:"subnet"`
+	// State is held, claiming or releasing.
+	State string      `json:"state"`
+	Route RouteStatus `json:"route"`
+	// Networks are the names (or IDs) of the networks carved from it.
+	Networks []string `json:"networks"`
+	// EmptySince is when the block was last seen with no network; zero while it
+	// has one. It goes VPCROUTE_BLOCK_GRACE later.
+	EmptySince time.Time `json:"empty_since,omitzero"`
 }
 
 // EndpointStatus is one container's attachment.
@@ -166,11 +186,15 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		case n.Deleting:
 			ns.State = "deleting"
 		}
-		owner, movedTo := n.ClaimOwner, n.MovedTo
+		owner, movedTo, block := n.ClaimOwner, n.MovedTo, n.Block
 		if p := poolByID(pools, n.PoolID); p != nil {
-			owner, movedTo = p.RouteOwner(), p.MovedTo
+			owner, movedTo, block = p.RouteOwner(), p.MovedTo, p.Block
 		}
-		ns.Route = routeStatus(c.cfg.Routed, tableErr, table, n.Subnet, owner)
+		routed := n.Subnet
+		if b := poolByID(pools, block); b != nil {
+			owner, routed, ns.Block = b.ID, b.Subnet, b.Subnet
+		}
+		ns.Route = routeStatus(c.cfg.Routed, tableErr, table, routed, owner)
 		if movedTo != "" {
 			ns.Route = RouteStatus{State: RouteMoved, Owner: owner, NextHop: movedTo}
 		}
@@ -188,6 +212,7 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 		st.Networks = append(st.Networks, ns)
 	}
 	slices.SortFunc(st.Networks, func(a, b NetworkStatus) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) })
+	st.Blocks = c.blockStatus(pools, nets, table, tableErr)
 	for _, r := range table.Routes {
 		switch {
 		case r.Mine && r.Owner != "" && !owners[r.Owner]:
@@ -199,6 +224,35 @@ func (c *Controller) Status(ctx context.Context) (Status, error) {
 	st.Pool = c.cfg.Pool
 	st.Cycle = c.lastCycle
 	return st, nil
+}
+
+// blockStatus lists the host blocks with their routes and networks. Call with mu
+// held.
+func (c *Controller) blockStatus(pools []state.Pool, nets []state.Network, table cloud.Table, tableErr error) []BlockStatus {
+	var out []BlockStatus
+	for _, b := range pools {
+		if !b.IsBlock() {
+			continue
+		}
+		bs := BlockStatus{ID: b.ID, Subnet: b.Subnet, State: "held", EmptySince: c.blockEmpty[b.ID], Networks: []string{}}
+		switch {
+		case b.Claiming:
+			bs.State = "claiming"
+		case b.Releasing:
+			bs.State = "releasing"
+		}
+		bs.Route = routeStatus(c.cfg.Routed, tableErr, table, b.Subnet, b.ID)
+		for _, n := range nets {
+			p := poolByID(pools, n.PoolID)
+			if n.Block == b.ID || (p != nil && p.Block == b.ID) {
+				bs.Networks = append(bs.Networks, label(n))
+			}
+		}
+		slices.Sort(bs.Networks)
+		out = append(out, bs)
+	}
+	slices.SortFunc(out, func(a, b BlockStatus) int { return a.Subnet.Addr().Compare(b.Subnet.Addr()) })
+	return out
 }
 
 func poolByID(pools []state.Pool, id string) *state.Pool {

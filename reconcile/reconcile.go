@@ -24,6 +24,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/vpcroute/vpcroute/cloud"
@@ -76,6 +77,11 @@ type Input struct {
 	// OrphanGrace is how long a vpcroute route to this ECS may stay unowned before
 	// it is released.
 	OrphanGrace time.Duration
+
+	// BlockEmptySince says since when each host block has had no network; the plan
+	// returns it updated. BlockGrace is how long an empty block stays claimed.
+	BlockEmptySince map[string]time.Time
+	BlockGrace      time.Duration
 }
 
 // Docker is Docker's list of networks.
@@ -145,6 +151,10 @@ type Action struct {
 	// Network and Pool say what Adopt rebuilds: the network (its driver is
 	// vpcroute), its pool (its IPAM driver is vpcroute).
 	Network, Pool bool
+	// Block and BlockSubnet name this ECS's host block whose route covers the
+	// subnet of a network Adopt rebuilds (its pool has no route of its own).
+	Block       string
+	BlockSubnet netip.Prefix
 	// Keep lists the network IDs whose rules stay (PruneRules).
 	Keep map[string]bool
 	// Since is the Created time of the record the action was planned from
@@ -163,6 +173,8 @@ type Plan struct {
 	Held []string
 	// OrphanSince is Input.OrphanSince for the next cycle.
 	OrphanSince map[string]time.Time
+	// BlockEmptySince is Input.BlockEmptySince for the next cycle.
+	BlockEmptySince map[string]time.Time
 }
 
 // RouteKey identifies a route in OrphanSince.
@@ -170,7 +182,7 @@ func RouteKey(r cloud.Route) string { return r.Owner + " " + r.Destination.Strin
 
 // Compute returns the plan for in. It is pure: the same input gives the same plan.
 func Compute(in Input) Plan {
-	p := planner{in: in, plan: Plan{OrphanSince: map[string]time.Time{}}}
+	p := planner{in: in, plan: Plan{OrphanSince: map[string]time.Time{}, BlockEmptySince: map[string]time.Time{}}}
 	p.index()
 	p.planNetworks()
 	p.planPools()
@@ -272,6 +284,11 @@ func (p *planner) planPools() {
 			why = "Docker released the pool and the release did not finish"
 		case pl.Claiming:
 			why = "its claim never reached Docker"
+		case pl.IsBlock():
+			why = p.blockIdle(pl)
+			if why == "" {
+				continue
+			}
 		case p.quiet(pl.Created) && !p.poolInUse(pl):
 			why = "no network of Docker's uses the pool"
 		default:
@@ -280,6 +297,52 @@ func (p *planner) planPools() {
 		p.finishing[id] = true
 		p.add(Action{Kind: FinishPool, ID: id, Subnet: pl.Subnet, Owner: pl.RouteOwner(), Since: pl.Created, Why: why})
 	}
+}
+
+// blockIdle says why a host block goes: no network has drawn from it for
+// BlockGrace; "" while one does, or for less time.
+func (p *planner) blockIdle(b state.Pool) string {
+	used := false
+	for _, pl := range p.pools {
+		used = used || pl.Block == b.ID
+	}
+	for _, n := range p.nets {
+		used = used || n.Block == b.ID
+	}
+	for sub := range p.dockerSub {
+		used = used || (b.Subnet.IsValid() && b.Subnet.Contains(sub.Addr()) && sub.Bits() >= b.Subnet.Bits())
+	}
+	if used || b.MovedTo != "" {
+		return ""
+	}
+	since, seen := p.in.BlockEmptySince[b.ID]
+	if !seen {
+		since = p.in.Now
+	}
+	p.plan.BlockEmptySince[b.ID] = since
+	if empty := p.in.Now.Sub(since); empty >= p.in.BlockGrace && p.quiet(b.Created) {
+		return fmt.Sprintf("no network has used this host block for %s", empty.Round(time.Second))
+	}
+	return ""
+}
+
+// blockOf returns this ECS's host block that covers subnet: a record, else a route
+// of this ECS with a block's owner (the records were lost).
+func (p *planner) blockOf(subnet netip.Prefix) (string, netip.Prefix) {
+	inside := func(b netip.Prefix) bool {
+		return b.IsValid() && b != subnet && b.Contains(subnet.Addr()) && subnet.Bits() > b.Bits()
+	}
+	for _, pl := range p.pools {
+		if pl.IsBlock() && inside(pl.Subnet) {
+			return pl.ID, pl.Subnet
+		}
+	}
+	for _, r := range p.in.Routes {
+		if strings.HasPrefix(r.Owner, state.BlockPrefix) && inside(r.Destination) {
+			return r.Owner, r.Destination
+		}
+	}
+	return "", netip.Prefix{}
 }
 
 // poolInUse tells whether a network of Docker's has the pool's subnet. It matches by
@@ -318,6 +381,9 @@ func (p *planner) planAdopt() {
 			continue
 		}
 		a := Action{Kind: Adopt, ID: d.ID, Name: d.Name, Subnet: d.Subnet, Owner: owners[d.Subnet]}
+		if a.Owner == "" {
+			a.Block, a.BlockSubnet = p.blockOf(d.Subnet)
+		}
 		switch {
 		case d.Driver:
 			a.Network = true
@@ -330,6 +396,9 @@ func (p *planner) planAdopt() {
 			continue
 		}
 		p.adopting[d.Subnet] = true
+		if a.Block != "" {
+			p.adopting[a.BlockSubnet] = true
+		}
 		p.add(a)
 	}
 }
@@ -347,7 +416,7 @@ func (p *planner) planRoutes() {
 	known := map[string]bool{}
 	for _, pl := range p.pools {
 		known[pl.RouteOwner()] = true
-		if !p.in.Busy[pl.ID] && !p.finishing[pl.ID] && !pl.Claiming && !pl.Releasing && pl.Subnet.IsValid() && pl.MovedTo == "" {
+		if !p.in.Busy[pl.ID] && !p.finishing[pl.ID] && !pl.Claiming && !pl.Releasing && pl.Subnet.IsValid() && pl.MovedTo == "" && pl.Block == "" {
 			wanted[pl.RouteOwner()] = want{subnet: pl.Subnet, name: p.poolNetworkName(pl)}
 		}
 	}

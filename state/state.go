@@ -42,10 +42,21 @@ type Pool struct {
 	Adopted bool `json:"adopted,omitempty"`
 	// MovedTo is the ECS that took the subnet's route over (vpcroute.takeover):
 	// vpcroute no longer claims it, nor releases it.
-	MovedTo  string     `json:"moved_to,omitempty"`
+	MovedTo string `json:"moved_to,omitempty"`
+	// Block is the ID of this ECS's host block the subnet was carved from
+	// (VPCROUTE_HOST_BLOCK): the block's route covers it, and the pool has none of
+	// its own.
+	Block    string     `json:"block,omitempty"`
 	LastAddr netip.Addr `json:"last_addr,omitzero"`
 	Created  time.Time  `json:"created"`
 }
+
+// BlockPrefix starts the ID (and the route owner) of a host block: a pool record
+// that Docker never sees, whose route covers the subnets carved from it.
+const BlockPrefix = "vb-"
+
+// IsBlock tells whether the pool is a host block.
+func (p Pool) IsBlock() bool { return strings.HasPrefix(p.ID, BlockPrefix) }
 
 // RouteOwner is the owner of the pool's VPC route.
 func (p Pool) RouteOwner() string {
@@ -79,6 +90,9 @@ type Network struct {
 	// ClaimOwner is set when the network holds its subnet's route itself (Docker's
 	// default IPAM gave the subnet); the route goes with the network.
 	ClaimOwner string `json:"claim_owner,omitempty"`
+	// Block is the host block (a pool ID "vb-…") whose route covers the subnet
+	// Docker's default IPAM gave: the network claims no route of its own.
+	Block string `json:"block,omitempty"`
 	// MovedTo is the ECS that took the subnet's route over (vpcroute.takeover) when
 	// the network held it itself: vpcroute no longer claims it, nor releases it.
 	MovedTo string `json:"moved_to,omitempty"`
