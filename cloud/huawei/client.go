@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -348,7 +349,14 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 				return netip.Prefix{}, err
 			}
 		}
-		want, end, err := c.pick(req, tables, avoid, retry)
+		spread := 0
+		if lastRace.IsValid() {
+			// Hosts that lost a race together (many ECSs creating at once)
+			// would all pick the same next subnet again: each skips a random
+			// few of the free ones, more after each race lost.
+			spread = rand.N(min(4<<round, 64))
+		}
+		want, end, err := c.pick(req, tables, avoid, retry, spread)
 		if err != nil {
 			return netip.Prefix{}, err
 		}
@@ -515,11 +523,12 @@ func (c *Client) confirm(ctx context.Context, p netip.Prefix, owner string) erro
 	return errNotConfirmed
 }
 
-// pick chooses the subnet to write: the one asked for, or Pick's choice among what
+// pick chooses the subnet to write (spread > 0 skips that many free subnets, as
+// long as there are more): the one asked for, or Pick's choice among what
 // no table, no write of this client in flight and no unsettled write has. It marks
 // the subnet in flight; end unmarks it. retry, when valid, is the subnet this claim
 // wrote last without an answer: it is written again unless a route now has it.
-func (c *Client) pick(req cloud.ClaimRequest, tables map[string][]route, avoid []netip.Prefix, retry netip.Prefix) (want netip.Prefix, end func(), err error) {
+func (c *Client) pick(req cloud.ClaimRequest, tables map[string][]route, avoid []netip.Prefix, retry netip.Prefix, spread int) (want netip.Prefix, end func(), err error) {
 	if req.Want.IsValid() {
 		return req.Want, c.begin(req.Want), nil
 	}
@@ -528,7 +537,16 @@ func (c *Client) pick(req cloud.ClaimRequest, tables map[string][]route, avoid [
 	}
 	c.pickMu.Lock()
 	defer c.pickMu.Unlock()
-	want, err = req.Pick(c.taken(tables, append(avoid, c.busyPrefixes()...)))
+	taken := c.taken(tables, append(avoid, c.busyPrefixes()...))
+	want, err = req.Pick(taken)
+	for ; spread > 0 && err == nil; spread-- {
+		if next, nerr := req.Pick(append(taken, want)); nerr == nil {
+			taken, want = append(taken, want), next
+		} else {
+			spread = 0
+			want, err = req.Pick(taken)
+		}
+	}
 	if err != nil {
 		return netip.Prefix{}, nil, fmt.Errorf("claim a subnet in VPC %s: %w", c.id.VPCID, err)
 	}

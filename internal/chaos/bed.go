@@ -87,6 +87,21 @@ type Options struct {
 	// 1 s); OrphanGrace how long an unowned route stays (default 2 s). A test
 	// that must show a fault put right by something else sets them long.
 	CloudInterval, OrphanGrace time.Duration
+	// KernelInterval is each loop's kernel pass (default 1 s); a bed of hundreds
+	// of ECSs sets it long.
+	KernelInterval time.Duration
+	// HostBlock is VPCROUTE_HOST_BLOCK (0: a route per network); BlockGrace
+	// VPCROUTE_BLOCK_GRACE (default 2 s).
+	HostBlock  int
+	BlockGrace time.Duration
+	// Pool is VPCROUTE_POOL (default Pool); RouteQuota the route table's quota
+	// (default 200).
+	Pool       netip.Prefix
+	RouteQuota int
+	// Unscaled gives the plugins and Docker their real deadlines (Docker 30 s, a
+	// call's cloud work 20 s, a cloud operation 8 s): a bed of many ECSs racing
+	// for the same table needs them.
+	Unscaled bool
 }
 
 // New starts the emulator and the ECSs, each with its plugin and its loop, keeping
@@ -101,13 +116,25 @@ func New(o Options, dir string) (*Bed, error) {
 	if o.OrphanGrace == 0 {
 		o.OrphanGrace = 2 * time.Second
 	}
+	if o.KernelInterval == 0 {
+		o.KernelInterval = time.Second
+	}
+	if o.BlockGrace == 0 {
+		o.BlockGrace = 2 * time.Second
+	}
+	if !o.Pool.IsValid() {
+		o.Pool = Pool
+	}
+	if o.RouteQuota == 0 {
+		o.RouteQuota = 200
+	}
 	n := o.ECSs
 	cfg := sim.Config{
 		Region: "sa-brazil-1", ProjectID: project, VPCID: vpcID, VPCCIDR: "192.168.0.0/16",
 		Subnets:    []sim.Subnet{{ID: subnet, Name: "subnet-1", CIDR: "192.168.0.0/24"}},
 		AK:         ak,
 		SK:         sk,
-		RouteQuota: 200,
+		RouteQuota: o.RouteQuota,
 	}
 	for i := 1; i <= n; i++ {
 		cfg.ECSs = append(cfg.ECSs, sim.ECS{ID: instanceID(i), Name: fmt.Sprintf("ecs%d", i), IP: fmt.Sprintf("192.168.0.%d", i+1)})
@@ -139,7 +166,7 @@ func (b *Bed) startECS(i int, dir string, o Options) (*ECS, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	client, err := huawei.New(ctx, huawei.Config{
 		MetadataURL: b.srv.URL + "/ecs/" + name, VPCEndpoint: b.srv.URL, ECSEndpoint: b.srv.URL, AK: ak, SK: sk, Logger: log,
-		Timeouts: huawei.Timeouts{Operation: opTimeout, Attempt: attemptTimeout, Settle: Settle},
+		Timeouts: timeouts(o),
 	})
 	if err != nil {
 		cancel()
@@ -156,11 +183,14 @@ func (b *Bed) startECS(i int, dir string, o Options) (*ECS, error) {
 	}
 	e := &ECS{Name: name, Instance: instanceID(i), Client: client, Host: fakehost.New(), DB: db, cancel: cancel}
 	e.Docker = newDocker()
+	if o.Unscaled {
+		e.Docker.hc.Timeout = 10 * DockerDeadline
+	}
 	id := client.Identity()
 	e.Ctl = controller.New(controller.Config{
-		Pool: Pool, SubnetSize: 24, Masquerade: true, Routed: true,
-		NoNAT:   append([]netip.Prefix{Pool}, id.VPCCIDRs...),
-		Timeout: CallTimeout, KernelInterval: time.Second, CloudInterval: o.CloudInterval,
+		Pool: o.Pool, SubnetSize: 24, HostBlock: o.HostBlock, BlockGrace: o.BlockGrace, Masquerade: true, Routed: true,
+		NoNAT:   append([]netip.Prefix{o.Pool}, id.VPCCIDRs...),
+		Timeout: callTimeout(o), KernelInterval: o.KernelInterval, CloudInterval: o.CloudInterval,
 		Grace: 500 * time.Millisecond, OrphanGrace: o.OrphanGrace,
 		Log: log,
 	}, db, e.Host, e.Host, client, e.Docker)
@@ -175,6 +205,20 @@ func (b *Bed) startECS(i int, dir string, o Options) (*ECS, error) {
 	e.Docker.plugin = e.plugin.URL
 	go e.Ctl.Run(ctx)
 	return e, nil
+}
+
+func timeouts(o Options) huawei.Timeouts {
+	if o.Unscaled {
+		return huawei.Timeouts{Operation: 10 * opTimeout, Attempt: 10 * attemptTimeout, Settle: Settle}
+	}
+	return huawei.Timeouts{Operation: opTimeout, Attempt: attemptTimeout, Settle: Settle}
+}
+
+func callTimeout(o Options) time.Duration {
+	if o.Unscaled {
+		return 10 * CallTimeout
+	}
+	return CallTimeout
 }
 
 // Close stops every plugin and the emulator.
@@ -260,7 +304,12 @@ func (e *ECS) inventory(routes []sim.Route) []string {
 		}
 	}
 	pooled := map[netip.Prefix]bool{}
+	var blocks []netip.Prefix
 	for _, p := range pools {
+		if p.IsBlock() {
+			blocks = append(blocks, p.Subnet)
+			continue
+		}
 		pooled[p.Subnet] = true
 		if !slices.ContainsFunc(docker, func(d DockerNet) bool { return d.VpcrouteIPAM && d.Subnet == p.Subnet }) {
 			add("pool %s (%s) that no network of Docker's draws from (leak; claiming %v releasing %v)", p.ID, p.Subnet, p.Claiming, p.Releasing)
@@ -291,12 +340,19 @@ func (e *ECS) inventory(routes []sim.Route) []string {
 		if !rules[d.ID] {
 			add("network %s has no rules (lost)", d.Name)
 		}
-		if _, ok := mine[d.Subnet.String()]; !ok {
-			add("network %s (%s) has no route to this ECS (lost)", d.Name, d.Subnet)
+		if _, ok := mine[d.Subnet.String()]; !ok && !slices.ContainsFunc(blocks, func(b netip.Prefix) bool {
+			_, routed := mine[b.String()]
+			return routed && b.Contains(d.Subnet.Addr())
+		}) {
+			add("network %s (%s) has no route to this ECS, nor a host block covering it (lost)", d.Name, d.Subnet)
 		}
 		delete(mine, d.Subnet.String())
 		delete(bridges, d.ID)
 		delete(rules, d.ID)
+	}
+	for _, b := range blocks {
+		// A held block stays for VPCROUTE_BLOCK_GRACE after its last network.
+		delete(mine, b.String())
 	}
 	for dest, r := range mine {
 		add("route %s (%s) that no network of Docker's has (leak)", dest, r.Description)
