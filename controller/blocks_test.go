@@ -259,3 +259,31 @@ func TestHostBlockLostState(t *testing.T) {
 	}
 	_ = dockerapi.Network{}
 }
+
+// Turning host blocks on where networks have routes of their own keeps those
+// routes; new automatic networks are carved from a block that avoids them.
+func TestHostBlockSwitchOn(t *testing.T) {
+	h := newHarness(t)
+	a, _ := h.network("a", "a", "")
+	b, _ := h.network("b", "b", "")
+	h.cfg.HostBlock, h.cfg.BlockGrace = 20, 10*time.Minute
+	h.open()
+	c, _ := h.network("c", "c", "")
+	h.clock.advance(time.Hour)
+	h.reconcile()
+	for _, p := range []state.Pool{a, b} {
+		if r, ok := h.vpc.Get(p.Subnet.String()); !ok || r.Owner != p.ID {
+			t.Errorf("route of %s (made before the switch) = %+v, %v; want it kept", p.Subnet, r, ok)
+		}
+	}
+	owned, _ := h.vpc.Owned(ctx0)
+	var block netip.Prefix
+	for _, r := range owned {
+		if strings.HasPrefix(r.Owner, state.BlockPrefix) {
+			block = r.Destination
+		}
+	}
+	if !block.IsValid() || !block.Contains(c.Subnet.Addr()) || block.Overlaps(a.Subnet) || block.Overlaps(b.Subnet) || len(owned) != 3 {
+		t.Errorf("after the switch: routes %v, new network %s; want the 2 old routes and one block holding the new network, apart from them", owned, c.Subnet)
+	}
+}

@@ -96,7 +96,9 @@ func (c *Controller) RequestPool(ctx context.Context, req PoolRequest) (state.Po
 		c.abandonClaim(pool, ctx.Err())
 		return state.Pool{}, c.slow(ctx, ctx.Err())
 	}
-	pool.Subnet, pool.Claiming = got, false
+	// Docker gets the pool now: the grace in which its network may be missing
+	// from Docker's list starts here, not before a claim that took long.
+	pool.Subnet, pool.Claiming, pool.Created = got, false, c.cfg.Now().UTC()
 	if err := c.store.PutPool(pool); err != nil {
 		// The pool is still recorded as Claiming: the loop gives the route back.
 		c.Kick()

@@ -91,3 +91,49 @@ func benchCreate(b *testing.B, block, existing int) {
 	b.ReportMetric(float64(writes)/nf, "api-writes/op")
 	b.ReportMetric(float64(took.Microseconds())/nf/1000, "create-ms/op")
 }
+
+// BenchmarkRouteTableUse is how many routes N ECSs with 16 networks each take in the
+// VPC route table, a route per network vs host blocks of /20 (16 networks of /24
+// each): the table's default quota is 200. One op is the whole fleet's creates.
+func BenchmarkRouteTableUse(b *testing.B) {
+	const perECS = 16
+	// A route per network stops at 50 ECSs: 200 would be 3,200 routes, beyond
+	// even the VPC's 1,000 (and the emulator's one table then answers each write
+	// with all of them).
+	for _, mode := range []struct {
+		name  string
+		block int
+		ecss  []int
+	}{{"per-network", 0, []int{10, 50}}, {"block", 20, []int{10, 50, 200}}} {
+		for _, ecss := range mode.ecss {
+			b.Run(fmt.Sprintf("%s/ecs=%d", mode.name, ecss), func(b *testing.B) {
+				routes := 0
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					bd, err := New(Options{ECSs: ecss, HostBlock: mode.block, BlockGrace: time.Hour, Pool: netip.MustParsePrefix("10.0.0.0/8"),
+						RouteQuota: 10000, Unscaled: true, KernelInterval: time.Hour, CloudInterval: time.Hour, OrphanGrace: time.Hour}, b.TempDir())
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.StartTimer()
+					errs := each(bd, 50, func(e *ECS) error {
+						for k := range perECS {
+							if _, err := e.Docker.Create(fmt.Sprintf("%s-%d", e.Name, k), netip.Prefix{}, true); err != nil {
+								return err
+							}
+						}
+						return nil
+					})
+					b.StopTimer()
+					if len(errs) > 0 {
+						b.Fatal(errs[0])
+					}
+					routes = len(customRoutes(bd))
+					bd.Close()
+				}
+				b.ReportMetric(float64(routes), "routes")
+				b.ReportMetric(float64(routes)/200, "tables-of-200")
+			})
+		}
+	}
+}
