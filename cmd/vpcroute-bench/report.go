@@ -213,6 +213,11 @@ func (r *report) rows() []row {
 			fmt.Sprintf("%.1f ms, of which iptables %.1f ms; %.0f read + %.0f write", own, ipt, rd, wr),
 			"< 20 ms, ≤ 1 + 1", own < float64(budgetOwnCreate.Milliseconds()) && rd <= 1 && wr <= 1, false})
 	}
+	if rd, ok := r.bench("BenchmarkCreateModes/block/100th", "api-reads/op"); ok {
+		wr, _ := r.bench("BenchmarkCreateModes/block/100th", "api-writes/op")
+		rows = append(rows, row{"3. cloud requests per create in host-block mode (`VPCROUTE_HOST_BLOCK=20`, 100th network)",
+			fmt.Sprintf("%.0f read + %.0f write", rd, wr), "none", rd == 0 && wr == 0, false})
+	}
 	for _, kind := range []string{"join-leave", "join-port-leave"} {
 		name := "BenchmarkContainerPath/" + kind
 		growth, ok := r.bench(name, "growth-x")
@@ -464,6 +469,42 @@ func (r *report) write(path string) error {
 	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
+// writeBlocks is the section on host blocks (VPCROUTE_HOST_BLOCK, issue 10): cloud
+// calls and time per create, a route per network vs blocks, and the route table's
+// use as the fleet grows.
+func (r *report) writeBlocks(p func(string, ...any)) {
+	if _, ok := r.GoBench["BenchmarkCreateModes/block/100th"]; !ok {
+		return
+	}
+	p("## 3b. Host blocks: cloud calls per create, route table use")
+	p("")
+	p("Go benchmark `BenchmarkCreateModes` (package internal/chaos): `docker network create --ipam-driver vpcroute` as Docker calls the plugin over HTTP, the real Huawei client against the in-process emulator (which answers at once on loopback, so the times show the plugin and the SDK, not a cloud's round trips of typically 50–300 ms each), an in-memory kernel. The 1st network is the first on a fresh ECS; the 100th is made with 99 in place.")
+	p("")
+	p("| Mode | Network | Route table reads | Writes | Create time |")
+	p("|---|---|---|---|---|")
+	for _, mode := range []string{"per-network", "block"} {
+		for _, nth := range []string{"1st", "100th"} {
+			name := "BenchmarkCreateModes/" + mode + "/" + nth
+			g := func(u string) float64 { v, _ := r.bench(name, u); return v }
+			p("| %s | %s | %.0f | %.0f | %.1f ms |", mode, nth, g("api-reads/op"), g("api-writes/op"), g("create-ms/op"))
+		}
+	}
+	p("")
+	p("`BenchmarkRouteTableUse`: N ECSs × 16 networks each (/24), all ECSs creating at once (50 at a time), routes in the VPC route table afterwards. A table holds 200 routes by default (a VPC 1,000 in 5 tables); a route per network fills one at 12 ECSs.")
+	p("")
+	p("| Mode | ECSs | Routes | Tables of 200 |")
+	p("|---|---|---|---|")
+	for _, mode := range []string{"per-network", "block"} {
+		for _, n := range []int{10, 50, 200} {
+			name := fmt.Sprintf("BenchmarkRouteTableUse/%s/ecs=%d", mode, n)
+			if routes, ok := r.bench(name, "routes"); ok {
+				p("| %s | %d | %.0f | %.2f |", mode, n, routes, routes/200)
+			}
+		}
+	}
+	p("")
+}
+
 func (r *report) writeDetails(p func(string, ...any)) {
 	p("## 1. Start-up: the socket answers within 100 ms")
 	p("")
@@ -532,6 +573,7 @@ func (r *report) writeDetails(p func(string, ...any)) {
 			p("")
 		}
 	}
+	r.writeBlocks(p)
 	p("## 4. The container path")
 	p("")
 	if len(r.GoBench) > 0 {
