@@ -73,12 +73,13 @@ func (c *Controller) checkCarve(subnet netip.Prefix, skip string) error {
 // carve records pool with subnet from block: no cloud call, the block's route
 // covers it. Call with mu held.
 func (c *Controller) carve(pool state.Pool, block state.Pool, subnet netip.Prefix) (state.Pool, error) {
-	pool.Subnet, pool.Block, pool.Claiming = subnet, block.ID, false
+	// Created is the hand-off to Docker: the grace in which Docker's list may
+	// still lack the network starts now, not before a block claim that took long.
+	pool.Subnet, pool.Block, pool.Claiming, pool.Created = subnet, block.ID, false, c.cfg.Now().UTC()
 	if err := c.store.PutPool(pool); err != nil {
 		return state.Pool{}, fmt.Errorf("save pool %s: %w", pool.ID, err)
 	}
 	c.log.Info("pool carved from this ECS's host block", "pool", pool.ID, "subnet", subnet, "block", block.Subnet)
-	c.Kick()
 	return pool, nil
 }
 

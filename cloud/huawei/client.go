@@ -295,6 +295,7 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 
 	var avoid []netip.Prefix // picks the API refused as overlapping a subnet
 	lastRace := netip.Prefix{}
+	racesLost := 0 // writes refused because another host had just added the subnet
 	var lastErr error // why the last write did not settle the claim
 	// retry is the subnet whose write got no answer: the next round writes it
 	// again rather than another, so that a late landing is a harmless duplicate,
@@ -350,11 +351,11 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			}
 		}
 		spread := 0
-		if lastRace.IsValid() {
-			// Hosts that lost a race together (many ECSs creating at once)
-			// would all pick the same next subnet again: each skips a random
-			// few of the free ones, more after each race lost.
-			spread = rand.N(min(4<<round, 64))
+		if racesLost >= 2 {
+			// Hosts that keep losing races together (many ECSs creating at
+			// once) would all pick the same next subnet again: each skips a
+			// random few of the free ones, more after each race lost.
+			spread = rand.N(min(4<<racesLost, 64))
 		}
 		want, end, err := c.pick(req, tables, avoid, retry, spread)
 		if err != nil {
@@ -415,6 +416,7 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 			// random pause before the next round lets one of them go first.
 			c.log.Debug("another host claimed the subnet first; reading again", "subnet", want)
 			lastRace = want
+			racesLost++
 			if !req.Want.IsValid() {
 				avoid = append(avoid, want)
 			}
