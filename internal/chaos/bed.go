@@ -191,7 +191,7 @@ func (b *Bed) startECS(i int, dir string, o Options) (*ECS, error) {
 		Pool: o.Pool, SubnetSize: 24, HostBlock: o.HostBlock, BlockGrace: o.BlockGrace, Masquerade: true, Routed: true,
 		NoNAT:   append([]netip.Prefix{o.Pool}, id.VPCCIDRs...),
 		Timeout: callTimeout(o), KernelInterval: o.KernelInterval, CloudInterval: o.CloudInterval,
-		Grace: 500 * time.Millisecond, OrphanGrace: o.OrphanGrace,
+		Grace: grace(o), OrphanGrace: o.OrphanGrace,
 		Log: log,
 	}, db, e.Host, e.Host, client, e.Docker)
 	if err := e.Ctl.Start(); err != nil {
@@ -212,6 +212,16 @@ func timeouts(o Options) huawei.Timeouts {
 		return huawei.Timeouts{Operation: 10 * opTimeout, Attempt: 10 * attemptTimeout, Settle: Settle}
 	}
 	return huawei.Timeouts{Operation: opTimeout, Attempt: attemptTimeout, Settle: Settle}
+}
+
+// grace is how old a record must be before its absence from Docker's list counts
+// (30 s in the plugin): a bed with real deadlines has the real grace too, since under
+// load Docker's list may lag a create by more than the scaled half second.
+func grace(o Options) time.Duration {
+	if o.Unscaled {
+		return 30 * time.Second
+	}
+	return 500 * time.Millisecond
 }
 
 func callTimeout(o Options) time.Duration {
