@@ -10,7 +10,7 @@ TAG      ?= latest
 BED_PKGS := ./internal/testbed/... ./internal/e2e/...
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /internal/e2e -e /internal/testbed)
 
-.PHONY: all build test unit fuzz e2e chaos demo plugin plugin-enable push bench clean vet
+.PHONY: all build test unit fuzz e2e e2e-docker26 chaos demo plugin plugin-enable push bench clean vet
 
 all: build
 
@@ -22,7 +22,7 @@ build:
 vet:
 	$(GO) vet ./...
 
-test: build vet unit fuzz e2e
+test: build vet unit fuzz e2e e2e-docker26
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(UNIT_PKGS)
@@ -36,6 +36,14 @@ fuzz:
 
 e2e:
 	$(GO) test -count=1 -p 1 -timeout 40m $(BED_PKGS)
+
+# The same suite on Debian 13's Docker 26.1, iptables 1.8.11 and Compose v2: every ECS
+# of every bed runs that root's /usr and /etc (internal/testbed, VPCROUTE_BED_ROOT).
+# The root is built once (debootstrap, a few minutes) and kept in DOCKER26_ROOT.
+DOCKER26_ROOT ?= /var/cache/vpcroute/trixie-root
+e2e-docker26:
+	./scripts/docker26-root.sh $(DOCKER26_ROOT)
+	VPCROUTE_BED_ROOT=$(DOCKER26_ROOT) $(GO) test -count=1 -p 1 -timeout 40m $(BED_PKGS)
 
 # The long fault campaign (issue 12): fault storms over many cycles, mutated requests,
 # the fuzzer for minutes, and kill -9 at every step several times. Its figures go to

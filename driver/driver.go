@@ -48,26 +48,31 @@ var (
 // New returns the driver.
 func New(nets Networks) *Driver { return &Driver{nets: nets} }
 
-// Capabilities: networks are local to a host; the VPC does the routing.
+// Capabilities: a network is local to its ECS (its subnet, bridge and records are
+// this host's), and its containers reach every other ECS's by routing through the VPC:
+// global connectivity. Swarm reads that pair as a node-local driver whose service
+// tasks on different nodes reach each other, as with macvlan: it runs services on a
+// `--config-from` network, and feeds their names to every node's DNS.
 func Capabilities() *dnet.CapabilitiesResponse {
-	return &dnet.CapabilitiesResponse{Scope: dnet.LocalScope, ConnectivityScope: dnet.LocalScope}
+	return &dnet.CapabilitiesResponse{Scope: dnet.LocalScope, ConnectivityScope: dnet.GlobalScope}
 }
 
 // GetCapabilities returns Capabilities.
 func (d *Driver) GetCapabilities() (*dnet.CapabilitiesResponse, error) { return Capabilities(), nil }
 
-// AllocateNetwork is for swarm's global scope, which vpcroute does not serve.
+// AllocateNetwork is the swarm manager's call for global-scope drivers; for a local
+// one (vpcroute) it does not come, and each node's own IPAM gives the subnet.
 func (d *Driver) AllocateNetwork(*dnet.AllocateNetworkRequest) (*dnet.AllocateNetworkResponse, error) {
-	return nil, errors.New("vpcroute is a local-scope driver: swarm-scoped networks are not supported; create the network without --scope swarm")
+	return nil, errors.New("vpcroute allocates a network's subnet on each ECS: create the swarm network with --config-from a --config-only network on every node (see the README's Swarm section)")
 }
 
 // FreeNetwork is the counterpart of AllocateNetwork.
 func (d *Driver) FreeNetwork(*dnet.FreeNetworkRequest) error { return nil }
 
-// DiscoverNew is not used by local-scope drivers.
+// DiscoverNew tells of swarm nodes joining: the VPC routes to them, nothing to do.
 func (d *Driver) DiscoverNew(*dnet.DiscoveryNotification) error { return nil }
 
-// DiscoverDelete is not used by local-scope drivers.
+// DiscoverDelete tells of swarm nodes leaving: their routes go with their networks.
 func (d *Driver) DiscoverDelete(*dnet.DiscoveryNotification) error { return nil }
 
 // CreateNetwork is CreateNetworkContext without a deadline of Docker's.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,16 +14,22 @@ import (
 	"github.com/vpcroute/vpcroute/internal/testbed"
 )
 
-// composeBin is Debian's docker-compose (1.29), the one the README's example is for.
+// composeBin is Debian's docker-compose: 1.29 on Debian 12, Compose v2 in the Debian
+// 13 root of the second release's run (VPCROUTE_BED_ROOT), where it runs inside the ECS.
 const composeBin = "/usr/bin/docker-compose"
+
+// composeCmd is docker-compose on examples/docker-compose.yml against an ECS's engine.
+func composeCmd(ctx context.Context, e *testbed.ECS, project string, args ...string) *exec.Cmd {
+	argv := append([]string{composeBin, "-f", "../../examples/docker-compose.yml", "-p", project}, args...)
+	cmd := e.Command(ctx, argv...)
+	cmd.Env = append(cmd.Env, "DOCKER_HOST="+e.DockerHost, "COMPOSE_INTERACTIVE_NO_CLI=1")
+	return cmd
+}
 
 // compose runs docker-compose on examples/docker-compose.yml against an ECS's engine.
 func compose(t *testing.T, e *testbed.ECS, project string, args ...string) string {
 	t.Helper()
-	argv := append([]string{"-f", "../../examples/docker-compose.yml", "-p", project}, args...)
-	cmd := exec.CommandContext(ctxT(t), composeBin, argv...)
-	cmd.Env = append(os.Environ(), "DOCKER_HOST="+e.DockerHost, "COMPOSE_INTERACTIVE_NO_CLI=1")
-	out, err := cmd.CombinedOutput()
+	out, err := composeCmd(ctxT(t), e, project, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("docker-compose %s on %s: %v\n%s", strings.Join(args, " "), e.Name, err, out)
 	}
@@ -47,7 +54,7 @@ func serviceContainer(t *testing.T, e *testbed.ECS, project, service string) str
 // across hosts, and `down` returns the routes.
 func TestCompose(t *testing.T) {
 	needBed(t)
-	if _, err := os.Stat(composeBin); err != nil {
+	if _, err := os.Stat(filepath.Join(os.Getenv(testbed.RootEnv), composeBin)); err != nil {
 		t.Skipf("needs Debian's docker-compose (apt-get install docker-compose): %v", err)
 	}
 	dir := buildPluginDir(t)
@@ -69,10 +76,7 @@ func TestCompose(t *testing.T) {
 	compose(t, ecs1, project, "up", "-d")
 	t.Cleanup(func() {
 		if t.Failed() {
-			cmd := exec.CommandContext(context.Background(), composeBin, "-f", "../../examples/docker-compose.yml",
-				"-p", project, "logs", "--no-color")
-			cmd.Env = append(os.Environ(), "DOCKER_HOST="+ecs1.DockerHost)
-			out, _ := cmd.CombinedOutput()
+			out, _ := composeCmd(context.Background(), ecs1, project, "logs", "--no-color").CombinedOutput()
 			t.Logf("compose logs:\n%s", out)
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -59,6 +60,13 @@ type Config struct {
 	Dockerd, Docker string
 	// Busybox is a statically linked busybox for the image. Default /bin/busybox.
 	Busybox string
+	// Root, when set, is a Debian root (scripts/docker26-root.sh builds Debian 13's)
+	// whose /usr and /etc every ECS binds over its own in its mount namespace: the
+	// ECS then runs that release's dockerd, docker CLI, Compose and iptables, and so
+	// does every program run there (Exec, Command, a plugin). Default: the
+	// environment's VPCROUTE_BED_ROOT, so that one variable runs a whole suite on
+	// another Docker release.
+	Root string
 	// Logger receives progress messages. Nil discards them.
 	Logger *slog.Logger
 }
@@ -97,6 +105,21 @@ func (c Config) withDefaults() (Config, error) {
 	if sock := socketPath(c.StateDir, ecsName(MaxECS)); len(sock) > unixPathMax {
 		return c, fmt.Errorf("testbed state dir %q: the engine socket %s would be longer than %d bytes; use a shorter directory", c.StateDir, sock, unixPathMax)
 	}
+	if c.Root == "" {
+		c.Root = os.Getenv(RootEnv)
+	}
+	if c.Root != "" {
+		// Inside the ECS's mount namespace these paths are the root's.
+		if !isExecutable(filepath.Join(c.Root, "usr/sbin/dockerd")) {
+			return c, fmt.Errorf("testbed root %q has no usr/sbin/dockerd: build it with scripts/docker26-root.sh %s", c.Root, c.Root)
+		}
+		if c.Dockerd == "" {
+			c.Dockerd = "/usr/sbin/dockerd"
+		}
+		if c.Docker == "" {
+			c.Docker = "/usr/bin/docker"
+		}
+	}
 	if c.Dockerd == "" {
 		c.Dockerd = firstExisting("/usr/sbin/dockerd", "/usr/bin/dockerd")
 		if c.Dockerd == "" {
@@ -117,6 +140,9 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// RootEnv names the environment variable that gives Config.Root its default.
+const RootEnv = "VPCROUTE_BED_ROOT"
+
 // ErrMissingTool is returned (wrapped) by Up when a program the bed needs is not installed,
 // so that tests can skip instead of failing.
 var ErrMissingTool = errors.New("testbed: required program not installed")
@@ -124,8 +150,8 @@ var ErrMissingTool = errors.New("testbed: required program not installed")
 // checkTools reports the first program the bed needs that is missing.
 func (c Config) checkTools() error {
 	for _, p := range []struct{ path, pkg string }{
-		{c.Dockerd, "docker.io"},
-		{c.Docker, "docker.io"},
+		{filepath.Join(c.Root, c.Dockerd), "docker.io"},
+		{filepath.Join(c.Root, c.Docker), "docker.io"},
 		{c.Busybox, "busybox-static"},
 	} {
 		if p.path == "" || !isExecutable(p.path) {

@@ -112,7 +112,18 @@ func (e *ECS) DockerdPID() (int, error) {
 // DockerCommand prepares the docker CLI against this ECS's engine, for callers that need
 // stdin or streaming output.
 func (e *ECS) DockerCommand(ctx context.Context, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, e.cfg.Docker, append([]string{"--host", e.DockerHost}, args...)...)
+	return e.Command(ctx, append([]string{e.cfg.Docker, "--host", e.DockerHost}, args...)...)
+}
+
+// Command is a command running argv: on the machine, or, when the bed has a Root, in
+// the ECS's namespaces, where the root's programs are (the CLI matches the engine).
+func (e *ECS) Command(ctx context.Context, argv ...string) *exec.Cmd {
+	if e.cfg.Root != "" {
+		if pid, err := e.HolderPID(); err == nil {
+			argv = e.nsenter(pid, argv...)
+		}
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = baseEnv()
 	return cmd
 }
@@ -120,9 +131,20 @@ func (e *ECS) DockerCommand(ctx context.Context, args ...string) *exec.Cmd {
 // Docker runs the docker CLI against this ECS's engine and returns its trimmed standard
 // output; the error carries standard error.
 func (e *ECS) Docker(ctx context.Context, args ...string) (string, error) {
-	out, err := run(ctx, nil, append([]string{e.cfg.Docker, "--host", e.DockerHost}, args...)...)
+	argv := append([]string{e.cfg.Docker, "--host", e.DockerHost}, args...)
+	if e.cfg.Root != "" {
+		pid, err := e.HolderPID()
+		if err != nil {
+			return "", err
+		}
+		argv = e.nsenter(pid, argv...)
+	}
+	out, err := run(ctx, nil, argv...)
 	return strings.TrimSpace(out), err
 }
+
+// Root is the Debian root the ECS runs (Config.Root); "" for the machine's own.
+func (e *ECS) Root() string { return e.cfg.Root }
 
 // Exec runs argv on the ECS host: in its network namespace and its mount namespace, as a
 // shell on a real ECS would (iptables there shares the engine's lock file, for example).
@@ -159,6 +181,7 @@ func (e *ECS) startHolder(ctx context.Context) error {
 		return fmt.Errorf("create %s: %w", etcDocker, err)
 	}
 	const script = `set -e
+if [ -n "$3" ]; then mount -n --rbind "$3/usr" /usr; mount -n --rbind "$3/etc" /etc; fi
 mount -n -t tmpfs -o mode=0755 "$1" /run
 mkdir -p /run/docker/plugins
 if [ -d /etc/docker ]; then mount -n --bind "$2" /etc/docker; fi
@@ -166,7 +189,7 @@ echo ready
 exec sleep infinity </dev/null >/dev/null 2>&1`
 	cmd := exec.Command("nsenter", "--net="+e.NetnsPath, "--",
 		"unshare", "--mount", "--propagation", "private", "--",
-		"sh", "-c", script, "holder", e.cfg.Prefix+"-"+e.Name+"-run", etcDocker)
+		"sh", "-c", script, "holder", e.cfg.Prefix+"-"+e.Name+"-run", etcDocker, e.cfg.Root)
 	cmd.Env = baseEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	var stderr bytes.Buffer
