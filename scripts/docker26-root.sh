@@ -6,7 +6,7 @@
 # Usage: scripts/docker26-root.sh DIR   (DIR is kept: later runs reuse it)
 set -euo pipefail
 root=${1:?usage: $0 DIR}
-if [ -x "$root/usr/bin/dockerd" ] && [ -f "$root/.vpcroute-root-done" ]; then
+if [ -x "$root/usr/bin/docker" ] && [ -x "$root/usr/sbin/dockerd" ] && [ -f "$root/.vpcroute-root-done" ]; then
 	exit 0
 fi
 command -v debootstrap >/dev/null || { echo "$0: needs debootstrap (apt-get install debootstrap)" >&2; exit 1; }
@@ -20,7 +20,7 @@ rm -rf "$root"
 mkdir -p "$(dirname "$root")"
 echo "$0: debootstrap trixie from $mirror into $root (a few minutes)" >&2
 debootstrap --variant=minbase \
-	--include=docker.io,docker-compose,iptables,iproute2,busybox-static,procps \
+	--include=docker.io,docker-cli,docker-compose,iptables,iproute2,busybox-static,procps \
 	trixie "$root" "$mirror" >"$root.log" 2>&1 || { tail -n 20 "$root.log" >&2; exit 1; }
 mkdir -p "$root/etc/docker"
 chroot "$root" dockerd --version >&2 || true
