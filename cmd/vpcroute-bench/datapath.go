@@ -189,9 +189,14 @@ func (d *datapathFigures) runs(path string) []float64 {
 
 // series returns one figure of one path's samples, round by round.
 func (d *datapathFigures) series(path string, figure func(runSample) float64) []float64 {
-	out := make([]float64, d.Rounds)
-	for _, s := range d.Samples {
-		if s.Path == path && s.Round < d.Rounds {
+	return seriesOf(d.Samples, d.Rounds, path, figure)
+}
+
+// seriesOf returns one figure of one path's samples, round by round.
+func seriesOf(samples []runSample, rounds int, path string, figure func(runSample) float64) []float64 {
+	out := make([]float64, rounds)
+	for _, s := range samples {
+		if s.Path == path && s.Round < rounds {
 			out[s.Round] = figure(s)
 		}
 	}

@@ -83,7 +83,7 @@ func main() {
 	flag.DurationVar(&o.probeWindow, "probe-window", 10*time.Minute, "at the largest size of the scale part, how long calls are timed during background passes")
 	flag.IntVar(&o.scaleRestarts, "scale-restarts", 3, "restarts (and reboots) measured at each size of the scale part")
 	sizes := flag.String("scale-sizes", "1,100,200", "network counts of the scale part")
-	only := flag.String("only", "startup,host,datapath,scale", "parts to measure, comma-separated: startup (none and huaweicloud modes), host (memory, network creates, containers, rules), datapath (iperf3), scale (idle CPU, call waits, restart at 1 to 200 networks)")
+	only := flag.String("only", "startup,host,datapath,scale,swarm", "parts to measure, comma-separated: startup (none and huaweicloud modes), host (memory, network creates, containers, rules), datapath (iperf3), scale (idle CPU, call waits, restart at 1 to 200 networks), swarm (service to service over a vpcroute swarm network vs overlay, on a bed of its own)")
 	paths := flag.String("paths", strings.Join(allPaths(), ","),
 		"data paths to compare, comma-separated, of "+strings.Join(allPaths(), ", ")+"; hand is always measured")
 	flag.Parse()
@@ -96,7 +96,7 @@ func main() {
 		}
 		o.scaleSizes = append(o.scaleSizes, n)
 	}
-	if o.sections, err = parseSet(*only, []string{"startup", "host", "datapath", "scale"}); err != nil {
+	if o.sections, err = parseSet(*only, []string{"startup", "host", "datapath", "scale", "swarm"}); err != nil {
 		fmt.Fprintln(os.Stderr, "vrbench: -only:", err)
 		os.Exit(2)
 	}
@@ -143,6 +143,11 @@ func run(ctx context.Context, o options) error {
 	}
 	if !o.skipBed && (o.sections["startup"] || o.sections["host"] || o.sections["datapath"] || o.sections["scale"]) {
 		if err := bedBenchmarks(ctx, o, work, r); err != nil {
+			return err
+		}
+	}
+	if !o.skipBed && o.sections["swarm"] {
+		if err := measureSwarm(ctx, o, work, r); err != nil {
 			return err
 		}
 	}

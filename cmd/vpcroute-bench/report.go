@@ -44,6 +44,7 @@ type report struct {
 	Host                                    *hostFigures
 	Datapath                                *datapathFigures
 	Scale                                   *scaleFigures
+	Swarm                                   *swarmFigures
 	GoBench                                 map[string]map[string][]float64 // benchmark -> unit -> values
 	GoBenchRaw                              string
 }
@@ -453,6 +454,7 @@ func (r *report) write(path string) error {
 	p("")
 	r.writeDetails(p)
 	r.writeScale(p)
+	r.writeSwarm(p)
 	p("## How to reproduce")
 	p("")
 	p("As root on a machine with `docker.io` (20.10), `iptables`, `iproute2`, `busybox-static` and `iperf3`:")

@@ -57,16 +57,7 @@ func TestCompose(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(os.Getenv(testbed.RootEnv), composeBin)); err != nil {
 		t.Skipf("needs Debian's docker-compose (apt-get install docker-compose): %v", err)
 	}
-	dir := buildPluginDir(t)
-	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: "vrc"}})
-	if err != nil {
-		t.Fatalf("cloud bed: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Close() })
-	ecs1, ecs2 := ecsOf(t, env, "ecs1"), ecsOf(t, env, "ecs2")
-	for _, e := range []*testbed.ECS{ecs1, ecs2} {
-		installPlugin(t, env, e, dir)
-	}
+	env, ecs1, ecs2 := managedBed(t, cloudbed.Options{Bed: testbed.Config{Prefix: "vrc"}})
 	// The file names busybox:latest, which no registry serves here: the bed's busybox
 	// image stands in.
 	docker(t, ecs1, "tag", testbed.ImageName, "busybox:latest")

@@ -22,7 +22,7 @@ import (
 
 // managedPlugin is the name a managed plugin is addressed by: with a tag, since plain
 // "vpcroute" would look for a host-service socket.
-const managedPlugin = "vpcroute:latest"
+const managedPlugin = cloudbed.ManagedPlugin
 
 // pluginConfig is the part of plugin/config.json the tests read.
 type pluginConfig struct {
@@ -160,32 +160,31 @@ func buildPluginDir(t *testing.T) string {
 	return dir
 }
 
-// installPlugin installs the managed plugin on an ECS's engine the way a user would:
-// the host-side files the plugin's mounts need (contrib/tmpfiles.d/vpcroute.conf makes
-// them at boot), `docker plugin create`, `docker plugin set` with the settings the
-// host service would have got, `docker plugin enable`.
+// managedBed is a two-ECS bed with the emulated cloud and the managed plugin installed
+// on both engines (no host service).
+func managedBed(t *testing.T, opts cloudbed.Options) (env *cloudbed.Env, ecs1, ecs2 *testbed.ECS) {
+	t.Helper()
+	needBed(t)
+	dir := buildPluginDir(t)
+	env, err := cloudbed.Start(ctxT(t), opts)
+	if err != nil {
+		t.Fatalf("cloud bed: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Close() })
+	ecs1, ecs2 = ecsOf(t, env, "ecs1"), ecsOf(t, env, "ecs2")
+	for _, e := range []*testbed.ECS{ecs1, ecs2} {
+		installPlugin(t, env, e, dir)
+	}
+	return env, ecs1, ecs2
+}
+
+// installPlugin installs the managed plugin on an ECS's engine the way a user would
+// (cloudbed.InstallManagedPlugin), and shows its log if the test fails.
 func installPlugin(t *testing.T, env *cloudbed.Env, e *testbed.ECS, dir string) {
 	t.Helper()
-	ctx := ctxT(t)
-	if _, err := e.Exec(ctx, "touch", "/run/xtables.lock"); err != nil {
-		t.Fatalf("create the xtables lock on %s: %v", e.Name, err)
+	if err := env.InstallManagedPlugin(ctxT(t), e, dir); err != nil {
+		t.Fatal(err)
 	}
-	docker(t, e, "plugin", "create", managedPlugin, dir)
-	set := []string{"plugin", "set", managedPlugin}
-	for _, kv := range env.PluginEnv(e.Name) {
-		name, value, _ := strings.Cut(kv, "=")
-		if name == "VPCROUTE_STATE_DIR" {
-			// A managed plugin keeps its state at /var/lib/vpcroute, on the "state" mount.
-			if err := os.MkdirAll(value, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			set = append(set, "state.source="+value)
-			continue
-		}
-		set = append(set, kv)
-	}
-	docker(t, e, set...)
-	docker(t, e, "plugin", "enable", managedPlugin)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("managed plugin log on %s:\n%s", e.Name, managedPluginLog(t, e))
@@ -217,17 +216,7 @@ func managedPluginLog(t *testing.T, e *testbed.ECS) string {
 // plugin (built offline by scripts/plugin-rootfs.sh from plugin/config.json) instead of
 // a host service: what `docker plugin install` users get.
 func TestManagedPlugin(t *testing.T) {
-	needBed(t)
-	dir := buildPluginDir(t)
-	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: "vrp"}, Env: fastCycles})
-	if err != nil {
-		t.Fatalf("cloud bed: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Close() })
-	ecs1, ecs2 := ecsOf(t, env, "ecs1"), ecsOf(t, env, "ecs2")
-	for _, e := range []*testbed.ECS{ecs1, ecs2} {
-		installPlugin(t, env, e, dir)
-	}
+	env, ecs1, ecs2 := managedBed(t, cloudbed.Options{Bed: testbed.Config{Prefix: "vrp"}, Env: fastCycles})
 	before := env.CustomRoutes()
 
 	// ECS 1 asks for the guide's subnet, ECS 2 lets vpcroute pick one.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/vpcroute/vpcroute/internal/cloudbed"
+	"github.com/vpcroute/vpcroute/internal/sim"
 	"github.com/vpcroute/vpcroute/internal/testbed"
 )
 
@@ -33,20 +34,10 @@ func swarmTasks(t *testing.T, e *testbed.ECS, service, netName string) []netip.A
 // config-only network asking vpcroute's IPAM for a subnet of its own.
 func swarmBed(t *testing.T, prefix string) (*cloudbed.Env, *testbed.ECS, *testbed.ECS) {
 	t.Helper()
-	needBed(t)
-	dir := buildPluginDir(t)
-	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: prefix}})
-	if err != nil {
-		t.Fatalf("cloud bed: %v", err)
+	env, ecs1, ecs2 := managedBed(t, cloudbed.Options{Bed: testbed.Config{Prefix: prefix}})
+	if err := env.FormSwarm(ctxT(t)); err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Close() })
-	ecs1, ecs2 := ecsOf(t, env, "ecs1"), ecsOf(t, env, "ecs2")
-	for _, e := range []*testbed.ECS{ecs1, ecs2} {
-		installPlugin(t, env, e, dir)
-	}
-	docker(t, ecs1, "swarm", "init", "--advertise-addr", "192.168.0.2", "--listen-addr", "192.168.0.2:2377")
-	token := docker(t, ecs1, "swarm", "join-token", "-q", "worker")
-	docker(t, ecs2, "swarm", "join", "--token", token, "--advertise-addr", "192.168.0.3", "192.168.0.2:2377")
 	t.Cleanup(func() {
 		for _, e := range []*testbed.ECS{ecs2, ecs1} {
 			_, _ = dockerErr(t, e, "swarm", "leave", "--force")
@@ -76,8 +67,10 @@ func runningTasks(t *testing.T, manager *testbed.ECS, service string) map[string
 
 // TestSwarmService (issue 11): a service of 4 replicas on a vpcroute swarm network
 // has tasks on both ECSs, each ECS's in its own subnet with its own VPC route; a task
-// on ECS 1 reaches one on ECS 2 by address (ttl=62) and by the service's name;
-// scaling to 0 and removing the service and the network gives every route back.
+// on ECS 1 reaches one on ECS 2 by address (ttl=62) and by the service's name; ports
+// published in host mode answer on each node's address; a node
+// that leaves the swarm gives its route back; scaling to 0 and removing the service
+// and the network gives every route back.
 func TestSwarmService(t *testing.T) {
 	env, ecs1, ecs2 := swarmBed(t, "vrw")
 	before := env.CustomRoutes()
@@ -133,6 +126,34 @@ func TestSwarmService(t *testing.T) {
 	out, err := dockerErr(t, ecs1, "exec", task1, "ping", "-c", "1", "-W", "2", "web")
 	if err != nil || !strings.Contains(out, "1 packets received") {
 		t.Errorf("ping web (the service's name) from a task: %v\n%s", err, out)
+	}
+
+	// Ports published in host mode: vpcroute publishes them on each node.
+	docker(t, ecs1, "service", "create", "--name", "front", "--network", "svc-net", "--mode", "global",
+		"--endpoint-mode", "dnsrr", "--publish", "mode=host,published=8080,target=80", "--no-resolve-image", "--detach", testbed.ImageName)
+	var page string
+	if !waitFor(ctxT(t), 90*time.Second, func() bool {
+		page, _ = ecs1.Docker(ctxT(t), append([]string{"exec", task1}, testbed.HTTPGetCmd("192.168.0.3", 8080)...)...)
+		return strings.Contains(page, "200 OK")
+	}) {
+		t.Errorf("HTTP to ECS 2's port 8080 (published in host mode by a global service) from a task on ECS 1: %q", page)
+	}
+	docker(t, ecs1, "service", "rm", "front")
+
+	// A node that leaves the swarm gives its route back when its networks go
+	// (the manager moves its tasks to ECS 1, whose route stays).
+	docker(t, ecs2, "swarm", "leave", "--force")
+	routedTo := func(ecs string) bool {
+		return slices.ContainsFunc(cloudbed.AddedRoutes(before, env.CustomRoutes()), func(r sim.Route) bool { return r.NextHop == cloudbed.InstanceID(ecs) })
+	}
+	if !waitFor(ctxT(t), 60*time.Second, func() bool { return !routedTo("ecs2") }) {
+		t.Errorf("ECS 2 left the swarm; its route is still there 60 s later: %+v", cloudbed.AddedRoutes(before, env.CustomRoutes()))
+	}
+	if out, _ := ecs2.Docker(ctxT(t), "network", "ls", "--filter", "name=svc-net", "-q"); out != "" {
+		t.Errorf("ECS 2 left the swarm and still has network svc-net (%s)", out)
+	}
+	if !routedTo("ecs1") {
+		t.Errorf("ECS 1's route went when ECS 2 left")
 	}
 
 	docker(t, ecs1, "service", "scale", "--detach", "web=0")
