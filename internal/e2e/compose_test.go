@@ -20,7 +20,9 @@ const composeBin = "/usr/bin/docker-compose"
 
 // composeCmd is docker-compose on examples/docker-compose.yml against an ECS's engine.
 func composeCmd(ctx context.Context, e *testbed.ECS, project string, args ...string) *exec.Cmd {
-	argv := append([]string{composeBin, "-f", "../../examples/docker-compose.yml", "-p", project}, args...)
+	// Absolute: in an ECS's namespaces (a Debian 13 root) the command runs from /.
+	file, _ := filepath.Abs("../../examples/docker-compose.yml")
+	argv := append([]string{composeBin, "-f", file, "-p", project}, args...)
 	cmd := e.Command(ctx, argv...)
 	cmd.Env = append(cmd.Env, "DOCKER_HOST="+e.DockerHost, "COMPOSE_INTERACTIVE_NO_CLI=1")
 	return cmd
