@@ -10,7 +10,7 @@ TAG      ?= latest
 BED_PKGS := ./internal/testbed/... ./internal/e2e/...
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v -e /internal/e2e -e /internal/testbed)
 
-.PHONY: all build test unit fuzz e2e e2e-docker26 chaos demo plugin plugin-enable push bench clean vet
+.PHONY: all build test unit fuzz e2e e2e-docker26 e2e-all chaos demo plugin plugin-enable push bench clean vet
 
 all: build
 
@@ -22,7 +22,7 @@ build:
 vet:
 	$(GO) vet ./...
 
-test: build vet unit fuzz e2e e2e-docker26
+test: build vet unit fuzz e2e-all
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m $(UNIT_PKGS)
@@ -43,7 +43,21 @@ e2e:
 DOCKER26_ROOT ?= /var/cache/vpcroute/trixie-root
 e2e-docker26:
 	./scripts/docker26-root.sh $(DOCKER26_ROOT)
-	VPCROUTE_BED_ROOT=$(DOCKER26_ROOT) $(GO) test -count=1 -p 1 -timeout 40m $(BED_PKGS)
+	VPCROUTE_BED_ROOT=$(DOCKER26_ROOT) $(GO) test -count=1 -p 1 -timeout 40m ./internal/e2e/...
+
+# Both releases at once (their beds have different prefixes), in about the time of
+# one: the tests mostly wait on engines and packets. Each run's output is printed
+# whole once both are done.
+e2e-all:
+	./scripts/docker26-root.sh $(DOCKER26_ROOT)
+	@mkdir -p build; \
+	( $(GO) test -count=1 -p 1 -timeout 40m $(BED_PKGS) > build/e2e-docker20.log 2>&1; echo $$? > build/e2e-docker20.rc ) & \
+	( VPCROUTE_BED_ROOT=$(DOCKER26_ROOT) $(GO) test -count=1 -p 1 -timeout 40m ./internal/e2e/... > build/e2e-docker26.log 2>&1; \
+	  echo $$? > build/e2e-docker26.rc ) & \
+	wait; \
+	echo "=== e2e on Debian 12's Docker 20.10"; cat build/e2e-docker20.log; \
+	echo "=== e2e on Debian 13's Docker 26.1 ($(DOCKER26_ROOT))"; cat build/e2e-docker26.log; \
+	test "$$(cat build/e2e-docker20.rc)" = 0 && test "$$(cat build/e2e-docker26.rc)" = 0
 
 # The long fault campaign (issue 12): fault storms over many cycles, mutated requests,
 # the fuzzer for minutes, and kill -9 at every step several times. Its figures go to

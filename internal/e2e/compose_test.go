@@ -59,7 +59,7 @@ func TestCompose(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(os.Getenv(testbed.RootEnv), composeBin)); err != nil {
 		t.Skipf("needs Debian's docker-compose (apt-get install docker-compose): %v", err)
 	}
-	env, ecs1, ecs2 := managedBed(t, cloudbed.Options{Bed: testbed.Config{Prefix: "vrc"}})
+	env, ecs1, ecs2 := managedBed(t, cloudbed.Options{Bed: testbed.Config{Prefix: bedPrefix("vrc")}})
 	// The file names busybox:latest, which no registry serves here: the bed's busybox
 	// image stands in.
 	docker(t, ecs1, "tag", testbed.ImageName, "busybox:latest")

@@ -15,7 +15,7 @@ import (
 func startCloud(t *testing.T, prefix string, opts cloudbed.Options) *cloudbed.Env {
 	t.Helper()
 	needBed(t)
-	opts.Bed.Prefix = prefix
+	opts.Bed.Prefix = bedPrefix(prefix)
 	if opts.Plugin == "" {
 		opts.Plugin = vpcrouteBin
 	}

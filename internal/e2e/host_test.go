@@ -21,7 +21,7 @@ import (
 func TestHostOnly(t *testing.T) {
 	needBed(t)
 	ctx := ctxT(t)
-	bed, err := testbed.Up(ctx, testbed.Config{Prefix: "vrh", ECSCount: 1})
+	bed, err := testbed.Up(ctx, testbed.Config{Prefix: bedPrefix("vrh"), ECSCount: 1})
 	if err != nil {
 		t.Fatalf("test bed: %v", err)
 	}

@@ -86,7 +86,7 @@ func TestKillAtEveryStep(t *testing.T) {
 	needBed(t)
 	bin := chaosBinary(t)
 	killFile := filepath.Join(t.TempDir(), "killpoint")
-	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: "vrk", ECSCount: 1}, Plugin: bin,
+	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: bedPrefix("vrk"), ECSCount: 1}, Plugin: bin,
 		Env: append([]string{"VPCROUTE_KILLPOINT_FILE=" + killFile}, fastCycles...)})
 	if err != nil {
 		t.Fatalf("cloud bed: %v", err)

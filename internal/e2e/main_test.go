@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/vpcroute/vpcroute/internal/testbed"
 )
 
 // vpcrouteBin is the plugin binary built once for the whole package.
@@ -66,4 +68,14 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// bedPrefix names a test's bed. On the second Docker release's run (a Debian 13 root
+// in VPCROUTE_BED_ROOT) it ends in "n", so that both runs can share the machine at the
+// same time (make e2e-all).
+func bedPrefix(p string) string {
+	if os.Getenv(testbed.RootEnv) != "" {
+		return p + "n"
+	}
+	return p
 }

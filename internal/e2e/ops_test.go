@@ -85,7 +85,7 @@ func goldenOutput(t *testing.T, name, out string) {
 func TestOperatorsTools(t *testing.T) {
 	needBed(t)
 	// Slow cycles: the drift made below must still be there when the tools look.
-	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: "vro"}, Plugin: vpcrouteBin,
+	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: bedPrefix("vro")}, Plugin: vpcrouteBin,
 		Env: []string{"VPCROUTE_CLOUD_INTERVAL=1h", "VPCROUTE_ORPHAN_GRACE=1h"}})
 	if err != nil {
 		t.Fatalf("cloud bed: %v", err)

@@ -216,7 +216,7 @@ func managedPluginLog(t *testing.T, e *testbed.ECS) string {
 // plugin (built offline by scripts/plugin-rootfs.sh from plugin/config.json) instead of
 // a host service: what `docker plugin install` users get.
 func TestManagedPlugin(t *testing.T) {
-	env, ecs1, ecs2 := managedBed(t, cloudbed.Options{Bed: testbed.Config{Prefix: "vrp"}, Env: fastCycles})
+	env, ecs1, ecs2 := managedBed(t, cloudbed.Options{Bed: testbed.Config{Prefix: bedPrefix("vrp")}, Env: fastCycles})
 	before := env.CustomRoutes()
 
 	// ECS 1 asks for the guide's subnet, ECS 2 lets vpcroute pick one.

@@ -80,7 +80,7 @@ func hasRoute(env *cloudbed.Env, dest string) (sim.Route, bool) {
 // period; what is not vpcroute's is never touched.
 func TestDockerIsTheTruth(t *testing.T) {
 	needBed(t)
-	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: "vrr"}, Plugin: vpcrouteBin,
+	env, err := cloudbed.Start(ctxT(t), cloudbed.Options{Bed: testbed.Config{Prefix: bedPrefix("vrr")}, Plugin: vpcrouteBin,
 		Env: append([]string{"VPCROUTE_LOG_LEVEL=debug"}, fastCycles...)})
 	if err != nil {
 		t.Fatalf("cloud bed: %v", err)

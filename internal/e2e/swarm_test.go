@@ -34,7 +34,7 @@ func swarmTasks(t *testing.T, e *testbed.ECS, service, netName string) []netip.A
 // config-only network asking vpcroute's IPAM for a subnet of its own.
 func swarmBed(t *testing.T, prefix string) (*cloudbed.Env, *testbed.ECS, *testbed.ECS) {
 	t.Helper()
-	env, ecs1, ecs2 := managedBed(t, cloudbed.Options{Bed: testbed.Config{Prefix: prefix}})
+	env, ecs1, ecs2 := managedBed(t, cloudbed.Options{Bed: testbed.Config{Prefix: bedPrefix(prefix)}})
 	if err := env.FormSwarm(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
