@@ -320,7 +320,11 @@ func (p *planner) blockIdle(b state.Pool) string {
 		since = p.in.Now
 	}
 	p.plan.BlockEmptySince[b.ID] = since
-	if empty := p.in.Now.Sub(since); empty >= p.in.BlockGrace && p.quiet(b.Created) {
+	// Docker's list must have been read (it may show a network inside the block
+	// whose records were lost); the block's age does not matter: a block is used
+	// by the records carved from it, which the controller checks again under its
+	// lock before it lets a block go.
+	if empty := p.in.Now.Sub(since); empty >= p.in.BlockGrace && p.in.Docker != nil {
 		return fmt.Sprintf("no network has used this host block for %s", empty.Round(time.Second))
 	}
 	return ""
