@@ -140,6 +140,21 @@ func TestSwarmService(t *testing.T) {
 	}
 	docker(t, ecs1, "service", "rm", "front")
 
+	// What Swarm does not do on a node-local network, as the README says: no
+	// virtual IP for a service (endpoint mode vip), and the routing mesh refuses
+	// DNS round robin.
+	docker(t, ecs1, "service", "create", "--name", "vip", "--network", "svc-net", "--replicas", "1", "--no-resolve-image", "--detach", testbed.ImageName)
+	netID := docker(t, ecs1, "network", "inspect", "-f", "{{.Id}}", "svc-net")
+	vips := docker(t, ecs1, "service", "inspect", "-f", "{{json .Endpoint.VirtualIPs}}", "vip")
+	if !strings.Contains(vips, netID) || strings.Contains(vips, `"NetworkID":"`+netID+`","Addr"`) {
+		t.Errorf("virtual IPs of a vip-mode service: %s; want an entry for svc-net (%s) without an address", vips, netID)
+	}
+	docker(t, ecs1, "service", "rm", "vip")
+	if out, err := dockerErr(t, ecs1, "service", "create", "--name", "mesh", "--network", "svc-net", "--endpoint-mode", "dnsrr",
+		"--publish", "published=8082,target=80", "--no-resolve-image", "--detach", testbed.ImageName); err == nil || !strings.Contains(out+err.Error(), "dnsrr") {
+		t.Errorf("dnsrr with a routing-mesh port: %v %s; want Docker's refusal", err, out)
+	}
+
 	// A node that leaves the swarm gives its route back when its networks go
 	// (the manager moves its tasks to ECS 1, whose route stays).
 	docker(t, ecs2, "swarm", "leave", "--force")
