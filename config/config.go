@@ -24,14 +24,14 @@ const (
 
 // Settings are vpcroute's validated settings.
 type Settings struct {
-	Cloud         string
-	Pool          netip.Prefix
-	SubnetSize    int
+	Cloud      string
+	Pool       netip.Prefix
+	SubnetSize int
 	// HostBlock is VPCROUTE_HOST_BLOCK: the prefix length of the blocks this ECS
 	// claims with one route each and carves networks from; 0 means off (a route
 	// per network). BlockGrace is how long an empty block stays claimed.
-	HostBlock  int
-	BlockGrace time.Duration
+	HostBlock     int
+	BlockGrace    time.Duration
 	ForwardAccept bool // VPCROUTE_FORWARD=accept: FORWARD policy ACCEPT, as the guide does
 	Masquerade    bool
 	VPCCIDRs      []netip.Prefix // empty: from the cloud (or the uplink in none mode)

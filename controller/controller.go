@@ -89,7 +89,7 @@ type Config struct {
 	HostBlock int
 	// BlockGrace is how long a block with no network stays (VPCROUTE_BLOCK_GRACE).
 	BlockGrace time.Duration
-	Masquerade bool         // VPCROUTE_MASQUERADE
+	Masquerade bool // VPCROUTE_MASQUERADE
 	// NoNAT lists destinations never masqueraded: the VPC's ranges and the pool.
 	NoNAT []netip.Prefix
 	// ForwardAccept sets FORWARD's policy to ACCEPT (VPCROUTE_FORWARD=accept).

@@ -295,7 +295,7 @@ func (c *Client) Claim(ctx context.Context, req cloud.ClaimRequest) (netip.Prefi
 
 	var avoid []netip.Prefix // picks the API refused as overlapping a subnet
 	lastRace := netip.Prefix{}
-	racesLost := 0 // writes refused because another host had just added the subnet
+	racesLost := 0    // writes refused because another host had just added the subnet
 	var lastErr error // why the last write did not settle the claim
 	// retry is the subnet whose write got no answer: the next round writes it
 	// again rather than another, so that a late landing is a harmless duplicate,
