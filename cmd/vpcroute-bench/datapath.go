@@ -3,15 +3,15 @@
 package main
 
 import (
-	"net"
-
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -66,7 +66,7 @@ var pathInfos = []pathInfo{
 	{pathHand, "hand-built", "the baseline: a plain network namespace per ECS on a bridge made by hand, FORWARD accepted by a first rule, a hand route per subnet in the VPC router"},
 	{pathHandNAT, "hand-built + Docker's NAT rules", "the hand-built path with the iptables rules Docker puts in a container's namespace (`iptables-save` of the container, restored into both endpoint namespaces): what those rules cost on their own"},
 	{pathAllow, "Docker containers on vpcroute, 20-entry allow list", "the container path with the server's network admitting 20 source ranges (`-o vpcroute.allow=`, the client's subnet the last of them): every new connection walks the list on ECS 2"},
-	{pathGuide, "Docker's bridge driver (guide)", "Huawei's guide: Docker containers on a `docker network create -d bridge` network per ECS (no masquerade), hand routes in the VPC router, forwarding accepted after Docker's chains as the guide's `iptables -P FORWARD ACCEPT`"},
+	{pathGuide, "Docker's bridge driver (guide)", "Huawei's guide, on a bed of its own running Docker alone: Docker containers on a `docker network create -d bridge` network per ECS (the guide's 10.0.2.0/24 and 10.0.3.0/24, no masquerade), hand routes in the VPC router, `iptables -P FORWARD ACCEPT` as the guide says"},
 }
 
 // comparison is one paired ratio the report shows: Num's run over Den's run of the
@@ -246,7 +246,6 @@ const (
 	hostVeth   = "vrbvv"   // veth on vpcroute's bridge, ECS side
 	firstVeth  = "vrbvf"   // veth on the oldest network's bridge, ECS 1 side
 	handCIDR   = "10.250.0.0/16"
-	guideCIDR  = "10.251.0.0/16"
 	guideNet   = "vrbguide"
 	dpNet      = "bdp"  // vpcroute network of the data path on both ECSs
 	dpAllowNet = "bdpa" // vpcroute network with a 20-entry allow list on ECS 2
@@ -423,41 +422,69 @@ func lastHost(p netip.Prefix) string {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
 }
 
-// buildGuidePath makes Huawei's guide setup: a Docker bridge network without masquerade
-// on every ECS with a container on it, a hand route per subnet in the VPC router and
-// forwarding accepted after Docker's own chains. It returns the containers' endpoints.
-func buildGuidePath(ctx context.Context, s *setup, env *cloudbed.Env) ([]endpoint, error) {
-	var eps []endpoint
-	for i, ecs := range env.Bed.ECSs {
-		n := i + 1
-		subnet := fmt.Sprintf("10.251.%d.0/24", n)
-		if out, err := ecs.Docker(ctx, "network", "create", "-d", "bridge", "--subnet", subnet, "--gateway", fmt.Sprintf("10.251.%d.1", n),
-			"-o", "com.docker.network.bridge.enable_ip_masquerade=false", "-o", "com.docker.network.bridge.name=vrbguide", guideNet); err != nil {
-			return nil, fmt.Errorf("docker network create -d bridge on %s: %w %s", ecs.Name, err, out)
-		}
-		s.add(func() { _, _ = ecs.Docker(context.Background(), "network", "rm", guideNet) })
-		name := "bguide"
-		if out, err := ecs.Docker(ctx, "run", "-d", "--name", name, "--net", guideNet, "--ip", fmt.Sprintf("10.251.%d.2", n), testbed.ImageName); err != nil {
-			return nil, fmt.Errorf("docker run on the bridge network of %s: %w %s", ecs.Name, err, out)
-		}
-		s.add(func() { _, _ = ecs.Docker(context.Background(), "rm", "-f", name) })
-		pid, err := containerPID(ctx, ecs, name)
-		if err != nil {
-			return nil, err
-		}
-		eps = append(eps, endpoint{ns: "/proc/" + pid + "/ns/net", addr: fmt.Sprintf("10.251.%d.2", n)})
-		if _, err := testbed.Exec(ctx, env.Bed.RouterNetns, "ip", "route", "replace", subnet, "via", ecs.IP.String()); err != nil {
-			return nil, err
-		}
-		s.add(func() { _, _ = testbed.Exec(context.Background(), env.Bed.RouterNetns, "ip", "route", "del", subnet) })
-		if _, err := ecs.Exec(ctx, "iptables", "-w", "-A", "FORWARD", "-d", guideCIDR, "-j", "ACCEPT"); err != nil {
-			return nil, err
-		}
-		s.add(func() {
-			_, _ = ecs.Exec(context.Background(), "iptables", "-w", "-D", "FORWARD", "-d", guideCIDR, "-j", "ACCEPT")
-		})
+// guideBed is Huawei's guide on a bed of its own: two ECSs running Docker alone,
+// without vpcroute, its rules or its emulator, so that the guide's packets walk
+// Docker's rules and nothing of vpcroute's (on vpcroute's bed they would meet
+// vpcroute's FORWARD chains before Docker's, which a host following the guide does
+// not have).
+type guideBed struct {
+	eps  [2]endpoint // the guide's containers, ECS 1's first
+	walk int         // FORWARD rules an ECS 1 packet of the stream walks (0: not accepted by a rule)
+}
+
+// buildGuideBed brings up the bed prefix (torn down by s) and sets it up as the guide
+// does: on each ECS a Docker bridge network (the guide's 10.0.2.0/24 and
+// 10.0.3.0/24, no masquerade) with a container, a hand route per subnet in the VPC
+// router, and `iptables -P FORWARD ACCEPT`. ECS 1 first gets networks-1 more Docker
+// bridge networks, so that its FORWARD chain holds as many networks as vpcroute's
+// ECS 1 does, the guide's created last as vpcroute's network of the data path is.
+func buildGuideBed(ctx context.Context, s *setup, prefix string, networks int) (guideBed, error) {
+	var g guideBed
+	say("guide: bringing up the bed " + prefix + " (Docker alone, as the guide)")
+	bed, err := testbed.Up(ctx, testbed.Config{Prefix: prefix, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return g, fmt.Errorf("guide bed: %w", err)
 	}
-	return eps, nil
+	s.add(func() {
+		if err := bed.Down(context.Background()); err != nil {
+			fmt.Fprintln(os.Stderr, "vrbench: tear down the guide bed:", err)
+		}
+	})
+	for k := 1; k < networks; k++ {
+		if out, err := bed.ECSs[0].Docker(ctx, "network", "create", "-d", "bridge", "--subnet", fmt.Sprintf("10.1.%d.0/24", k), fmt.Sprintf("bg%d", k)); err != nil {
+			return g, fmt.Errorf("docker network create on the guide's ecs1: %w %s", err, out)
+		}
+	}
+	for i, ecs := range bed.ECSs[:2] {
+		subnet := fmt.Sprintf("10.0.%d.0/24", i+2)
+		addr := fmt.Sprintf("10.0.%d.2", i+2)
+		if out, err := ecs.Docker(ctx, "network", "create", "-d", "bridge", "--subnet", subnet, "--gateway", fmt.Sprintf("10.0.%d.1", i+2),
+			"-o", "com.docker.network.bridge.enable_ip_masquerade=false", "-o", "com.docker.network.bridge.name="+guideNet, guideNet); err != nil {
+			return g, fmt.Errorf("docker network create -d bridge on the guide's %s: %w %s", ecs.Name, err, out)
+		}
+		if out, err := ecs.Docker(ctx, "run", "-d", "--name", "bguide", "--net", guideNet, "--ip", addr, testbed.ImageName); err != nil {
+			return g, fmt.Errorf("docker run on the guide's %s: %w %s", ecs.Name, err, out)
+		}
+		pid, err := containerPID(ctx, ecs, "bguide")
+		if err != nil {
+			return g, err
+		}
+		g.eps[i] = endpoint{ns: "/proc/" + pid + "/ns/net", addr: addr}
+		if _, err := testbed.Exec(ctx, bed.RouterNetns, "ip", "route", "replace", subnet, "via", ecs.IP.String()); err != nil {
+			return g, err
+		}
+		if _, err := ecs.Exec(ctx, "iptables", "-w", "-P", "FORWARD", "ACCEPT"); err != nil {
+			return g, err
+		}
+	}
+	save, err := bed.ECSs[0].Exec(ctx, "iptables-save", "-t", "filter")
+	if err != nil {
+		return g, err
+	}
+	if n, ok := parseFilter(save).walk("FORWARD", packet{src: g.eps[0].addr, dst: g.eps[1].addr, in: guideNet, out: "eth0"}); ok {
+		g.walk = n
+	}
+	return g, nil
 }
 
 // iperfServer runs iperf3 -s in a network namespace (a file such as /proc/PID/ns/net)
@@ -487,10 +514,22 @@ func iperfServer(nsPath string) (func(), error) {
 	}, nil
 }
 
+// iperfAffinity pins iperf3's client to the first CPU and its server to the second
+// when the machine has two or more: left to the scheduler, the two (and the softirq
+// work that follows the client) change CPUs from run to run, which on a 2-CPU machine
+// scattered single runs by ±10%; pinned, the same path repeats within a few percent.
+// Every path is pinned alike.
+func iperfAffinity() []string {
+	if runtime.NumCPU() < 2 {
+		return nil
+	}
+	return []string{"-A", "0,1"}
+}
+
 // iperfRun runs one iperf3 client from a network namespace and returns bit/s received.
 func iperfRun(ctx context.Context, nsPath, server string, secs int) (float64, error) {
-	out, err := exec.CommandContext(ctx, "nsenter", "--net="+nsPath, "--",
-		"iperf3", "-c", server, "-p", iperfPort, "-t", fmt.Sprint(secs), "-J").Output()
+	argv := append([]string{"--net=" + nsPath, "--", "iperf3", "-c", server, "-p", iperfPort, "-t", fmt.Sprint(secs), "-J"}, iperfAffinity()...)
+	out, err := exec.CommandContext(ctx, "nsenter", argv...).Output()
 	var res struct {
 		End struct {
 			SumReceived struct {
@@ -652,14 +691,12 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		}
 	}
 
-	// Docker's bridge network before the hand-built paths: creating it makes the engine
-	// insert its own FORWARD rules on top, and the hand-built accepts must stay first.
+	var guide guideBed
 	if o.paths[pathGuide] {
-		eps, err := buildGuidePath(ctx, &s, env)
-		if err != nil {
+		if guide, err = buildGuideBed(ctx, &s, o.prefix+"g", max(d.NetworksECS1, 1)); err != nil {
 			return err
 		}
-		paths[pathGuide] = &dpPath{key: pathGuide, client: eps[0], server: eps[1], bridge: guideNet}
+		paths[pathGuide] = &dpPath{key: pathGuide, client: guide.eps[0], server: guide.eps[1], bridge: guideNet}
 	}
 	withNAT := o.paths[pathHandNAT]
 	var rules []string
@@ -714,9 +751,12 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		fw := parseFilter(save)
 		d.Walk = map[string]int{}
 		for key, p := range paths {
-			if n, ok := fw.walk("FORWARD", packet{src: p.client.addr, dst: p.server.addr, in: p.bridge, out: "eth0"}); ok {
+			if n, ok := fw.walk("FORWARD", packet{src: p.client.addr, dst: p.server.addr, in: p.bridge, out: "eth0"}); ok && key != pathGuide {
 				d.Walk[key] = n
 			}
+		}
+		if guide.walk > 0 {
+			d.Walk[pathGuide] = guide.walk
 		}
 	}
 
@@ -1001,56 +1041,4 @@ func parseProfile(report string) profileShare {
 		}
 	}
 	return sh
-}
-
-// connWindow is how long each connection-rate sample opens connections.
-const connWindow = 2 * time.Second
-
-// connServer accepts and closes TCP connections on connPort in the namespace at
-// nsPath, for connRate.
-func connServer(nsPath string) (func(), error) {
-	var l net.Listener
-	if err := testbed.InNetnsPath(nsPath, func() (err error) {
-		l, err = net.Listen("tcp4", fmt.Sprintf(":%d", connPort))
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("connection-rate server in %s: %w", nsPath, err)
-	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return func() { l.Close() }, nil
-}
-
-// connRate opens and closes TCP connections to server's connPort from the namespace
-// at nsPath, one after the other, for d, and returns them per second. Each closes
-// with a reset, so that no port waits in TIME_WAIT.
-func connRate(nsPath, server string, d time.Duration) (float64, error) {
-	var n int
-	var took time.Duration
-	err := testbed.InNetnsPath(nsPath, func() error {
-		addr := net.JoinHostPort(server, fmt.Sprint(connPort))
-		start := time.Now()
-		for time.Since(start) < d {
-			c, err := net.DialTimeout("tcp4", addr, time.Second)
-			if err != nil {
-				return fmt.Errorf("connect to %s: %w", addr, err)
-			}
-			_ = c.(*net.TCPConn).SetLinger(0)
-			c.Close()
-			n++
-		}
-		took = time.Since(start)
-		return nil
-	})
-	if err != nil {
-		return 0, err
-	}
-	return float64(n) / took.Seconds(), nil
 }

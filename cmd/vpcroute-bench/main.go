@@ -66,6 +66,9 @@ type options struct {
 }
 
 func main() {
+	if connMain(os.Args[1:]) {
+		return
+	}
 	var o options
 	flag.StringVar(&o.plugin, "plugin", "", "vpcroute binary (default: build one from this checkout)")
 	flag.StringVar(&o.goBench, "gobench", "", "file with the output of the driver Go benchmarks, to include in the report")
@@ -74,7 +77,7 @@ func main() {
 	flag.IntVar(&o.startRuns, "start-runs", 20, "start-up measurements per mode")
 	flag.IntVar(&o.networks, "networks", 20, "networks to create on ECS 1")
 	flag.IntVar(&o.containers, "containers", 50, "containers to start on one network of ECS 1")
-	flag.IntVar(&o.iperfRuns, "iperf-runs", 8, "iperf3 rounds: each runs every data path once, in rotating order")
+	flag.IntVar(&o.iperfRuns, "iperf-runs", 10, "iperf3 rounds: each runs every data path once, in rotating order")
 	flag.IntVar(&o.iperfSecs, "iperf-seconds", 4, "length of one iperf3 run")
 	flag.IntVar(&o.profileSecs, "profile-seconds", 3, "after the rounds, profile one run of this length per vpcroute path and the hand-built one with perf (0: skip)")
 	flag.BoolVar(&o.skipBed, "no-bed", false, "skip everything that needs the test bed")

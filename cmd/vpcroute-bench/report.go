@@ -464,7 +464,7 @@ func (r *report) write(path string) error {
 	p("sudo ./scripts/bench.sh  # only the budgets; rewrites docs/benchmarks.md")
 	p("```")
 	p("")
-	p("`scripts/bench.sh` runs `go test -run '^$' -bench 'ContainerPath|NetworkCreate' -count 3 ./driver` (kernel work in throwaway network namespaces) and then `go run ./cmd/vpcroute-bench`, which builds the plugin, measures start-up in none mode in throwaway namespaces, brings up the two-ECS test bed with the emulated Huawei Cloud under the prefix `vrb` (namespaces `vrb-vpc`, `vrb-net`, `vrb-ecs1`, `vrb-ecs2`, plus for the data path `vrb-vr1`/`vrb-vr2` and `vrb-vf1` on vpcroute's bridges, `vrb-hand1`/`vrb-hand2` and `vrb-hnat1`/`vrb-hnat2` on the hand-made ones), measures, and tears it all down. Nothing changes in the root network namespace. `go run ./cmd/vpcroute-bench -h` lists the knobs (runs, networks, containers, iperf3 rounds, which parts and data paths to measure; `-paths` with `guide` adds Docker's bridge driver as the guide sets it up; `-hold` keeps the bed and the data paths up to look at).")
+	p("`scripts/bench.sh` runs `go test -run '^$' -bench 'ContainerPath|NetworkCreate' -count 3 ./driver` (kernel work in throwaway network namespaces) and then `go run ./cmd/vpcroute-bench`, which builds the plugin, measures start-up in none mode in throwaway namespaces, brings up the two-ECS test bed with the emulated Huawei Cloud under the prefix `vrb` (namespaces `vrb-vpc`, `vrb-net`, `vrb-ecs1`, `vrb-ecs2`, plus for the data path `vrb-vr1`/`vrb-vr2` and `vrb-vf1` on vpcroute's bridges, `vrb-hand1`/`vrb-hand2` and `vrb-hnat1`/`vrb-hnat2` on the hand-made ones), measures, and tears it all down. Nothing changes in the root network namespace. `go run ./cmd/vpcroute-bench -h` lists the knobs (runs, networks, containers, iperf3 rounds, which parts and data paths to measure; `-paths` with `guide` adds Docker's bridge driver as the guide sets it up, on a bed of its own, `vrbg`; `-hold` keeps the bed and the data paths up to look at).")
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -663,7 +663,7 @@ func percents(v []float64) string {
 func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 	p("## 5. Data path")
 	p("")
-	p("iperf3 (one TCP stream, %d s per run, the host's binary run with nsenter in each endpoint's network namespace), client on ECS 1, server on ECS 2, over the paths below, all through the same VPC router of the same bed. Runs go in rounds: each round runs every path once, the order rotated by one from round to round, so that drift in a shared machine's load hits every path alike; each ratio is taken between runs of the same round, and the verdict rests on the median of those paired ratios. vpcroute's network of the data path is the last of %d on ECS 1, so its FORWARD chain is walked past every other network's jump: the worst place.",
+	p("iperf3 (one TCP stream, %d s per run, the host's binary run with nsenter in each endpoint's network namespace, the client pinned to CPU 0 and the server to CPU 1 on every path), client on ECS 1, server on ECS 2, over the paths below, all through the same VPC router of the same bed but Docker's bridge as the guide sets it up (`guide`), which runs on a bed of its own built the same way (prefix `vrbg`: two ECSs running Docker alone, no vpcroute and none of its rules, as on a host that follows the guide), with as many Docker networks on its ECS 1 as vpcroute has on its own. Runs go in rounds: each round runs every path once, the order rotated by one from round to round, so that drift in a shared machine's load hits every path alike; each ratio is taken between runs of the same round, and the verdict rests on the median of those paired ratios. vpcroute's network of the data path is the last of %d on ECS 1 (and the guide's network the last of as many Docker networks on its ECS 1).",
 		d.Seconds, d.NetworksECS1)
 	p("")
 	p("| Path | What it measures | Client → server | FORWARD rules per packet on ECS 1 | Runs (Gbit/s, by round) | Median |")
@@ -679,7 +679,7 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 		p("| %s (`%s`) | %s | %s → %s | %s | %s | %.2f |", info.Label, info.Key, info.What, d.From[info.Key], d.To[info.Key], walk, gbits(d.runs(info.Key)), median(d.runs(info.Key))/1e9)
 	}
 	p("")
-	p("FORWARD rules per packet: how many filter rules a packet of the stream, client to server, evaluates in ECS 1's FORWARD hook until one accepts it (jumps included), followed through the rules as `iptables-save` shows them during the runs. The hand-built paths are accepted by the benchmark's own first rules, which every other path also passes (2 rules). vpcroute jumps from FORWARD to one chain per network in the order the networks were created; each packet walks the chains of older networks before reaching its own.")
+	p("FORWARD rules per packet: how many filter rules a packet of the stream, client to server, evaluates in ECS 1's FORWARD hook until one accepts it (jumps included), followed through the rules as `iptables-save` shows them during the runs. The hand-built paths are accepted by the benchmark's own first rules, which every other path of vpcroute's bed also passes (2 rules). vpcroute accepts the packets of accepted connections in its fast path right after Docker's `DOCKER-USER` jump, whatever the number of networks; only new connections walk the networks' chains. The guide's figure is read on its own bed: Docker's isolation chains and per-network FORWARD rules, which grow with its networks.")
 	p("")
 	p("| Comparison | What it shows | Paired ratios (by round) | Median | Ratio of medians |")
 	p("|---|---|---|---|---|")
@@ -695,7 +695,7 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 		p("| %s | %s | %s | %.1f%% | %.1f%% |", label, c.Shows, percents(rs), 100*median(rs), 100*median(d.runs(c.Num))/median(d.runs(c.Den)))
 	}
 	p("")
-	p("Connections per second: right after each iperf3 run, the same client opens TCP connections to the same server, one after the other for %s, each closed with a reset (no TIME_WAIT); every connection's SYN walks the rules of new connections (vpcroute's egress, ingress and accept chains; an allow list), which the stream's packets skip.", connWindow)
+	p("Connections per second: right after each iperf3 run, a client process in the same namespace as iperf3's (pinned to CPU 0) opens TCP connections to a server process beside iperf3's (pinned to CPU 1), one after the other for %s, each closed with a reset (no TIME_WAIT); every connection's SYN walks the rules of new connections (vpcroute's egress, ingress and accept chains; an allow list), which the stream's packets skip.", connWindow)
 	p("")
 	p("| Path | Connections/s, by round | Median |")
 	p("|---|---|---|")

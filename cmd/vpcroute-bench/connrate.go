@@ -1,0 +1,165 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The connection rate is measured by two processes of this program, a server and a
+// client, each started with nsenter in its endpoint's namespace and pinned as iperf3
+// is (client CPU 0, server CPU 1): run inside the benchmark's own process, both shared
+// its goroutines, its garbage collector and whatever CPU the scheduler gave them, and
+// single samples of the same path scattered by ±10%.
+
+// connWindow is how long each connection-rate sample opens connections.
+const connWindow = 2 * time.Second
+
+// Subcommands of this program for the connection-rate processes (see connMain).
+const (
+	subConnServe  = "conn-serve"
+	subConnClient = "conn-client"
+)
+
+// pinned returns argv run on one CPU (taskset), or argv itself on a 1-CPU machine.
+func pinned(cpu int, argv ...string) []string {
+	if runtime.NumCPU() < 2 {
+		return argv
+	}
+	return append([]string{"taskset", "-c", strconv.Itoa(cpu)}, argv...)
+}
+
+// connMain runs a connection-rate subcommand when args name one, and reports whether
+// it did.
+func connMain(args []string) bool {
+	if len(args) == 0 || (args[0] != subConnServe && args[0] != subConnClient) {
+		return false
+	}
+	runtime.GOMAXPROCS(1)
+	var err error
+	switch args[0] {
+	case subConnServe:
+		err = serveConns()
+	case subConnClient:
+		if len(args) != 3 {
+			err = fmt.Errorf("usage: %s ADDRESS SECONDS", subConnClient)
+			break
+		}
+		var d time.Duration
+		if d, err = time.ParseDuration(args[2]); err == nil {
+			err = openConns(args[1], d)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "vrbench:", args[0]+":", err)
+		os.Exit(1)
+	}
+	return true
+}
+
+// serveConns accepts and closes TCP connections on connPort until killed; it says
+// "ready" once listening.
+func serveConns() error {
+	l, err := net.Listen("tcp4", fmt.Sprintf(":%d", connPort))
+	if err != nil {
+		return err
+	}
+	fmt.Println("ready")
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		c.Close()
+	}
+}
+
+// openConns opens and closes TCP connections to addr, one after the other, for d, and
+// prints how many and how long it took. Each closes with a reset, so that no port
+// waits in TIME_WAIT.
+func openConns(addr string, d time.Duration) error {
+	var n int
+	start := time.Now()
+	for time.Since(start) < d {
+		c, err := net.DialTimeout("tcp4", addr, time.Second)
+		if err != nil {
+			return fmt.Errorf("connect to %s: %w", addr, err)
+		}
+		_ = c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+		n++
+	}
+	fmt.Println(n, time.Since(start).Seconds())
+	return nil
+}
+
+// self is this program's binary, for the connection-rate processes.
+func self() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find this program to run the connection-rate processes: %w", err)
+	}
+	return exe, nil
+}
+
+// connServer starts the connection-rate server in the namespace at nsPath, pinned to
+// CPU 1, and returns its stop function.
+func connServer(nsPath string) (func(), error) {
+	exe, err := self()
+	if err != nil {
+		return nil, err
+	}
+	argv := append([]string{"--net=" + nsPath, "--"}, pinned(1, exe, subConnServe)...)
+	cmd := exec.Command("nsenter", argv...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("connection-rate server in %s: %w", nsPath, err)
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		stop()
+		return nil, fmt.Errorf("connection-rate server in %s: %v %s", nsPath, err, stderr.String())
+	}
+	return stop, nil
+}
+
+// connRate runs the connection-rate client in the namespace at nsPath, pinned to
+// CPU 0, against server's connPort for d, and returns connections per second.
+func connRate(nsPath, server string, d time.Duration) (float64, error) {
+	exe, err := self()
+	if err != nil {
+		return 0, err
+	}
+	argv := append([]string{"--net=" + nsPath, "--"}, pinned(0, exe, subConnClient, net.JoinHostPort(server, strconv.Itoa(connPort)), d.String())...)
+	out, err := exec.Command("nsenter", argv...).Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return 0, fmt.Errorf("connections from %s to %s: %w %s", nsPath, server, err, ee.Stderr)
+		}
+		return 0, fmt.Errorf("connections from %s to %s: %w", nsPath, server, err)
+	}
+	var n int
+	var secs float64
+	if _, err := fmt.Sscan(string(out), &n, &secs); err != nil || secs <= 0 {
+		return 0, fmt.Errorf("connections from %s to %s: unreadable count %q", nsPath, server, out)
+	}
+	return float64(n) / secs, nil
+}
