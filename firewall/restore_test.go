@@ -121,9 +121,12 @@ func TestRestoreScriptsTables(t *testing.T) {
 			t.Errorf("chain %s: created at %d, jumped to at %d:\n%s", c.name, created, jumped, script)
 		}
 	}
-	if !strings.Contains(script, "-I VPCROUTE-POSTROUTING 1 -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-P-") ||
-		!strings.Contains(script, "-A VPCROUTE-POSTROUTING -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-N-") {
-		t.Errorf("port masquerade must be jumped to first, outbound NAT last:\n%s", script)
+	if !strings.Contains(script, "-I VPCROUTE-POSTROUTING 1 -o vr-x -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-P-") ||
+		!strings.Contains(script, "-A VPCROUTE-POSTROUTING -s 10.0.2.0/24 -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-N-") {
+		t.Errorf("port masquerade must be jumped to first, outbound NAT last, each only for the network's packets:\n%s", script)
+	}
+	if !strings.Contains(script, "-A VPCROUTE-INPUT -i vr-x -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-I-") {
+		t.Errorf("the loopback guard must be jumped to only for the bridge's packets:\n%s", script)
 	}
 }
 

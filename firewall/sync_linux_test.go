@@ -109,6 +109,14 @@ func TestSyncRepairs(t *testing.T) {
 			mustDo(t, f.EnsurePort(stale))
 		}, false},
 		{"dockerd restarted and put its jumps on top", dockerStarts, false},
+		{"jumps of an earlier release, without their conditions", func(t *testing.T, f *Firewall) {
+			// Until 2026-12 the jumps into a network's INPUT and nat chains had
+			// no condition; an upgraded plugin finds them beside its own.
+			c := []string{"-m", "comment", "--comment", "vpcroute:net1"}
+			ipt(t, f, join("-A", chainInput, c, "-j", netChainName(kindInput, "net1"))...)
+			ipt(t, f, join("-t", "nat", "-A", chainPostrouting, c, "-j", netChainName(kindNAT, "net1"))...)
+			ipt(t, f, join("-t", "nat", "-I", chainPostrouting, "1", c, "-j", netChainName(kindPorts, "net1"))...)
+		}, false},
 	}
 	for _, backend := range backends(t) {
 		for _, tc := range tests {
@@ -136,6 +144,11 @@ func TestSyncRepairs(t *testing.T) {
 				for _, want := range []string{"-A FORWARD -s 172.31.0.0/16 -j DROP", "-A POSTROUTING -s 172.17.0.0/16 -j MASQUERADE"} {
 					if !strings.Contains(snap, want) && tc.name != "the whole filter table flushed" {
 						t.Errorf("a rule that is not vpcroute's is gone: %q\n%s", want, snap)
+					}
+				}
+				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment"} {
+					if strings.Contains(snap, stale) {
+						t.Errorf("a jump without its condition is still there (%q):\n%s", stale, snap)
 					}
 				}
 				if strings.Contains(snap, "--dport 9999") {
