@@ -185,6 +185,11 @@ func (f *Firewall) EnsureBase(b Base) error {
 			return err
 		}
 	}
+	for _, j := range legacyBaseJumps() {
+		if err := f.removeAll(j); err != nil {
+			return err
+		}
+	}
 	if err := f.ensureForwardOrder(fastPathRules(b.Pool)); err != nil {
 		return err
 	}

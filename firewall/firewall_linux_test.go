@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -245,7 +246,16 @@ func TestPrune(t *testing.T) {
 			if strings.Contains(got, `"vpcroute:net`) {
 				t.Errorf("Prune(nothing) left network rules:\n%s", got)
 			}
-			if n := strings.Count(got, `--comment vpcroute -j`); n != len(baseJumps())+len(fastPathRules(testPool))+len(forwardTail())+len(dockerRules(nil)) {
+			marked := 0
+			for _, j := range baseJumps() {
+				if slices.Contains(j.spec, baseComment) {
+					marked++
+				}
+				if ok, err := f.exists(j); err != nil || !ok {
+					t.Errorf("Prune removed the base jump %v (%v)", j, err)
+				}
+			}
+			if n := strings.Count(got, `--comment vpcroute -j`); n != marked+len(fastPathRules(testPool))+len(forwardTail())+len(dockerRules(nil)) {
 				t.Errorf("Prune removed base jumps or the fast path: %d left:\n%s", n, got)
 			}
 			for _, s := range []string{"10.9.0.0/16", "10.8.0.0/16", "10.7.0.0/16"} {
@@ -273,6 +283,38 @@ func TestEnsureBaseRestoresJumps(t *testing.T) {
 			mustDo(t, f.EnsureBase(testBase))
 			if got := snapshot(t, f); got != want {
 				t.Errorf("after flush and EnsureBase:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+// An upgraded plugin finds the marked FORWARD and INPUT jumps of earlier releases:
+// EnsureBase leaves one unmarked jump of each (no packet walks vpcroute's chains
+// twice), and RemoveAll takes either form away.
+func TestEnsureBaseReplacesMarkedJumps(t *testing.T) {
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			f := testFirewall(t, backend)
+			want := snapshot(t, f)
+			for _, j := range baseJumps()[:2] {
+				mustDo(t, f.remove(j))
+			}
+			for _, j := range legacyBaseJumps() {
+				mustDo(t, f.ipt.Insert(j.table, j.chain, 1, j.spec...))
+			}
+			g, err := NewFirewallBackend(backend) // the new release's process
+			mustDo(t, err)
+			mustDo(t, g.EnsureBase(testBase))
+			mustDo(t, g.EnsureBase(testBase))
+			if got := snapshot(t, g); got != want {
+				t.Errorf("after EnsureBase over the marked jumps:\n%s\nwant:\n%s", got, want)
+			}
+			for _, j := range legacyBaseJumps() {
+				mustDo(t, g.ipt.Insert(j.table, j.chain, 1, j.spec...))
+			}
+			mustDo(t, g.RemoveAll())
+			if got := snapshot(t, g); strings.Contains(got, "VPCROUTE") {
+				t.Errorf("after RemoveAll:\n%s", got)
 			}
 		})
 	}

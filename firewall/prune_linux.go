@@ -52,20 +52,9 @@ func (f *Firewall) RemoveAll() error {
 	defer f.mu.Unlock()
 	f.baseOrdered = false
 	var errs []error
-	for _, j := range baseJumps() {
-		for range maxJumps {
-			ok, err := f.exists(j)
-			if err != nil {
-				errs = append(errs, err)
-				break
-			}
-			if !ok {
-				break
-			}
-			if err := f.remove(j); err != nil {
-				errs = append(errs, err)
-				break
-			}
+	for _, j := range append(baseJumps(), legacyBaseJumps()...) {
+		if err := f.removeAll(j); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	for _, c := range baseChains {
@@ -81,4 +70,19 @@ func (f *Firewall) RemoveAll() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeAll removes every copy of rule j (at most maxJumps: only a person or a bug
+// makes more than one).
+func (f *Firewall) removeAll(j rule) error {
+	for range maxJumps {
+		ok, err := f.exists(j)
+		if err != nil || !ok {
+			return err
+		}
+		if err := f.remove(j); err != nil {
+			return err
+		}
+	}
+	return nil
 }

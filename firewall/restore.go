@@ -490,7 +490,7 @@ func forwardOf(t savedTable) Forward {
 			continue
 		}
 		out.Rules++
-		if id, ok := ruleNetworkID(r.args); ok && id == "" && r.target() == chainForward {
+		if r.target() == chainForward { // marked by earlier releases, or not
 			if out.Hook == 0 {
 				out.Hook = out.Rules
 			}

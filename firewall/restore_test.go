@@ -69,8 +69,8 @@ func TestRestoreScripts(t *testing.T) {
 			"COMMIT")},
 		{"base check", baseCheckScript(Base{ForwardAccept: true, Pool: netip.MustParsePrefix("10.0.0.0/16")}), lines("*filter",
 			":FORWARD ACCEPT [0:0]",
-			"-C FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
-			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
+			"-C FORWARD -j VPCROUTE-FORWARD",
+			"-C INPUT -j VPCROUTE-INPUT",
 			"-C VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
 			"-C VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
 			checkTail,
@@ -80,8 +80,8 @@ func TestRestoreScripts(t *testing.T) {
 			"-C POSTROUTING -m comment --comment vpcroute -j VPCROUTE-POSTROUTING",
 			"COMMIT")},
 		{"base check without a pool", baseCheckScript(Base{}), lines("*filter",
-			"-C FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD",
-			"-C INPUT -m comment --comment vpcroute -j VPCROUTE-INPUT",
+			"-C FORWARD -j VPCROUTE-FORWARD",
+			"-C INPUT -j VPCROUTE-INPUT",
 			checkTail,
 			"COMMIT", "*nat",
 			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
@@ -310,7 +310,7 @@ COMMIT
 :FORWARD ACCEPT [0:0]
 -A FORWARD -s 10.0.0.0/8 -j DROP
 -A FORWARD -j DOCKER-USER
--A FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD
+-A FORWARD -j VPCROUTE-FORWARD
 COMMIT
 `, want: Forward{Policy: "ACCEPT", Hook: 3, Rules: 3, DropsBefore: []string{"-A FORWARD -s 10.0.0.0/8 -j DROP"}}},
 		{name: "not hooked", save: `*filter

@@ -62,15 +62,34 @@ var baseChains = []chainRef{
 // baseJumps are the rules that lead from the built-in chains into
 // vpcroute's. They go first so that nothing before them drops or
 // masquerades vpcroute's traffic.
+//
+// The filter jumps carry no comment: FORWARD's is evaluated for every
+// forwarded packet and INPUT's for every packet to the host, vpcroute's or
+// not, and on iptables-nft a comment is an xtables match called for each of
+// them (Docker's own jumps have none). Their target, a chain of vpcroute's,
+// says whose they are. The nat jumps are evaluated once per connection and
+// keep the mark.
 func baseJumps() []rule {
 	c := []string{"-m", "comment", "--comment", baseComment}
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	return []rule{
-		{tableFilter, "FORWARD", true, join(c, "-j", chainForward)},
-		{tableFilter, "INPUT", true, join(c, "-j", chainInput)},
+		{tableFilter, "FORWARD", true, []string{"-j", chainForward}},
+		{tableFilter, "INPUT", true, []string{"-j", chainInput}},
 		{tableNAT, "PREROUTING", true, join(local, c, "-j", chainDNAT)},
 		{tableNAT, "OUTPUT", true, join(local, c, "-j", chainDNAT)},
 		{tableNAT, "POSTROUTING", true, join(c, "-j", chainPostrouting)},
+	}
+}
+
+// legacyBaseJumps are the base jumps of earlier releases that baseJumps no
+// longer makes (the filter jumps with vpcroute's comment), for EnsureBase and
+// RemoveAll to take away; Sync replaces any jump into a base chain that is not
+// baseJumps' own.
+func legacyBaseJumps() []rule {
+	c := []string{"-m", "comment", "--comment", baseComment}
+	return []rule{
+		{tableFilter, "FORWARD", true, join(c, "-j", chainForward)},
+		{tableFilter, "INPUT", true, join(c, "-j", chainInput)},
 	}
 }
 

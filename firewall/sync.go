@@ -173,15 +173,27 @@ func (p *tablePlan) network(c netChain) bool {
 // builtinJump makes sure the base jump j is in its built-in chain once, at the place
 // it belongs (after must name the chain it follows, "" for anywhere when present and
 // first when not).
+//
+// Any rule of the built-in chain that leads into j's target counts as a copy of
+// j: nothing else jumps into vpcroute's chains, and a copy of another form (the
+// marked filter jumps of earlier releases, see legacyBaseJumps) is replaced.
 func (p *tablePlan) builtinJump(j rule, after string) {
 	want := canon(j.spec)
+	target := j.spec[len(j.spec)-1]
 	rules := p.rules[j.chain]
 	var mine []int
+	var mineRules []savedRule
+	exact := 0
 	var others []savedRule
 	for i, r := range rules {
-		if canon(r.args) == want {
+		switch {
+		case canon(r.args) == want:
+			exact++
+			fallthrough
+		case r.target() == target:
 			mine = append(mine, i)
-		} else {
+			mineRules = append(mineRules, r)
+		default:
 			others = append(others, r)
 		}
 	}
@@ -194,16 +206,16 @@ func (p *tablePlan) builtinJump(j rule, after string) {
 		}
 	}
 	switch {
-	case len(mine) == 1 && (after == "" || mine[0] == pos):
+	case len(mine) == 1 && exact == 1 && (after == "" || mine[0] == pos):
 		return
-	case len(mine) == 0:
-		p.drift.Base = append(p.drift.Base, fmt.Sprintf("jump from %s into %s missing", j.chain, j.spec[len(j.spec)-1]))
+	case exact == 0:
+		p.drift.Base = append(p.drift.Base, fmt.Sprintf("jump from %s into %s missing", j.chain, target))
 	default:
 		p.drift.Base = append(p.drift.Base, fmt.Sprintf("jump from %s into %s at rule %d, not right after %s (rule %d)",
-			j.chain, j.spec[len(j.spec)-1], mine[0]+1, after, pos))
+			j.chain, target, mine[0]+1, after, pos))
 	}
-	for range mine {
-		p.lines = append(p.lines, join("-D", j.chain, j.spec))
+	for _, r := range mineRules {
+		p.lines = append(p.lines, join("-D", j.chain, r.args))
 	}
 	if after == "" {
 		pos = 0

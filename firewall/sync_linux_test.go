@@ -109,6 +109,13 @@ func TestSyncRepairs(t *testing.T) {
 			mustDo(t, f.EnsurePort(stale))
 		}, false},
 		{"dockerd restarted and put its jumps on top", dockerStarts, false},
+		{"the marked FORWARD and INPUT jumps of an earlier release", func(t *testing.T, f *Firewall) {
+			ipt(t, f, "-D", "FORWARD", "-j", chainForward)
+			ipt(t, f, "-D", "INPUT", "-j", chainInput)
+			for _, j := range legacyBaseJumps() {
+				ipt(t, f, join("-I", j.chain, "1", j.spec)...)
+			}
+		}, false},
 		{"jumps of an earlier release, without their conditions", func(t *testing.T, f *Firewall) {
 			// Until 2026-12 the jumps into a network's INPUT and nat chains had
 			// no condition; an upgraded plugin finds them beside its own.
@@ -146,7 +153,7 @@ func TestSyncRepairs(t *testing.T) {
 						t.Errorf("a rule that is not vpcroute's is gone: %q\n%s", want, snap)
 					}
 				}
-				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment"} {
+				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment", "-A FORWARD -m comment", "-A INPUT -m comment"} {
 					if strings.Contains(snap, stale) {
 						t.Errorf("a jump without its condition is still there (%q):\n%s", stale, snap)
 					}

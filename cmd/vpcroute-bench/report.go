@@ -793,11 +793,11 @@ func (r *report) writeDatapathReading(p func(string, ...any), d *datapathFigures
 	if len(host) == 0 || median(host) >= budgetDatapath {
 		return
 	}
-	p("Why vpcroute's own path misses: what differs between it and the hand-built path is the bridge vpcroute made, its FORWARD rules and the route it claimed; the bridge and the route are the same objects the hand-built path has, one each. The rules are not: vpcroute's FORWARD jump leads to `VPCROUTE-FORWARD`, which holds one unconditional jump per network, in the order the networks were created, into that network's chain of accept rules (`VPCROUTE-F-<network ID>`, each rule matching the network's bridge by name and its subnet or conntrack state). A packet of the newest network evaluates %d rules on ECS 1 before it is accepted, one of the oldest %d, the hand-built path 1.",
+	p("Why vpcroute's own path misses: what differs between it and the hand-built path is the bridge vpcroute made, its FORWARD rules and the route it claimed; the bridge and the route are the same objects the hand-built path has, one each. The rules are not: a packet of an accepted connection walks Docker's `DOCKER-USER` jump, vpcroute's jump and its fast path (%d rules on ECS 1 for the newest network, %d for the oldest, the hand-built path 1), and the fast path rule's conntrack and comment matches are xtables matches called through nftables' compat layer on iptables-nft; new connections also walk the networks' egress, ingress and accept chains.",
 		d.Walk[pathHost], d.Walk[pathHostFirst])
 	if sh, ok := d.Profile[pathHost]; ok {
 		hf, hd := d.Profile[pathHostFirst], d.Profile[pathHand]
-		p("Under perf the rule evaluation takes %.1f%% of all CPU samples on the newest network's path, %.1f%% on the oldest's and %.1f%% on the hand-built one. With iptables-nft (this machine: see above), every jump's `-m comment` is an xtables match evaluated through nftables' compat layer on each packet, each `-i`/`-o` copies the interface name, and each rule bumps its counter: the cost is per rule walked, so it grows with every network created before this one.",
+		p("Under perf the rule evaluation takes %.1f%% of all CPU samples on the newest network's path, %.1f%% on the oldest's and %.1f%% on the hand-built one.",
 			sh.Rules, hf.Rules, hd.Rules)
 	}
 	if len(first) > 0 {
