@@ -255,7 +255,12 @@ func TestPrune(t *testing.T) {
 					t.Errorf("Prune removed the base jump %v (%v)", j, err)
 				}
 			}
-			if n := strings.Count(got, `--comment vpcroute -j`); n != marked+len(fastPathRules(testPool))+len(forwardTail())+len(dockerRules(nil)) {
+			for _, r := range append(fastPathRules(testPool), forwardTail()...) {
+				if ok, err := f.exists(rule{table: tableFilter, chain: chainForward, spec: r}); err != nil || !ok {
+					t.Errorf("Prune removed the base rule %v (%v)", r, err)
+				}
+			}
+			if n := strings.Count(got, `--comment vpcroute -j`); n != marked+len(dockerRules(nil)) {
 				t.Errorf("Prune removed base jumps or the fast path: %d left:\n%s", n, got)
 			}
 			for _, s := range []string{"10.9.0.0/16", "10.8.0.0/16", "10.7.0.0/16"} {

@@ -297,9 +297,9 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 		}
 		id, marked := ruleNetworkID(r.args)
 		switch {
-		case marked && id == "" && (r.target() == "ACCEPT" || r.target() == chainEgress || r.target() == chainIngress || r.target() == chainAccept):
-			// A fast path rule, of this pool or of another, or the tail:
-			// rewritten below.
+		case isBaseForwardRule(r.args):
+			// A fast path rule, of this pool or of another, or the tail, of
+			// this release or an earlier one: rewritten below.
 		case marked && id != "" && isNetChainKind(r.target(), kindForward) && drops[r.target()]:
 			first = append(first, r)
 		default:

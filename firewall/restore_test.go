@@ -31,9 +31,9 @@ func TestRestoreScripts(t *testing.T) {
 	// checkTail is what every base check holds after the fast path: the tail of
 	// VPCROUTE-FORWARD and Docker's bridges.
 	checkTail := strings.Join([]string{
-		"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-EGRESS",
-		"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-INGRESS",
-		"-C VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-ACCEPT",
+		"-C VPCROUTE-FORWARD -j VPCROUTE-EGRESS",
+		"-C VPCROUTE-FORWARD -j VPCROUTE-INGRESS",
+		"-C VPCROUTE-FORWARD -j VPCROUTE-ACCEPT",
 		"-C VPCROUTE-DOCKER -i docker0 -m comment --comment vpcroute -j DROP",
 		"-C VPCROUTE-DOCKER -o docker0 -m comment --comment vpcroute -j DROP",
 		"-C VPCROUTE-DOCKER -i br-+ -m comment --comment vpcroute -j DROP",
@@ -71,8 +71,8 @@ func TestRestoreScripts(t *testing.T) {
 			":FORWARD ACCEPT [0:0]",
 			"-C FORWARD -j VPCROUTE-FORWARD",
 			"-C INPUT -j VPCROUTE-INPUT",
-			"-C VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
-			"-C VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+			"-C VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			"-C VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 			checkTail,
 			"COMMIT", "*nat",
 			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
@@ -232,9 +232,17 @@ func TestForwardOrderScript(t *testing.T) {
 	foreign := `-A VPCROUTE-FORWARD -s 10.8.0.0/16 -m comment --comment "someone else" -j ACCEPT`
 	fast := func(pool string) []string {
 		return []string{
-			"-A VPCROUTE-FORWARD -s " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
-			"-A VPCROUTE-FORWARD -d " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+			"-A VPCROUTE-FORWARD -s " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			"-A VPCROUTE-FORWARD -d " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 		}
+	}
+	// The fast path and the tail as releases before 2026-12 marked them.
+	marked := []string{
+		"-A VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+		"-A VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+		"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-EGRESS",
+		"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-INGRESS",
+		"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-ACCEPT",
 	}
 	table := func(forward ...string) string {
 		return strings.Join(append([]string{
@@ -254,9 +262,9 @@ func TestForwardOrderScript(t *testing.T) {
 	pool := fastPathRules(testPool)
 	f, old := fast("10.0.0.0/16"), fast("10.1.0.0/16")
 	// The tail follows the fast path (or, without a pool, the internal jumps).
-	e, i, a := "-A VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-EGRESS",
-		"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-INGRESS",
-		"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j VPCROUTE-ACCEPT"
+	e, i, a := "-A VPCROUTE-FORWARD -j VPCROUTE-EGRESS",
+		"-A VPCROUTE-FORWARD -j VPCROUTE-INGRESS",
+		"-A VPCROUTE-FORWARD -j VPCROUTE-ACCEPT"
 	tests := []struct {
 		name  string
 		saved string
@@ -271,6 +279,8 @@ func TestForwardOrderScript(t *testing.T) {
 		{"fast path twice", table(jumpI, f[0], f[1], f[0], f[1], jumpR), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
 		{"another pool's fast path", table(jumpI, old[0], old[1], jumpR), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
 		{"networks before the base", table(jumpR, jumpI), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
+		{"the marked rules of an earlier release", table(append(append([]string{jumpI}, marked...), foreign, jumpR)...), rewrite(jumpI, f[0], f[1], e, i, a, foreign, jumpR)},
+		{"marked and unmarked", table(append(append([]string{jumpI, f[0], f[1], e, i, a}, marked...), jumpR)...), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
 	}
 	for _, tc := range tests {
 		saved, err := parseSave(tc.saved)

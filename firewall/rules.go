@@ -99,14 +99,48 @@ func legacyBaseJumps() []rule {
 // network's ingress chain: isolate, allow), and only then accepted, when it left a
 // vpcroute bridge. Each network's three rules go in chains of their own, so that
 // the order between networks never matters: no network's accept can come before
-// another's check.
+// another's check. They carry no comment (see isBaseForwardRule): every packet
+// the fast path does not take walks them, Docker's own networks' included.
 func forwardTail() [][]string {
-	c := []string{"-m", "comment", "--comment", baseComment}
 	return [][]string{
-		join(c, "-j", chainEgress),
-		join(c, "-j", chainIngress),
-		join(c, "-j", chainAccept),
+		{"-j", chainEgress},
+		{"-j", chainIngress},
+		{"-j", chainAccept},
 	}
+}
+
+// isBaseForwardRule says whether a rule of VPCROUTE-FORWARD (its arguments as
+// iptables-save prints them) is one of vpcroute's base rules there, of this
+// release or of an earlier one: a jump into the tail's chains, or a fast path
+// accept of any pool. These rules carry no comment, since each is evaluated for
+// most forwarded packets and a comment is an xtables match on iptables-nft; the
+// chain they are in is vpcroute's, and their shape says what they are. Earlier
+// releases marked them with vpcroute's comment; a network's rules are never
+// base rules.
+func isBaseForwardRule(args []string) bool {
+	if id, marked := ruleNetworkID(args); marked && id != "" {
+		return false
+	}
+	target, est, addr, iface := "", false, 0, false
+	for i := 0; i+1 < len(args); i++ {
+		switch args[i] {
+		case "-j", "-g":
+			target = args[i+1]
+		case "--ctstate":
+			est = args[i+1] == "RELATED,ESTABLISHED"
+		case "-s", "-d":
+			addr++
+		case "-i", "-o":
+			iface = true
+		}
+	}
+	switch target {
+	case chainEgress, chainIngress, chainAccept:
+		return true
+	case "ACCEPT":
+		return est && addr == 1 && !iface
+	}
+	return false
 }
 
 // dockerBridges are the bridges of Docker's own networks whatever their names in
@@ -180,14 +214,14 @@ func validIfName(name string) error {
 // rules a user keeps in DOCKER-USER. The internal networks' drops come
 // first so that no packet leaves or enters an internal network's bridge by
 // belonging to a connection its container has on another network. The
-// comment, which marks the rules as vpcroute's, goes last so that it is
-// evaluated only for packets about to be accepted.
+// rules carry no comment, which iptables-nft would evaluate as one more
+// xtables match for every packet accepted (see isBaseForwardRule).
 func fastPathRules(pool netip.Prefix) [][]string {
 	if !pool.IsValid() {
 		return nil
 	}
 	p := pool.Masked().String()
-	est := []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-m", "comment", "--comment", baseComment, "-j", "ACCEPT"}
+	est := []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"}
 	return [][]string{
 		join("-s", p, est),
 		join("-d", p, est),

@@ -352,7 +352,8 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 		f.policy = ":FORWARD ACCEPT [0:0]"
 		d.Base = append(d.Base, "FORWARD policy "+filter.policies["FORWARD"]+", want ACCEPT")
 	}
-	f.baseChain(chainForward, [][][]string{internalJumps, fastPathRules(w.Base.Pool), forwardTail()}, staleBase)
+	staleForward := func(r savedRule) bool { return staleBase(r) || isBaseForwardRule(r.args) }
+	f.baseChain(chainForward, [][][]string{internalJumps, fastPathRules(w.Base.Pool), forwardTail()}, staleForward)
 	f.baseChain(chainEgress, [][][]string{egressJumps}, staleMarked)
 	f.baseChain(chainIngress, [][][]string{ingressJumps}, staleMarked)
 	f.baseChain(chainAccept, [][][]string{accepts}, staleMarked)

@@ -116,6 +116,16 @@ func TestSyncRepairs(t *testing.T) {
 				ipt(t, f, join("-I", j.chain, "1", j.spec)...)
 			}
 		}, false},
+		{"the marked fast path and tail of an earlier release", func(t *testing.T, f *Firewall) {
+			c := []string{"-m", "comment", "--comment", baseComment}
+			for _, r := range append(fastPathRules(testPool), forwardTail()...) {
+				ipt(t, f, join("-D", chainForward, r)...)
+			}
+			for _, r := range slices.Backward(append(fastPathRules(testPool), forwardTail()...)) {
+				j := slices.Clone(r[:len(r)-2])
+				ipt(t, f, join("-I", chainForward, "1", j, c, r[len(r)-2:])...)
+			}
+		}, false},
 		{"jumps of an earlier release, without their conditions", func(t *testing.T, f *Firewall) {
 			// Until 2026-12 the jumps into a network's INPUT and nat chains had
 			// no condition; an upgraded plugin finds them beside its own.
@@ -153,7 +163,7 @@ func TestSyncRepairs(t *testing.T) {
 						t.Errorf("a rule that is not vpcroute's is gone: %q\n%s", want, snap)
 					}
 				}
-				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment", "-A FORWARD -m comment", "-A INPUT -m comment"} {
+				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment", "-A FORWARD -m comment", "-A INPUT -m comment", "-A VPCROUTE-FORWARD -m comment --comment vpcroute -j", "RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT"} {
 					if strings.Contains(snap, stale) {
 						t.Errorf("a jump without its condition is still there (%q):\n%s", stale, snap)
 					}
