@@ -166,8 +166,9 @@ type datapathFigures struct {
 	// DockerRules are the iptables rules Docker put in the client container's namespace.
 	DockerRules string
 	// Walk is, per path, how many filter rules a packet from its client evaluates in
-	// ECS 1's FORWARD hook until one accepts it (jumps and returns included).
-	Walk map[string]int
+	// ECS 1's FORWARD hook until one accepts it (jumps and returns included), and XT
+	// how many xtables matches it calls on the way (see walkCost).
+	Walk, XT map[string]int
 	// Profile is, per path, the share of CPU samples spent evaluating nftables rules
 	// during one extra run under perf (empty without perf).
 	Profile        map[string]profileShare
@@ -430,6 +431,7 @@ func lastHost(p netip.Prefix) string {
 type guideBed struct {
 	eps  [2]endpoint // the guide's containers, ECS 1's first
 	walk int         // FORWARD rules an ECS 1 packet of the stream walks (0: not accepted by a rule)
+	xt   int         // xtables matches it calls on the way
 }
 
 // buildGuideBed brings up the bed prefix (torn down by s) and sets it up as the guide
@@ -481,8 +483,8 @@ func buildGuideBed(ctx context.Context, s *setup, prefix string, networks int) (
 	if err != nil {
 		return g, err
 	}
-	if n, ok := parseFilter(save).walk("FORWARD", packet{src: g.eps[0].addr, dst: g.eps[1].addr, in: guideNet, out: "eth0"}); ok {
-		g.walk = n
+	if n, xt, ok := parseFilter(save).walkCost("FORWARD", packet{src: g.eps[0].addr, dst: g.eps[1].addr, in: guideNet, out: "eth0"}); ok {
+		g.walk, g.xt = n, xt
 	}
 	return g, nil
 }
@@ -749,14 +751,14 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		return err
 	} else {
 		fw := parseFilter(save)
-		d.Walk = map[string]int{}
+		d.Walk, d.XT = map[string]int{}, map[string]int{}
 		for key, p := range paths {
-			if n, ok := fw.walk("FORWARD", packet{src: p.client.addr, dst: p.server.addr, in: p.bridge, out: "eth0"}); ok && key != pathGuide {
-				d.Walk[key] = n
+			if n, xt, ok := fw.walkCost("FORWARD", packet{src: p.client.addr, dst: p.server.addr, in: p.bridge, out: "eth0"}); ok && key != pathGuide {
+				d.Walk[key], d.XT[key] = n, xt
 			}
 		}
 		if guide.walk > 0 {
-			d.Walk[pathGuide] = guide.walk
+			d.Walk[pathGuide], d.XT[pathGuide] = guide.walk, guide.xt
 		}
 	}
 
@@ -870,41 +872,56 @@ type packet struct{ src, dst, in, out string }
 // walk follows p from chain and returns how many rules it evaluated, and whether one
 // accepted it. Matches it does not know count as not matching.
 func (t filterTable) walk(chain string, p packet) (int, bool) {
-	n, verdict := t.walkChain(chain, p, 0)
-	return n, verdict == "ACCEPT"
+	n, _, ok := t.walkCost(chain, p)
+	return n, ok
 }
 
-func (t filterTable) walkChain(chain string, p packet, depth int) (int, string) {
-	n := 0
+// walkCost is walk that also counts the xtables matches p calls on the way:
+// iptables-nft evaluates a rule's addresses, interfaces and protocol natively and
+// first, then calls each match module (-m conntrack, -m comment, -m addrtype, ...)
+// through nftables' compat layer, until one fails; those calls cost more than the
+// native comparisons.
+func (t filterTable) walkCost(chain string, p packet) (rules, xt int, ok bool) {
+	rules, xt, verdict := t.walkChain(chain, p, 0)
+	return rules, xt, verdict == "ACCEPT"
+}
+
+func (t filterTable) walkChain(chain string, p packet, depth int) (int, int, string) {
+	n, xt := 0, 0
 	if depth > 16 {
-		return n, ""
+		return n, xt, ""
 	}
 	for _, r := range t[chain] {
 		n++
-		target, ok := ruleMatches(r, p)
+		target, calls, ok := ruleMatches(r, p)
+		xt += calls
 		if !ok {
 			continue
 		}
 		switch target {
 		case "ACCEPT", "DROP", "REJECT":
-			return n, target
+			return n, xt, target
 		case "RETURN":
-			return n, ""
+			return n, xt, ""
 		case "":
 		default:
-			m, verdict := t.walkChain(target, p, depth+1)
-			n += m
+			m, mx, verdict := t.walkChain(target, p, depth+1)
+			n, xt = n+m, xt+mx
 			if verdict != "" || slices.Contains(r, "-g") {
 				// A goto's chain returns to this chain's caller.
-				return n, verdict
+				return n, xt, verdict
 			}
 		}
 	}
-	return n, ""
+	return n, xt, ""
 }
 
-// ruleMatches reports whether every match of rule r holds for p, and its target.
-func ruleMatches(r []string, p packet) (target string, ok bool) {
+// nativeModules are the match modules iptables-nft turns into native expressions.
+var nativeModules = map[string]bool{"tcp": true, "udp": true, "icmp": true}
+
+// ruleMatches reports whether every match of rule r holds for p, its target, and how
+// many xtables matches were called to find out.
+func ruleMatches(r []string, p packet) (target string, xt int, ok bool) {
 	neg := false
 	for i := 0; i < len(r); i++ {
 		w := r[i]
@@ -934,18 +951,24 @@ func ruleMatches(r []string, p packet) (target string, ok bool) {
 			holds, i = arg == "tcp" || arg == "6", i+1
 		case "--ctstate", "--state":
 			holds, i = slices.Contains(strings.Split(arg, ","), "ESTABLISHED"), i+1
-		case "-m", "--comment":
-			i++ // a match module's name, or a comment: no condition of its own
+		case "-m":
+			if !nativeModules[arg] {
+				xt++
+			}
+			i++
+			continue
+		case "--comment":
+			i++ // no condition of its own
 			continue
 		default:
-			return "", false // a match this walk does not model
+			return "", xt, false // a match this walk does not model
 		}
 		if holds == neg {
-			return "", false
+			return "", xt, false
 		}
 		neg = false
 	}
-	return target, true
+	return target, xt, true
 }
 
 func ifaceMatch(pattern, name string) bool {

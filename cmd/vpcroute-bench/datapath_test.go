@@ -46,25 +46,26 @@ func TestFilterWalk(t *testing.T) {
 		p      packet
 		want   int
 		accept bool
+		xt     int // xtables matches called: comments, and conntrack where the rest matched
 	}{
-		{"hand-built: the first rule", packet{src: "10.250.1.2", dst: "10.250.2.2", in: "vrbhand", out: "eth0"}, 1, true},
+		{"hand-built: the first rule", packet{src: "10.250.1.2", dst: "10.250.2.2", in: "vrbhand", out: "eth0"}, 1, true, 0},
 		// 2 hand rules, DOCKER-USER jump + its RETURN, the VPCROUTE-FORWARD jump, the
 		// first network's jump and its first rule.
-		{"oldest network", packet{src: "10.0.0.254", dst: "10.0.20.2", in: "vr-aaaa", out: "eth0"}, 7, true},
+		{"oldest network", packet{src: "10.0.0.254", dst: "10.0.20.2", in: "vr-aaaa", out: "eth0"}, 7, true, 3},
 		// ... plus the first network's other two rules and the second network's jump
 		// and three rules, then the third's jump and first rule.
-		{"newest network", packet{src: "10.0.2.254", dst: "10.0.20.2", in: "vr-cccc", out: "eth0"}, 7 + 2 + 4 + 2, true},
+		{"newest network", packet{src: "10.0.2.254", dst: "10.0.20.2", in: "vr-cccc", out: "eth0"}, 7 + 2 + 4 + 2, true, 5},
 		// A spoofed source is walked through every chain and dropped by the policy:
 		// FORWARD's 6 rules, DOCKER-USER's RETURN, 3 jumps and 8 rules.
-		{"spoofed source", packet{src: "10.9.9.9", dst: "10.0.20.2", in: "vr-cccc", out: "eth0"}, 6 + 1 + 3 + 8, false},
+		{"spoofed source", packet{src: "10.9.9.9", dst: "10.0.20.2", in: "vr-cccc", out: "eth0"}, 6 + 1 + 3 + 8, false, 4},
 		// Docker's own bridge: after vpcroute's chains, its ! -o rule accepts.
-		{"docker0 outbound", packet{src: "172.17.0.2", dst: "10.0.20.2", in: "docker0", out: "eth0"}, 6 + 1 + 3 + 8, true},
+		{"docker0 outbound", packet{src: "172.17.0.2", dst: "10.0.20.2", in: "docker0", out: "eth0"}, 6 + 1 + 3 + 8, true, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			n, ok := fw.walk("FORWARD", tt.p)
-			if n != tt.want || ok != tt.accept {
-				t.Errorf("walk = %d rules, accepted %v; want %d, %v", n, ok, tt.want, tt.accept)
+			n, xt, ok := fw.walkCost("FORWARD", tt.p)
+			if n != tt.want || ok != tt.accept || xt != tt.xt {
+				t.Errorf("walk = %d rules, %d xtables matches, accepted %v; want %d, %d, %v", n, xt, ok, tt.want, tt.xt, tt.accept)
 			}
 		})
 	}

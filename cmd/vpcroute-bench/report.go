@@ -666,7 +666,7 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 	p("iperf3 (one TCP stream, %d s per run, the host's binary run with nsenter in each endpoint's network namespace, the client pinned to CPU 0 and the server to CPU 1 on every path), client on ECS 1, server on ECS 2, over the paths below, all through the same VPC router of the same bed but Docker's bridge as the guide sets it up (`guide`), which runs on a bed of its own built the same way (prefix `vrbg`: two ECSs running Docker alone, no vpcroute and none of its rules, as on a host that follows the guide), with as many Docker networks on its ECS 1 as vpcroute has on its own. Runs go in rounds: each round runs every path once, the order rotated by one from round to round, so that drift in a shared machine's load hits every path alike; each ratio is taken between runs of the same round, and the verdict rests on the median of those paired ratios. vpcroute's network of the data path is the last of %d on ECS 1 (and the guide's network the last of as many Docker networks on its ECS 1).",
 		d.Seconds, d.NetworksECS1)
 	p("")
-	p("| Path | What it measures | Client → server | FORWARD rules per packet on ECS 1 | Runs (Gbit/s, by round) | Median |")
+	p("| Path | What it measures | Client → server | FORWARD rules per packet on ECS 1 (xtables matches) | Runs (Gbit/s, by round) | Median |")
 	p("|---|---|---|---|---|---|")
 	for _, info := range pathInfos {
 		if !d.has(info.Key) {
@@ -674,12 +674,12 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 		}
 		walk := "?"
 		if n, ok := d.Walk[info.Key]; ok {
-			walk = strconv.Itoa(n)
+			walk = fmt.Sprintf("%d (%d)", n, d.XT[info.Key])
 		}
 		p("| %s (`%s`) | %s | %s → %s | %s | %s | %.2f |", info.Label, info.Key, info.What, d.From[info.Key], d.To[info.Key], walk, gbits(d.runs(info.Key)), median(d.runs(info.Key))/1e9)
 	}
 	p("")
-	p("FORWARD rules per packet: how many filter rules a packet of the stream, client to server, evaluates in ECS 1's FORWARD hook until one accepts it (jumps included), followed through the rules as `iptables-save` shows them during the runs. The hand-built paths are accepted by the benchmark's own first rules, which every other path of vpcroute's bed also passes (2 rules). vpcroute accepts the packets of accepted connections in its fast path right after Docker's `DOCKER-USER` jump, whatever the number of networks; only new connections walk the networks' chains. The guide's figure is read on its own bed: Docker's isolation chains and per-network FORWARD rules, which grow with its networks.")
+	p("FORWARD rules per packet: how many filter rules a packet of the stream, client to server, evaluates in ECS 1's FORWARD hook until one accepts it (jumps included), followed through the rules as `iptables-save` shows them during the runs. The hand-built paths are accepted by the benchmark's own first rules, which every other path of vpcroute's bed also passes (2 rules). vpcroute accepts the packets of accepted connections in its fast path right after Docker's `DOCKER-USER` jump, whatever the number of networks; only new connections walk the networks' chains. The guide's figure is read on its own bed: Docker's isolation chains and per-network FORWARD rules, which grow with its networks. In brackets: how many of those rules' match modules (`-m conntrack`, `-m comment`, ...) the packet calls, each an xtables match run through nftables' compat layer on iptables-nft, dearer than the native comparisons of addresses and interfaces.")
 	p("")
 	p("| Comparison | What it shows | Paired ratios (by round) | Median | Ratio of medians |")
 	p("|---|---|---|---|---|")
