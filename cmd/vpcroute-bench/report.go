@@ -315,7 +315,7 @@ func (r *report) scaleRows() []row {
 		{"1. ready after a reboot (median, vpcroute's bridges and rules gone)", strings.Join(reboot, ", ") + " networks",
 			fmt.Sprintf("< 500 ms at %d", last.Networks), median(last.Reboot) < budgetReady, false},
 		{"5. FORWARD rules an established packet walks, after a dockerd restart and 5 Docker networks made after vpcroute's",
-			fmt.Sprintf("vpcroute %d, Docker's bridge %d", sf.WalkVpcroute, sf.WalkDocker),
+			fmt.Sprintf("vpcroute %d (%d xtables matches), Docker's bridge %d (%d)", sf.WalkVpcroute, sf.XTVpcroute, sf.WalkDocker, sf.XTDocker),
 			"≤ Docker's", sf.WalkVpcroute <= sf.WalkDocker, false},
 	}
 }
@@ -336,7 +336,7 @@ func (r *report) writeScale(p func(string, ...any)) {
 		p("| %d | %.3f | %d | %s | %s | %s | %s |", s.Networks, s.CPUPerMin, s.Probes, ms(s.Worst), ms(s.P99), durations(s.Ready), durations(s.Reboot))
 	}
 	p("")
-	p("After `dockerd` restarted and created 5 bridge networks of its own (Docker puts its jumps on top of FORWARD each time), one kernel pass later FORWARD's targets were: %s. An established packet of the newest vpcroute network walks %d FORWARD rules (jumps and the rules of the chains they lead to, until one accepts); one of Docker's default bridge walks %d.", strings.Join(sf.Forward, " → "), sf.WalkVpcroute, sf.WalkDocker)
+	p("After `dockerd` restarted and created 5 bridge networks of its own (Docker puts its jumps on top of FORWARD each time), one kernel pass later FORWARD's targets were: %s. An established packet of the newest vpcroute network walks %d FORWARD rules (jumps and the rules of the chains they lead to, until one accepts) and calls %d xtables matches on the way; one of Docker's default bridge walks %d and calls %d.", strings.Join(sf.Forward, " → "), sf.WalkVpcroute, sf.XTVpcroute, sf.WalkDocker, sf.XTDocker)
 	p("")
 }
 

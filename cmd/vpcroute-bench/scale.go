@@ -53,6 +53,8 @@ type scaleFigures struct {
 	// packet walks on a vpcroute network and on Docker's default bridge, and
 	// where vpcroute's jump is.
 	WalkVpcroute, WalkDocker int
+	// XTVpcroute and XTDocker are the xtables matches those packets call (walkCost).
+	XTVpcroute, XTDocker int
 	Forward                  []string
 }
 
@@ -164,8 +166,8 @@ func measureScale(ctx context.Context, o options, work string, env *cloudbed.Env
 	if err != nil {
 		return err
 	}
-	sf.WalkVpcroute, _ = t.walk("FORWARD", packet{src: br.addr, dst: "10.0.200.2", in: br.name, out: "eth0"})
-	sf.WalkDocker, _ = t.walk("FORWARD", packet{src: "172.17.0.2", dst: "10.0.200.2", in: "docker0", out: "eth0"})
+	sf.WalkVpcroute, sf.XTVpcroute, _ = t.walkCost("FORWARD", packet{src: br.addr, dst: "10.0.200.2", in: br.name, out: "eth0"})
+	sf.WalkDocker, sf.XTDocker, _ = t.walkCost("FORWARD", packet{src: "172.17.0.2", dst: "10.0.200.2", in: "docker0", out: "eth0"})
 	return nil
 }
 
