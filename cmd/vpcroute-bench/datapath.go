@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -49,6 +50,10 @@ const (
 	// pathAllow: Docker containers on vpcroute, the server's network with a 20-entry
 	// vpcroute.allow list (the client's subnet last): what an edge policy costs.
 	pathAllow = "allow20"
+	// pathRelease: Docker containers on vpcroute as an earlier revision (-baseline)
+	// sets them up, on a bed of its own: what this release's rules cost a network
+	// without a policy against that one's.
+	pathRelease = "release"
 )
 
 // pathInfo says what one path is, for the report.
@@ -66,6 +71,7 @@ var pathInfos = []pathInfo{
 	{pathHand, "hand-built", "the baseline: a plain network namespace per ECS on a bridge made by hand, FORWARD accepted by a first rule, a hand route per subnet in the VPC router"},
 	{pathHandNAT, "hand-built + Docker's NAT rules", "the hand-built path with the iptables rules Docker puts in a container's namespace (`iptables-save` of the container, restored into both endpoint namespaces): what those rules cost on their own"},
 	{pathAllow, "Docker containers on vpcroute, 20-entry allow list", "the container path with the server's network admitting 20 source ranges (`-o vpcroute.allow=`, the client's subnet the last of them): every new connection walks the list on ECS 2"},
+	{pathRelease, "Docker containers on an earlier vpcroute", "the container path of the revision given with `-baseline`, built from git, on a bed of its own built the same way (prefix `vrbr`, as many vpcroute networks on its ECS 1): the same network without a policy, that release's rules"},
 	{pathGuide, "Docker's bridge driver (guide)", "Huawei's guide, on a bed of its own running Docker alone: Docker containers on a `docker network create -d bridge` network per ECS (the guide's 10.0.2.0/24 and 10.0.3.0/24, no masquerade), hand routes in the VPC router, `iptables -P FORWARD ACCEPT` as the guide says"},
 }
 
@@ -88,6 +94,7 @@ var comparisons = []comparison{
 	{pathHandNAT, pathHand, "hand-built with vs without Docker's container rules", "what Docker's in-container NAT rules (and the conntrack they switch on) cost on a path without vpcroute", false},
 	{pathContainer, pathGuide, "Docker containers: vpcroute vs Docker's bridge driver (guide)", "vpcroute against the setup it replaces, containers on both sides", false},
 	{pathAllow, pathContainer, "Docker containers: 20-entry allow list vs none", "what an edge policy costs", false},
+	{pathContainer, pathRelease, "Docker containers: this release vs the earlier one", "what this release's rules cost a network without a policy against the earlier release's", false},
 }
 
 // runSample is one iperf3 run with the machine's state around it.
@@ -160,6 +167,8 @@ type datapathFigures struct {
 	Samples []runSample
 	From    map[string]string // path -> client address
 	To      map[string]string // path -> server address
+	// Baseline is the earlier revision the release path runs (-baseline).
+	Baseline string
 	// NetworksECS1 is the number of vpcroute networks on ECS 1 while measuring: its
 	// FORWARD chain walks one jump per network, the data path's network last.
 	NetworksECS1 int
@@ -564,6 +573,102 @@ type dpPath struct {
 	bridge         string // the client's bridge on ECS 1
 }
 
+// vpcrouteContainers makes the data path's vpcroute network on each ECS with a
+// container on it, and returns the containers' endpoints and the networks.
+func vpcrouteContainers(ctx context.Context, ecs1, ecs2 *testbed.ECS) (cont [2]endpoint, nets [2]netOnECS, err error) {
+	for i, ecs := range []*testbed.ECS{ecs1, ecs2} {
+		if out, err := ecs.Docker(ctx, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", dpNet); err != nil {
+			return cont, nets, fmt.Errorf("network create %s on %s: %w %s", dpNet, ecs.Name, err, out)
+		}
+		name := "bdp"
+		if out, err := ecs.Docker(ctx, "run", "-d", "--name", name, "--net", dpNet, testbed.ImageName); err != nil {
+			return cont, nets, fmt.Errorf("docker run on %s: %w %s", ecs.Name, err, out)
+		}
+		if nets[i], err = inspectNet(ctx, ecs, dpNet); err != nil {
+			return cont, nets, err
+		}
+		ip, err := ecs.Docker(ctx, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+dpNet+`").IPAddress}}`, name)
+		if err != nil {
+			return cont, nets, err
+		}
+		pid, err := containerPID(ctx, ecs, name)
+		if err != nil {
+			return cont, nets, err
+		}
+		cont[i] = endpoint{ns: "/proc/" + pid + "/ns/net", addr: strings.TrimSpace(ip)}
+	}
+	return cont, nets, nil
+}
+
+// buildRevision builds the vpcroute binary of a git revision of this checkout into
+// work, from a worktree of its own that it removes again.
+func buildRevision(ctx context.Context, work, rev string) (string, error) {
+	src := filepath.Join(work, "baseline-src")
+	if out, err := exec.CommandContext(ctx, "git", "worktree", "add", "--detach", src, rev).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("-baseline %s: git worktree add: %w %s", rev, err, out)
+	}
+	defer func() { _, _ = exec.Command("git", "worktree", "remove", "--force", src).CombinedOutput() }()
+	bin := filepath.Join(work, "vpcroute-baseline")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, ".")
+	build.Dir, build.Env = src, append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("-baseline %s: build: %w\n%s", rev, err, out)
+	}
+	return bin, nil
+}
+
+// releaseBed is the earlier release's container path on a bed of its own.
+type releaseBed struct {
+	eps      [2]endpoint
+	walk, xt int
+}
+
+// buildReleaseBed brings up the bed prefix with its own emulated cloud, starts the
+// vpcroute binary bin on both ECSs, gives its ECS 1 networks-1 more vpcroute networks
+// (so that its FORWARD chain holds as many as this release's ECS 1), and makes the
+// data path's network and containers as on the main bed.
+func buildReleaseBed(ctx context.Context, s *setup, o options, prefix, bin string, networks int) (releaseBed, error) {
+	var rb releaseBed
+	say("earlier release: bringing up the bed " + prefix + " with vpcroute " + o.baseline)
+	env, err := cloudbed.Start(ctx, cloudbed.Options{Bed: testbed.Config{Prefix: prefix, Logger: slog.New(slog.DiscardHandler)}, RouteQuota: 1000})
+	if err != nil {
+		return rb, fmt.Errorf("release bed: %w", err)
+	}
+	s.add(func() {
+		if err := env.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "vrbench: tear down the release bed:", err)
+		}
+	})
+	po := o
+	po.plugin = bin
+	if err := startPlugins(ctx, po, env); err != nil {
+		return rb, err
+	}
+	ecs1, ecs2 := env.Bed.ECSs[0], env.Bed.ECSs[1]
+	for k := 1; k < networks; k++ {
+		if out, err := ecs1.Docker(ctx, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", fmt.Sprintf("br%d", k)); err != nil {
+			return rb, fmt.Errorf("network create on the release bed's ecs1: %w %s", err, out)
+		}
+	}
+	cont, nets, err := vpcrouteContainers(ctx, ecs1, ecs2)
+	if err != nil {
+		return rb, err
+	}
+	rb.eps = cont
+	br, _, err := vpcrouteBridge(ctx, ecs1, nets[0].gateway)
+	if err != nil {
+		return rb, err
+	}
+	save, err := ecs1.Exec(ctx, "iptables-save", "-t", "filter")
+	if err != nil {
+		return rb, err
+	}
+	if n, xt, ok := parseFilter(save).walkCost("FORWARD", packet{src: cont[0].addr, dst: cont[1].addr, in: br, out: "eth0"}); ok {
+		rb.walk, rb.xt = n, xt
+	}
+	return rb, nil
+}
+
 // measureDatapath builds every path and runs iperf3 over them in rounds: each round
 // runs every path once, the order rotating from round to round, so that the drift of a
 // shared machine's load hits all paths alike and each round gives one ratio per pair.
@@ -580,28 +685,9 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 	defer s.teardown()
 
 	// Docker containers on a vpcroute network of each ECS.
-	var cont [2]endpoint
-	var nets [2]netOnECS
-	for i, ecs := range []*testbed.ECS{ecs1, ecs2} {
-		if out, err := ecs.Docker(ctx, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", dpNet); err != nil {
-			return fmt.Errorf("network create %s on %s: %w %s", dpNet, ecs.Name, err, out)
-		}
-		name := "bdp"
-		if out, err := ecs.Docker(ctx, "run", "-d", "--name", name, "--net", dpNet, testbed.ImageName); err != nil {
-			return fmt.Errorf("docker run on %s: %w %s", ecs.Name, err, out)
-		}
-		if nets[i], err = inspectNet(ctx, ecs, dpNet); err != nil {
-			return err
-		}
-		ip, err := ecs.Docker(ctx, "inspect", "-f", `{{(index .NetworkSettings.Networks "`+dpNet+`").IPAddress}}`, name)
-		if err != nil {
-			return err
-		}
-		pid, err := containerPID(ctx, ecs, name)
-		if err != nil {
-			return err
-		}
-		cont[i] = endpoint{ns: "/proc/" + pid + "/ns/net", addr: strings.TrimSpace(ip)}
+	cont, nets, err := vpcrouteContainers(ctx, ecs1, ecs2)
+	if err != nil {
+		return err
 	}
 	// A server on ECS 2 behind a 20-entry allow list, the client's subnet last.
 	var allowSrv endpoint
@@ -693,6 +779,18 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		}
 	}
 
+	var release releaseBed
+	if o.paths[pathRelease] {
+		bin, err := buildRevision(ctx, o.work, o.baseline)
+		if err != nil {
+			return err
+		}
+		if release, err = buildReleaseBed(ctx, &s, o, o.prefix+"r", bin, max(d.NetworksECS1, 1)); err != nil {
+			return err
+		}
+		paths[pathRelease] = &dpPath{key: pathRelease, client: release.eps[0], server: release.eps[1]}
+		d.Baseline = o.baseline
+	}
 	var guide guideBed
 	if o.paths[pathGuide] {
 		if guide, err = buildGuideBed(ctx, &s, o.prefix+"g", max(d.NetworksECS1, 1)); err != nil {
@@ -753,12 +851,15 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		fw := parseFilter(save)
 		d.Walk, d.XT = map[string]int{}, map[string]int{}
 		for key, p := range paths {
-			if n, xt, ok := fw.walkCost("FORWARD", packet{src: p.client.addr, dst: p.server.addr, in: p.bridge, out: "eth0"}); ok && key != pathGuide {
+			if n, xt, ok := fw.walkCost("FORWARD", packet{src: p.client.addr, dst: p.server.addr, in: p.bridge, out: "eth0"}); ok && key != pathGuide && key != pathRelease {
 				d.Walk[key], d.XT[key] = n, xt
 			}
 		}
 		if guide.walk > 0 {
 			d.Walk[pathGuide], d.XT[pathGuide] = guide.walk, guide.xt
+		}
+		if release.walk > 0 {
+			d.Walk[pathRelease], d.XT[pathRelease] = release.walk, release.xt
 		}
 	}
 

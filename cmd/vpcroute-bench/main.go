@@ -58,6 +58,8 @@ type options struct {
 	sections    map[string]bool // which parts to measure (-only)
 	paths       map[string]bool // data paths to measure (-paths)
 	hold        bool            // keep the bed up after measuring, until interrupted
+	baseline    string          // an earlier git revision for the release path ("" leaves it out)
+	work        string          // the run's scratch directory
 	// The scale part: sizes (networks on ECS 2), idle window, restarts per size.
 	scaleSizes    []int
 	scaleWindow   time.Duration
@@ -87,8 +89,10 @@ func main() {
 	flag.IntVar(&o.scaleRestarts, "scale-restarts", 3, "restarts (and reboots) measured at each size of the scale part")
 	sizes := flag.String("scale-sizes", "1,100,200", "network counts of the scale part")
 	only := flag.String("only", "startup,host,datapath,scale,swarm", "parts to measure, comma-separated: startup (none and huaweicloud modes), host (memory, network creates, containers, rules), datapath (iperf3), scale (idle CPU, call waits, restart at 1 to 200 networks), swarm (service to service over a vpcroute swarm network vs overlay, on a bed of its own)")
-	paths := flag.String("paths", strings.Join(allPaths(), ","),
-		"data paths to compare, comma-separated, of "+strings.Join(allPaths(), ", ")+"; hand is always measured")
+	defaults := slices.DeleteFunc(allPaths(), func(p string) bool { return p == pathRelease })
+	paths := flag.String("paths", strings.Join(defaults, ","),
+		"data paths to compare, comma-separated, of "+strings.Join(allPaths(), ", ")+"; hand is always measured, release with -baseline")
+	flag.StringVar(&o.baseline, "baseline", "", "a git revision of vpcroute to measure beside this one on the data path (path release, on a bed of its own), e.g. the one before a change to the rules")
 	flag.Parse()
 	var err error
 	for _, f := range strings.Split(*sizes, ",") {
@@ -108,6 +112,12 @@ func main() {
 		os.Exit(2)
 	}
 	o.paths[pathHand] = true
+	if o.baseline != "" {
+		o.paths[pathRelease] = true
+	} else if o.paths[pathRelease] {
+		fmt.Fprintln(os.Stderr, "vrbench: -paths: release needs -baseline REVISION")
+		os.Exit(2)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -127,6 +137,7 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("create work directory: %w", err)
 	}
 	defer os.RemoveAll(work)
+	o.work = work
 	if o.plugin == "" {
 		o.plugin = filepath.Join(work, "vpcroute")
 		say("building vpcroute")

@@ -30,10 +30,13 @@ const (
 	// budgetGuide: vpcroute's containers against Docker's bridge with the guide's routes.
 	budgetGuide = 1.00
 	// budgetPolicy: a network with a 20-entry allow list against one without.
-	budgetPolicy  = 0.95
-	budgetIdleCPU = 0.5 // CPU-seconds per minute at the largest size
-	budgetWait    = 50 * time.Millisecond
-	budgetReady   = 500 * time.Millisecond
+	budgetPolicy = 0.95
+	// budgetUnchanged: a network without a policy against the release before the
+	// security model (issue 9), either way.
+	budgetUnchanged = 0.02
+	budgetIdleCPU   = 0.5 // CPU-seconds per minute at the largest size
+	budgetWait      = 50 * time.Millisecond
+	budgetReady     = 500 * time.Millisecond
 )
 
 // report collects every figure of one run.
@@ -283,6 +286,13 @@ func (r *report) rows() []row {
 			rows = append(rows, row{budget: "9. a 20-entry allow list vs none: TCP throughput and connections per second",
 				figure: fmt.Sprintf("throughput median of %d paired ratios %.1f%%, connections %.1f%%", len(tr), 100*median(tr), 100*median(cr)),
 				limit:  "≥ 95% each", ok: median(tr) >= budgetPolicy && median(cr) >= budgetPolicy})
+		}
+		if d.has(pathRelease) && d.has(pathContainer) {
+			tr, cr := d.ratios(pathContainer, pathRelease), d.connRatios(pathContainer, pathRelease)
+			within := func(v float64) bool { return v >= 1-budgetUnchanged && v <= 1+budgetUnchanged }
+			rows = append(rows, row{budget: "9. a network without a policy, this release vs " + d.Baseline + ": TCP throughput and connections per second",
+				figure: fmt.Sprintf("throughput median of %d paired ratios %.1f%%, connections %.1f%%", len(tr), 100*median(tr), 100*median(cr)),
+				limit:  "100% ± 2% each", ok: within(median(tr)) && within(median(cr))})
 		}
 	}
 	return append(rows, r.scaleRows()...)

@@ -55,7 +55,7 @@ type scaleFigures struct {
 	WalkVpcroute, WalkDocker int
 	// XTVpcroute and XTDocker are the xtables matches those packets call (walkCost).
 	XTVpcroute, XTDocker int
-	Forward                  []string
+	Forward              []string
 }
 
 // measureScale grows ECS 2 to each size and measures there.
