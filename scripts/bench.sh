@@ -51,8 +51,8 @@ echo "bench.sh: budgets on the test bed" >&2
 # The data path also runs the release before the security model (issue 9) on a bed of
 # its own, so that a network without a policy is compared with what it was; set
 # VRBENCH_BASELINE= (empty) to leave it out, or another revision.
-baseline=(-baseline "${VRBENCH_BASELINE-ec4d0be}")
-[ -n "${VRBENCH_BASELINE-ec4d0be}" ] || baseline=()
-# shellcheck disable=SC2086 # VRBENCH_ARGS is a list of flags
-$GO run ./cmd/vpcroute-bench -gobench "$out/gobench.txt" -out docs/benchmarks.md "${baseline[@]}" ${VRBENCH_ARGS:-}
+baseline=${VRBENCH_BASELINE-ec4d0be}
+[ -z "$baseline" ] || baseline="-baseline $baseline"
+# shellcheck disable=SC2086 # VRBENCH_ARGS and baseline are lists of flags
+$GO run ./cmd/vpcroute-bench -gobench "$out/gobench.txt" -out docs/benchmarks.md $baseline ${VRBENCH_ARGS:-}
 exit $status
