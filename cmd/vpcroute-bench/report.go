@@ -31,8 +31,8 @@ const (
 	budgetGuide = 1.00
 	// budgetPolicy: a network with a 20-entry allow list against one without.
 	budgetPolicy = 0.95
-	// budgetUnchanged: a network without a policy against the release before the
-	// security model (issue 9), either way.
+	// budgetUnchanged: how much slower a network without a policy may be than on the
+	// release before the security model (issue 9).
 	budgetUnchanged = 0.02
 	budgetIdleCPU   = 0.5 // CPU-seconds per minute at the largest size
 	budgetWait      = 50 * time.Millisecond
@@ -289,10 +289,11 @@ func (r *report) rows() []row {
 		}
 		if d.has(pathRelease) && d.has(pathContainer) {
 			tr, cr := d.ratios(pathContainer, pathRelease), d.connRatios(pathContainer, pathRelease)
-			within := func(v float64) bool { return v >= 1-budgetUnchanged && v <= 1+budgetUnchanged }
+			// The budget asks that the data path stay where it was: no more than 2%
+			// slower. Faster is not a cost; the figure says by how much.
 			rows = append(rows, row{budget: "9. a network without a policy, this release vs " + d.Baseline + ": TCP throughput and connections per second",
 				figure: fmt.Sprintf("throughput median of %d paired ratios %.1f%%, connections %.1f%%", len(tr), 100*median(tr), 100*median(cr)),
-				limit:  "100% ± 2% each", ok: within(median(tr)) && within(median(cr))})
+				limit:  "≥ 98% each (at most 2% slower)", ok: median(tr) >= 1-budgetUnchanged && median(cr) >= 1-budgetUnchanged})
 		}
 	}
 	return append(rows, r.scaleRows()...)
