@@ -983,14 +983,9 @@ func splitWords(s string) []string {
 // packet is a TCP packet of an established connection, forwarded from in to out.
 type packet struct{ src, dst, in, out string }
 
-// walk follows p from chain and returns how many rules it evaluated, and whether one
-// accepted it. Matches it does not know count as not matching.
-func (t filterTable) walk(chain string, p packet) (int, bool) {
-	n, _, ok := t.walkCost(chain, p)
-	return n, ok
-}
-
-// walkCost is walk that also counts the xtables matches p calls on the way:
+// walkCost follows p from chain and returns how many rules it evaluated, how many
+// xtables matches it called on the way, and whether a rule accepted it. Matches it
+// does not know count as not matching. The xtables matches:
 // iptables-nft evaluates a rule's addresses, interfaces and protocol natively and
 // first, then calls each match module (-m conntrack, -m comment, -m addrtype, ...)
 // through nftables' compat layer, until one fails; those calls cost more than the
