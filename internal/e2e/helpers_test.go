@@ -5,9 +5,11 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -87,12 +89,18 @@ func whoami(t *testing.T, netns string, port string) {
 	}()
 }
 
-// tcpGet connects from netns to addr and returns the first line it reads.
+// tcpGet connects from netns to addr and returns the first line it reads. A refused
+// connection is tried again for up to 5 s: right after `docker run -d` the
+// container's server may not listen yet (the path is there: a refusal is its answer).
 func tcpGet(t *testing.T, netns, addr, send string) string {
 	t.Helper()
 	var line string
 	err := testbed.InNetns(netns, func() error {
 		c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
+		for deadline := time.Now().Add(5 * time.Second); errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+			c, err = net.DialTimeout("tcp4", addr, 5*time.Second)
+		}
 		if err != nil {
 			return err
 		}
