@@ -289,6 +289,7 @@ func (c *Controller) rules(n state.Network) firewall.NetworkRules {
 		Masquerade: n.Masquerade,
 		Internal:   n.Internal,
 		NoNAT:      c.cfg.NoNAT,
+		Pool:       c.cfg.Pool,
 		NoICC:      n.NoICC,
 		Isolate:    n.Isolate,
 		Allow:      mustAllow(n.Allow),

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -59,8 +60,8 @@ func newPolicyBed(t *testing.T, backend string) *policyBed {
 // net1 (vr-br, c1 and c2).
 func policyNetworks(net1 NetworkRules) []NetworkRules {
 	nonat := []netip.Prefix{netip.MustParsePrefix("192.168.0.0/24"), testPool}
-	net1.NetworkID, net1.Bridge, net1.Subnet, net1.Masquerade, net1.NoNAT = "net1", "vr-br", netip.MustParsePrefix("10.0.2.0/24"), true, nonat
-	return []NetworkRules{net1, {NetworkID: "net2", Bridge: "vr-b2", Subnet: netip.MustParsePrefix("10.0.3.0/24"), Masquerade: true, NoNAT: nonat}}
+	net1.NetworkID, net1.Bridge, net1.Subnet, net1.Masquerade, net1.NoNAT, net1.Pool = "net1", "vr-br", netip.MustParsePrefix("10.0.2.0/24"), true, nonat, testPool
+	return []NetworkRules{net1, {NetworkID: "net2", Bridge: "vr-b2", Subnet: netip.MustParsePrefix("10.0.3.0/24"), Masquerade: true, NoNAT: nonat, Pool: testPool}}
 }
 
 // udpReach sends one datagram from ns to addr and says whether the server there
@@ -246,5 +247,72 @@ func TestDatapathSpoofing(t *testing.T) {
 				t.Errorf("spoofed packets counted on %s: %d; want 4", chain, dropped)
 			}
 		})
+	}
+}
+
+// A container on two networks answers on the network its default route does not
+// use: the reply to a connection made to its address on net2 leaves through net1's
+// bridge with net2's source. The egress chain of net1 lets it out as the reply it is,
+// whether net2's subnet is inside the pool (the fast path takes it) or outside it
+// (net1's own conntrack accept for other sources does), while a new connection from
+// that source is still dropped as spoofed.
+func TestDatapathMultihomed(t *testing.T) {
+	for _, backend := range backends(t) {
+		for _, net2Subnet := range []string{"10.0.3.0/24", "172.20.0.0/24"} {
+			t.Run(backend+"/"+net2Subnet, func(t *testing.T) {
+				b := newBed(t, backend, false)
+				pfx := netip.MustParsePrefix(net2Subnet)
+				gw, m2 := pfx.Addr().Next(), pfx.Addr().Next().Next().Next().Next()
+				mustDo(t, host.EnsureBridge(link.BridgeSpec{Name: "vr-b2", NetworkID: "net2", Gateway: netip.PrefixFrom(gw, 24), MTU: 1500}))
+				m := netnstest.New(t)
+				mustDo(t, host.EnsureVeth("vr-hm1", "vr-pm1", "vr-br", 1500))
+				moveInto(t, "vr-pm1", m, "10.0.2.5/24", gwIP)
+				mustDo(t, host.EnsureVeth("vr-hm2", "vr-pm2", "vr-b2", 1500))
+				mustDo(t, netlink.LinkSetNsFd(netnstest.Link(t, "vr-pm2"), int(m)))
+				mustDo(t, netnstest.Do(m, func() error {
+					l, err := netlink.LinkByName("vr-pm2")
+					if err != nil {
+						return err
+					}
+					if err := netlink.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: m2.AsSlice(), Mask: net.CIDRMask(24, 32)}}); err != nil {
+						return err
+					}
+					return netlink.LinkSetUp(l)
+				}))
+				mustDo(t, netnstest.Do(b.remote, func() error {
+					return netlink.RouteAdd(&netlink.Route{Dst: &net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(24, 32)}, Gw: net.ParseIP(hostIP)})
+				}))
+				serve(t, m, 80)
+				serve(t, b.remote, 9000)
+				nonat := []netip.Prefix{netip.MustParsePrefix("192.168.0.0/24"), testPool}
+				want := Want{Base: Base{Pool: testPool}, Networks: []NetworkRules{
+					{NetworkID: "net1", Bridge: "vr-br", Subnet: netip.MustParsePrefix("10.0.2.0/24"), Masquerade: true, NoNAT: nonat, Pool: testPool},
+					{NetworkID: "net2", Bridge: "vr-b2", Subnet: pfx, Masquerade: true, NoNAT: nonat, Pool: testPool},
+				}}
+				if _, err := b.f.Sync(want); err != nil {
+					t.Fatal(err)
+				}
+				// The reply leaves through vr-br, which the host's reverse path
+				// check must let in (as on a Docker host, rp_filter loose or off).
+				for _, dev := range []string{"all", "vr-br"} {
+					mustDo(t, os.WriteFile("/proc/sys/net/ipv4/conf/"+dev+"/rp_filter", []byte("0"), 0o644))
+				}
+				addr := netip.AddrPortFrom(m2, 80).String()
+				if seen, err := seenFrom(b.remote, addr); err != nil || seen != remoteIP {
+					t.Fatalf("the VPC reaching the container at its second address %s: saw %q, %v", addr, seen, err)
+				}
+				spoofed := netnstest.Do(m, func() error {
+					d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: m2.AsSlice()}}
+					c, err := d.Dial("tcp4", remoteIP+":9000")
+					if err == nil {
+						c.Close()
+					}
+					return err
+				})
+				if spoofed == nil {
+					t.Errorf("a new connection from %s out through net1's bridge got through", m2)
+				}
+			})
+		}
 	}
 }

@@ -22,9 +22,9 @@ func TestRestoreScripts(t *testing.T) {
 	const (
 		chain = "VPCROUTE-F-5f3c2a1b9d8e7f60"
 		c     = "-m comment --comment vpcroute:" + dockerID
-		drop1 = "! -i vr-x -o vr-x " + c + " -j DROP"
-		drop2 = "-i vr-x ! -o vr-x " + c + " -j DROP"
-		acc   = "-i vr-x -o vr-x " + c + " -j ACCEPT"
+		drop1 = "! -i vr-x -o vr-x -j DROP"
+		drop2 = "-i vr-x ! -o vr-x -j DROP"
+		acc   = "-i vr-x -o vr-x -j ACCEPT"
 		jump  = c + " -j " + chain
 	)
 	lines := func(ls ...string) string { return strings.Join(ls, "\n") + "\n" }
@@ -34,12 +34,12 @@ func TestRestoreScripts(t *testing.T) {
 		"-C VPCROUTE-FORWARD -j VPCROUTE-EGRESS",
 		"-C VPCROUTE-FORWARD -j VPCROUTE-INGRESS",
 		"-C VPCROUTE-FORWARD -j VPCROUTE-ACCEPT",
-		"-C VPCROUTE-DOCKER -i docker0 -m comment --comment vpcroute -j DROP",
-		"-C VPCROUTE-DOCKER -o docker0 -m comment --comment vpcroute -j DROP",
-		"-C VPCROUTE-DOCKER -i br-+ -m comment --comment vpcroute -j DROP",
-		"-C VPCROUTE-DOCKER -o br-+ -m comment --comment vpcroute -j DROP",
-		"-C VPCROUTE-DOCKER -i docker_gwbridge -m comment --comment vpcroute -j DROP",
-		"-C VPCROUTE-DOCKER -o docker_gwbridge -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -i docker0 -m conntrack ! --ctstate DNAT -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -o docker0 -m conntrack ! --ctstate DNAT -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -i br-+ -m conntrack ! --ctstate DNAT -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -o br-+ -m conntrack ! --ctstate DNAT -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -i docker_gwbridge -m conntrack ! --ctstate DNAT -m comment --comment vpcroute -j DROP",
+		"-C VPCROUTE-DOCKER -o docker_gwbridge -m conntrack ! --ctstate DNAT -m comment --comment vpcroute -j DROP",
 	}, "\n")
 	tests := []struct {
 		name, got, want string
@@ -72,21 +72,21 @@ func TestRestoreScripts(t *testing.T) {
 			"-C FORWARD -j VPCROUTE-FORWARD",
 			"-C INPUT -j VPCROUTE-INPUT",
 			"-C VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-			"-C VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			"-C VPCROUTE-FORWARD ! -s 10.0.0.0/16 -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 			checkTail,
 			"COMMIT", "*nat",
-			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
-			"-C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
-			"-C POSTROUTING -m comment --comment vpcroute -j VPCROUTE-POSTROUTING",
+			"-C PREROUTING -m addrtype --dst-type LOCAL -j VPCROUTE-DNAT",
+			"-C OUTPUT -m addrtype --dst-type LOCAL -j VPCROUTE-DNAT",
+			"-C POSTROUTING -j VPCROUTE-POSTROUTING",
 			"COMMIT")},
 		{"base check without a pool", baseCheckScript(Base{}), lines("*filter",
 			"-C FORWARD -j VPCROUTE-FORWARD",
 			"-C INPUT -j VPCROUTE-INPUT",
 			checkTail,
 			"COMMIT", "*nat",
-			"-C PREROUTING -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
-			"-C OUTPUT -m addrtype --dst-type LOCAL -m comment --comment vpcroute -j VPCROUTE-DNAT",
-			"-C POSTROUTING -m comment --comment vpcroute -j VPCROUTE-POSTROUTING",
+			"-C PREROUTING -m addrtype --dst-type LOCAL -j VPCROUTE-DNAT",
+			"-C OUTPUT -m addrtype --dst-type LOCAL -j VPCROUTE-DNAT",
+			"-C POSTROUTING -j VPCROUTE-POSTROUTING",
 			"COMMIT")},
 		{"nothing to do", (&restoreInput{}).String(), ""},
 	}
@@ -121,7 +121,7 @@ func TestRestoreScriptsTables(t *testing.T) {
 			t.Errorf("chain %s: created at %d, jumped to at %d:\n%s", c.name, created, jumped, script)
 		}
 	}
-	if !strings.Contains(script, "-I VPCROUTE-POSTROUTING 1 -o vr-x -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-P-") ||
+	if !strings.Contains(script, "-I VPCROUTE-POSTROUTING 1 -o vr-x -m conntrack --ctstate DNAT -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-P-") ||
 		!strings.Contains(script, "-A VPCROUTE-POSTROUTING -s 10.0.2.0/24 -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-N-") {
 		t.Errorf("port masquerade must be jumped to first, outbound NAT last, each only for the network's packets:\n%s", script)
 	}
@@ -233,9 +233,11 @@ func TestForwardOrderScript(t *testing.T) {
 	fast := func(pool string) []string {
 		return []string{
 			"-A VPCROUTE-FORWARD -s " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-			"-A VPCROUTE-FORWARD -d " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			"-A VPCROUTE-FORWARD ! -s " + pool + " -d " + pool + " -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 		}
 	}
+	// The fast path's second rule as releases before 2026-12-02 wrote it.
+	oldDest := "-A VPCROUTE-FORWARD -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"
 	// The fast path and the tail as releases before 2026-12 marked them.
 	marked := []string{
 		"-A VPCROUTE-FORWARD -s 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
@@ -280,6 +282,7 @@ func TestForwardOrderScript(t *testing.T) {
 		{"another pool's fast path", table(jumpI, old[0], old[1], jumpR), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
 		{"networks before the base", table(jumpR, jumpI), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
 		{"the marked rules of an earlier release", table(append(append([]string{jumpI}, marked...), foreign, jumpR)...), rewrite(jumpI, f[0], f[1], e, i, a, foreign, jumpR)},
+		{"the fast path of an earlier release", table(jumpI, f[0], oldDest, e, i, a, jumpR), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
 		{"marked and unmarked", table(append(append([]string{jumpI, f[0], f[1], e, i, a}, marked...), jumpR)...), rewrite(jumpI, f[0], f[1], e, i, a, jumpR)},
 	}
 	for _, tc := range tests {

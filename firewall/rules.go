@@ -63,33 +63,35 @@ var baseChains = []chainRef{
 // vpcroute's. They go first so that nothing before them drops or
 // masquerades vpcroute's traffic.
 //
-// The filter jumps carry no comment: FORWARD's is evaluated for every
-// forwarded packet and INPUT's for every packet to the host, vpcroute's or
-// not, and on iptables-nft a comment is an xtables match called for each of
-// them (Docker's own jumps have none). Their target, a chain of vpcroute's,
-// says whose they are. The nat jumps are evaluated once per connection and
-// keep the mark.
+// The jumps carry no comment: FORWARD's is evaluated for every forwarded
+// packet, INPUT's for every packet to the host and the nat jumps for every new
+// connection, vpcroute's or not, and on iptables-nft a comment is an xtables
+// match called for each of them (Docker's own jumps have none). Their target,
+// a chain of vpcroute's, says whose they are.
 func baseJumps() []rule {
-	c := []string{"-m", "comment", "--comment", baseComment}
 	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	return []rule{
 		{tableFilter, "FORWARD", true, []string{"-j", chainForward}},
 		{tableFilter, "INPUT", true, []string{"-j", chainInput}},
-		{tableNAT, "PREROUTING", true, join(local, c, "-j", chainDNAT)},
-		{tableNAT, "OUTPUT", true, join(local, c, "-j", chainDNAT)},
-		{tableNAT, "POSTROUTING", true, join(c, "-j", chainPostrouting)},
+		{tableNAT, "PREROUTING", true, join(local, "-j", chainDNAT)},
+		{tableNAT, "OUTPUT", true, join(local, "-j", chainDNAT)},
+		{tableNAT, "POSTROUTING", true, []string{"-j", chainPostrouting}},
 	}
 }
 
 // legacyBaseJumps are the base jumps of earlier releases that baseJumps no
-// longer makes (the filter jumps with vpcroute's comment), for EnsureBase and
+// longer makes (the same jumps with vpcroute's comment), for EnsureBase and
 // RemoveAll to take away; Sync replaces any jump into a base chain that is not
 // baseJumps' own.
 func legacyBaseJumps() []rule {
 	c := []string{"-m", "comment", "--comment", baseComment}
+	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	return []rule{
 		{tableFilter, "FORWARD", true, join(c, "-j", chainForward)},
 		{tableFilter, "INPUT", true, join(c, "-j", chainInput)},
+		{tableNAT, "PREROUTING", true, join(local, c, "-j", chainDNAT)},
+		{tableNAT, "OUTPUT", true, join(local, c, "-j", chainDNAT)},
+		{tableNAT, "POSTROUTING", true, join(c, "-j", chainPostrouting)},
 	}
 }
 
@@ -138,7 +140,7 @@ func isBaseForwardRule(args []string) bool {
 	case chainEgress, chainIngress, chainAccept:
 		return true
 	case "ACCEPT":
-		return est && addr == 1 && !iface
+		return est && addr >= 1 && !iface
 	}
 	return false
 }
@@ -150,14 +152,18 @@ var dockerBridges = []string{"docker0", "br-+", "docker_gwbridge"}
 
 // dockerRules are the rules of VPCROUTE-DOCKER: it drops what comes from or goes to
 // one of Docker's bridges (extra: bridges of Docker networks named with
-// com.docker.network.bridge.name). The networks' chains jump here only for traffic
+// com.docker.network.bridge.name) unless it goes to a published port (DNAT), of
+// Docker's or of vpcroute's. The networks' chains jump here only for traffic
 // of their own bridge, so that Docker's networks and vpcroute's never reach each
 // other through the host, as Docker isolates its own bridges from each other.
+// The bridge comes first, a native comparison: the conntrack and comment
+// matches, xtables calls on iptables-nft, run only for packets of Docker's
+// bridges, not for every new connection of vpcroute's networks.
 func dockerRules(extra []string) [][]string {
-	c := []string{"-m", "comment", "--comment", baseComment}
+	m := []string{"-m", "conntrack", "!", "--ctstate", "DNAT", "-m", "comment", "--comment", baseComment, "-j", "DROP"}
 	var out [][]string
 	for _, b := range append(slices.Clone(dockerBridges), extra...) {
-		out = append(out, join("-i", b, c, "-j", "DROP"), join("-o", b, c, "-j", "DROP"))
+		out = append(out, join("-i", b, m), join("-o", b, m))
 	}
 	return out
 }
@@ -215,7 +221,11 @@ func validIfName(name string) error {
 // first so that no packet leaves or enters an internal network's bridge by
 // belonging to a connection its container has on another network. The
 // rules carry no comment, which iptables-nft would evaluate as one more
-// xtables match for every packet accepted (see isBaseForwardRule).
+// xtables match for every packet accepted (see isBaseForwardRule). The
+// second rule leaves out what the first one looked at already (a source in the
+// pool), so that the first packet of a connection between two containers calls
+// conntrack's match once, not twice; its words are in the order iptables-save
+// prints them, which forwardOrderScript compares against.
 func fastPathRules(pool netip.Prefix) [][]string {
 	if !pool.IsValid() {
 		return nil
@@ -224,7 +234,7 @@ func fastPathRules(pool netip.Prefix) [][]string {
 	est := []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"}
 	return [][]string{
 		join("-s", p, est),
-		join("-d", p, est),
+		join("!", "-s", p, "-d", p, est),
 	}
 }
 
@@ -245,6 +255,11 @@ type NetworkRules struct {
 	// NoNAT lists destinations never masqueraded: the VPC CIDRs and the
 	// container pool, so the VPC sees container source addresses.
 	NoNAT []netip.Prefix
+	// Pool is Base.Pool, the prefix whose established traffic the fast path
+	// accepts before any network's chain (the zero Prefix: no fast path). A
+	// subnet inside it needs no conntrack accept of its own for packets from
+	// its own addresses.
+	Pool netip.Prefix
 	// NoICC (com.docker.network.bridge.enable_icc=false): the network's
 	// containers do not reach each other; published ports still work.
 	NoICC bool
@@ -292,6 +307,9 @@ func (r NetworkRules) validate() error {
 		if !p.IsValid() || !p.Addr().Is4() {
 			return fmt.Errorf("network %s: no-NAT prefix %v is not an IPv4 prefix", r.NetworkID, p)
 		}
+	}
+	if r.Pool != (netip.Prefix{}) && (!r.Pool.IsValid() || !r.Pool.Addr().Is4()) {
+		return fmt.Errorf("network %s: container pool %v is not an IPv4 prefix", r.NetworkID, r.Pool)
 	}
 	for _, a := range r.Allow {
 		if !a.Source.IsValid() || !a.Source.Addr().Is4() {
@@ -439,14 +457,17 @@ func (c netChain) declared() bool { return c.name != "" }
 // comparison: the jump's comment, an xtables match on iptables-nft, is
 // evaluated only for packets the jump takes. VPCROUTE-INPUT sees every packet
 // to the host, VPCROUTE-POSTROUTING every new connection, so unconditional
-// jumps there cost every such packet an xtables call per network.
+// jumps there cost every such packet an xtables call per network. The jump into
+// the published ports' chain also asks for DNAT, the one thing its rules have in
+// common, so that a new connection into the bridge that is not to a published
+// port calls one conntrack match there and nothing else.
 func allNetChains(id, br, subnet string) []netChain {
 	return []netChain{
 		{kind: kindEgress, table: tableFilter, name: netChainName(kindEgress, id), from: chainEgress, match: []string{"-i", br}, goTo: true},
 		{kind: kindForward, table: tableFilter, name: netChainName(kindForward, id), from: chainIngress, match: []string{"-o", br}, goTo: true},
 		{kind: kindAccept, table: tableFilter, from: chainAccept, match: []string{"-i", br}, target: "ACCEPT"},
 		{kind: kindInput, table: tableFilter, name: netChainName(kindInput, id), from: chainInput, match: []string{"-i", br}},
-		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPostrouting, insert: true, match: []string{"-o", br}},
+		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPostrouting, insert: true, match: []string{"-o", br, "-m", "conntrack", "--ctstate", "DNAT"}},
 		{kind: kindNAT, table: tableNAT, name: netChainName(kindNAT, id), from: chainPostrouting, match: []string{"-s", subnet}},
 	}
 }
@@ -455,11 +476,17 @@ func allNetChains(id, br, subnet string) []netChain {
 // internal network has only its forward chain; any other network has all
 // four, some possibly empty (no outbound NAT without Masquerade), so that
 // the set of chains depends on nothing that can change for a network.
+//
+// The rules in a network's own chains carry no comment: the chain's name says
+// whose they are (Prune and DeleteNetwork remove chains by name, Sync compares
+// them whole), and on iptables-nft a comment is one more xtables call for
+// every packet a rule matches. Within each rule the native comparisons
+// (addresses, interfaces) come first and decide most packets, so that the
+// first packet of a connection calls as few conntrack matches as it can.
 func networkChains(r NetworkRules) ([]netChain, error) {
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
-	c := networkComment(r.NetworkID)
 	br := r.Bridge
 	subnet := r.Subnet.Masked().String()
 	chains := allNetChains(r.NetworkID, br, subnet)
@@ -475,9 +502,9 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 			within = "DROP"
 		}
 		fwd.rules = [][]string{
-			join([]string{"!", "-i", br, "-o", br}, c, "-j", "DROP"),
-			join([]string{"-i", br, "!", "-o", br}, c, "-j", "DROP"),
-			join([]string{"-i", br, "-o", br}, c, "-j", within),
+			{"!", "-i", br, "-o", br, "-j", "DROP"},
+			{"-i", br, "!", "-o", br, "-j", "DROP"},
+			{"-i", br, "-o", br, "-j", within},
 		}
 		return []netChain{*fwd}, nil
 	}
@@ -486,72 +513,86 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 	// through the bridge of the default route, with a source outside this
 	// subnet. Anything else with a source outside the subnet is spoofed, and
 	// dropped (the rule's counters count it), routed or masqueraded alike.
-	// Published ports of Docker's networks stay reachable (DNAT).
-	icc := join([]string{"-o", br}, c, "-j", "ACCEPT")
+	// When the subnet is inside the pool, the fast path has accepted every
+	// established packet from the subnet already, so the accept looks only at
+	// other sources and a new connection's first packet skips its conntrack
+	// match. Published ports of Docker's networks stay reachable (DNAT, see
+	// dockerRules).
+	est := []string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"}
+	if r.Pool.IsValid() && r.Pool.Bits() <= r.Subnet.Bits() && r.Pool.Contains(r.Subnet.Addr()) {
+		est = join("!", "-s", subnet, est)
+	}
+	icc := []string{"-o", br, "-j", "ACCEPT"}
 	if r.NoICC {
 		// A published port of the network's own containers stays reachable
 		// (hairpin), as with Docker's bridge; the ingress chain accepts it.
-		icc = join([]string{"-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT"}, c, "-j", "DROP")
+		icc = []string{"-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"}
 	}
 	egress.rules = [][]string{
-		join([]string{"-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED"}, c, "-j", "ACCEPT"),
-		join([]string{"!", "-s", subnet}, c, "-j", "DROP"),
+		est,
+		{"!", "-s", subnet, "-j", "DROP"},
 		icc,
-		join([]string{"-m", "conntrack", "!", "--ctstate", "DNAT"}, c, "-j", chainDocker),
+		{"-j", chainDocker},
 	}
 	// What enters the bridge from elsewhere (its own traffic ended in egress):
-	// published ports from anywhere, nothing from Docker's networks, then the
-	// network's edge policy.
-	fwd.rules = [][]string{
-		join([]string{"-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "ACCEPT"),
-		join(c, "-j", chainDocker),
-	}
+	// nothing from Docker's networks but their connections to published ports,
+	// then the network's edge policy. A policy that drops comes after an
+	// accept of published ports, which are open to every source; without a
+	// policy the subnet's accept takes them anyway.
+	toDocker := []string{"-j", chainDocker}
 	switch {
 	case r.Isolate:
-		fwd.rules = append(fwd.rules, join(c, "-j", "DROP"))
+		fwd.rules = [][]string{dnatAccept(), toDocker, {"-j", "DROP"}}
 	case len(r.Allow) > 0:
+		fwd.rules = [][]string{dnatAccept(), toDocker}
 		for _, a := range r.Allow {
 			src := []string{"-s", a.Source.Masked().String()}
 			if len(a.Ports) == 0 {
-				fwd.rules = append(fwd.rules, join(src, "-d", subnet, c, "-j", "ACCEPT"))
+				fwd.rules = append(fwd.rules, join(src, "-d", subnet, "-j", "ACCEPT"))
 			}
 			for _, p := range a.Ports {
 				m := []string{"-p", p.Proto, "-m", p.Proto, "--dport", strconv.Itoa(int(p.Port))}
 				if p.Proto == "icmp" {
 					m = []string{"-p", "icmp", "-m", "icmp", "--icmp-type", "echo-request"}
 				}
-				fwd.rules = append(fwd.rules, join(src, "-d", subnet, m, c, "-j", "ACCEPT"))
+				fwd.rules = append(fwd.rules, join(src, "-d", subnet, m, "-j", "ACCEPT"))
 			}
 		}
-		fwd.rules = append(fwd.rules, join(c, "-j", "DROP"))
+		fwd.rules = append(fwd.rules, []string{"-j", "DROP"})
 	default:
-		fwd.rules = append(fwd.rules, join([]string{"-d", subnet}, c, "-j", "ACCEPT"))
+		fwd.rules = [][]string{toDocker, {"-d", subnet, "-j", "ACCEPT"}}
 	}
 	// route_localnet on the bridge (for ports published on 127.0.0.1) would
 	// also let containers reach services bound to the host's loopback; drop
 	// that unless it is the reply to a DNATed connection.
 	input.rules = [][]string{
-		join([]string{"-i", br, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT"}, c, "-j", "DROP"),
+		{"-i", br, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP"},
 	}
-	// Published ports. Reached from the host itself, 127.0.0.1 included: a
-	// loopback source cannot leave the host. Hairpin: a container reaching a
-	// port on the host that leads back into its own bridge must see the
-	// reply come from the host, else it answers directly and the connection
-	// breaks. The chain is jumped to first: no network's no-NAT accepts may
-	// shadow these.
+	// Published ports (the jump takes only DNATed connections into the bridge).
+	// Reached from the host itself, 127.0.0.1 included: a loopback source
+	// cannot leave the host. Hairpin: a container reaching a port on the host
+	// that leads back into its own bridge must see the reply come from the
+	// host, else it answers directly and the connection breaks. The chain is
+	// jumped to first: no network's no-NAT accepts may shadow these.
 	ports.rules = [][]string{
-		join([]string{"-o", br, "-m", "addrtype", "--src-type", "LOCAL", "-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "MASQUERADE"),
-		join([]string{"-s", subnet, "-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, c, "-j", "MASQUERADE"),
+		{"-m", "addrtype", "--src-type", "LOCAL", "-j", "MASQUERADE"},
+		{"-s", subnet, "-j", "MASQUERADE"},
 	}
 	if r.Masquerade {
 		// ACCEPT (not RETURN) ends nat POSTROUTING for the connection, so
 		// no later rule of another tool masquerades traffic to the VPC.
 		for _, p := range r.NoNAT {
-			nat.rules = append(nat.rules, join([]string{"-s", subnet, "-d", p.Masked().String()}, c, "-j", "ACCEPT"))
+			nat.rules = append(nat.rules, []string{"-s", subnet, "-d", p.Masked().String(), "-j", "ACCEPT"})
 		}
-		nat.rules = append(nat.rules, join([]string{"-s", subnet, "!", "-o", br}, c, "-j", "MASQUERADE"))
+		nat.rules = append(nat.rules, []string{"-s", subnet, "!", "-o", br, "-j", "MASQUERADE"})
 	}
 	return chains, nil
+}
+
+// dnatAccept accepts connections to published ports (DNAT) into a bridge, ahead
+// of an edge policy that would drop them.
+func dnatAccept() []string {
+	return []string{"-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"}
 }
 
 // PortMap is one published port of one container.

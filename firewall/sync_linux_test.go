@@ -109,13 +109,42 @@ func TestSyncRepairs(t *testing.T) {
 			mustDo(t, f.EnsurePort(stale))
 		}, false},
 		{"dockerd restarted and put its jumps on top", dockerStarts, false},
-		{"the marked FORWARD and INPUT jumps of an earlier release", func(t *testing.T, f *Firewall) {
-			ipt(t, f, "-D", "FORWARD", "-j", chainForward)
-			ipt(t, f, "-D", "INPUT", "-j", chainInput)
+		{"the marked base jumps of an earlier release", func(t *testing.T, f *Firewall) {
+			for _, j := range baseJumps() {
+				ipt(t, f, join("-t", j.table, "-D", j.chain, j.spec)...)
+			}
 			for _, j := range legacyBaseJumps() {
-				ipt(t, f, join("-I", j.chain, "1", j.spec)...)
+				ipt(t, f, join("-t", j.table, "-I", j.chain, "1", j.spec)...)
 			}
 		}, false},
+		{"the commented network rules and Docker drops of an earlier release", func(t *testing.T, f *Firewall) {
+			// Until 2026-12-02 every rule of a network's chains carried the
+			// network's comment, the jump into its ports chain did not ask for
+			// DNAT (the chain's rules did), and VPCROUTE-DOCKER dropped DNATed
+			// packets too (the chains jumping there checked DNAT first).
+			for _, r := range []NetworkRules{net1, net2} {
+				chains, err := networkChains(r)
+				mustDo(t, err)
+				for _, c := range chains {
+					if c.kind == kindPorts {
+						j := c.jump(r.NetworkID)
+						ipt(t, f, join("-t", j.table, "-D", j.chain, j.spec)...)
+						ipt(t, f, join("-t", j.table, "-I", j.chain, "1", "-o", r.Bridge, networkComment(r.NetworkID), "-j", c.name)...)
+					}
+					if !c.declared() || len(c.rules) == 0 {
+						continue
+					}
+					ipt(t, f, "-t", c.table, "-F", c.name)
+					for _, rule := range c.rules {
+						ipt(t, f, join("-t", c.table, "-A", c.name, rule[:len(rule)-2], networkComment(r.NetworkID), rule[len(rule)-2:])...)
+					}
+				}
+			}
+			ipt(t, f, "-F", chainDocker)
+			for _, b := range dockerBridges {
+				ipt(t, f, "-A", chainDocker, "-i", b, "-m", "comment", "--comment", baseComment, "-j", "DROP")
+			}
+		}, true},
 		{"the marked fast path and tail of an earlier release", func(t *testing.T, f *Firewall) {
 			c := []string{"-m", "comment", "--comment", baseComment}
 			for _, r := range append(fastPathRules(testPool), forwardTail()...) {
@@ -163,9 +192,22 @@ func TestSyncRepairs(t *testing.T) {
 						t.Errorf("a rule that is not vpcroute's is gone: %q\n%s", want, snap)
 					}
 				}
-				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment", "-A FORWARD -m comment", "-A INPUT -m comment", "-A VPCROUTE-FORWARD -m comment --comment vpcroute -j", "RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT"} {
+				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment", "-A FORWARD -m comment", "-A INPUT -m comment",
+					"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j", "RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
+					"-A PREROUTING -m addrtype --dst-type LOCAL -m comment", "-A OUTPUT -m addrtype --dst-type LOCAL -m comment", "-A POSTROUTING -m comment",
+					"-A VPCROUTE-DOCKER -i docker0 -m comment", `-o vr-net1 -m comment --comment "vpcroute:net1" -j VPCROUTE-P-`} {
 					if strings.Contains(snap, stale) {
-						t.Errorf("a jump without its condition is still there (%q):\n%s", stale, snap)
+						t.Errorf("a rule of an earlier release is still there (%q):\n%s", stale, snap)
+					}
+				}
+				for _, l := range strings.Split(snap, "\n") {
+					if f := strings.Fields(l); len(f) > 1 && f[0] == "-A" && strings.Contains(l, "--comment") {
+						if _, ok := parseNetChain(f[1]); ok {
+							t.Errorf("a network's chain holds a commented rule of an earlier release: %s", l)
+						}
+						if f[1] == chainDocker && !strings.Contains(l, "DNAT") {
+							t.Errorf("%s drops published ports, as an earlier release did: %s", chainDocker, l)
+						}
 					}
 				}
 				if strings.Contains(snap, "--dport 9999") {
