@@ -178,6 +178,10 @@ type datapathFigures struct {
 	// ECS 1's FORWARD hook until one accepts it (jumps and returns included), and XT
 	// how many xtables matches it calls on the way (see walkCost).
 	Walk, XT map[string]int
+	// FirstPacket is, per path whose connection rate is compared (container, guide,
+	// release), what the first packet of a connection costs in the rules of both
+	// ECSs (see firstPacketCost).
+	FirstPacket map[string]walkFigure
 	// Profile is, per path, the share of CPU samples spent evaluating nftables rules
 	// during one extra run under perf (empty without perf).
 	Profile        map[string]profileShare
@@ -438,9 +442,10 @@ func lastHost(p netip.Prefix) string {
 // vpcroute's FORWARD chains before Docker's, which a host following the guide does
 // not have).
 type guideBed struct {
-	eps  [2]endpoint // the guide's containers, ECS 1's first
-	walk int         // FORWARD rules an ECS 1 packet of the stream walks (0: not accepted by a rule)
-	xt   int         // xtables matches it calls on the way
+	eps   [2]endpoint // the guide's containers, ECS 1's first
+	walk  int         // FORWARD rules an ECS 1 packet of the stream walks (0: not accepted by a rule)
+	xt    int         // xtables matches it calls on the way
+	first walkFigure  // a connection's first packet, both ECSs (firstPacketCost)
 }
 
 // buildGuideBed brings up the bed prefix (torn down by s) and sets it up as the guide
@@ -495,7 +500,8 @@ func buildGuideBed(ctx context.Context, s *setup, prefix string, networks int) (
 	if n, xt, ok := parseFilter(save).walkCost("FORWARD", packet{src: g.eps[0].addr, dst: g.eps[1].addr, in: guideNet, out: "eth0"}); ok {
 		g.walk, g.xt = n, xt
 	}
-	return g, nil
+	g.first, err = firstPacketCost(ctx, [2]*testbed.ECS{bed.ECSs[0], bed.ECSs[1]}, [2]string{guideNet, guideNet}, g.eps[0].addr, g.eps[1].addr)
+	return g, err
 }
 
 // iperfServer runs iperf3 -s in a network namespace (a file such as /proc/PID/ns/net)
@@ -621,6 +627,7 @@ func buildRevision(ctx context.Context, work, rev string) (string, error) {
 type releaseBed struct {
 	eps      [2]endpoint
 	walk, xt int
+	first    walkFigure // a connection's first packet, both ECSs (firstPacketCost)
 }
 
 // buildReleaseBed brings up the bed prefix with its own emulated cloud, starts the
@@ -659,6 +666,10 @@ func buildReleaseBed(ctx context.Context, s *setup, o options, prefix, bin strin
 	if err != nil {
 		return rb, err
 	}
+	br2, _, err := vpcrouteBridge(ctx, ecs2, nets[1].gateway)
+	if err != nil {
+		return rb, err
+	}
 	save, err := ecs1.Exec(ctx, "iptables-save", "-t", "filter")
 	if err != nil {
 		return rb, err
@@ -666,7 +677,8 @@ func buildReleaseBed(ctx context.Context, s *setup, o options, prefix, bin strin
 	if n, xt, ok := parseFilter(save).walkCost("FORWARD", packet{src: cont[0].addr, dst: cont[1].addr, in: br, out: "eth0"}); ok {
 		rb.walk, rb.xt = n, xt
 	}
-	return rb, nil
+	rb.first, err = firstPacketCost(ctx, [2]*testbed.ECS{ecs1, ecs2}, [2]string{br, br2}, cont[0].addr, cont[1].addr)
+	return rb, err
 }
 
 // measureDatapath builds every path and runs iperf3 over them in rounds: each round
@@ -736,15 +748,13 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 
 	// Plain namespaces on vpcroute's bridges of the same networks.
 	var host [2]endpoint
-	var bridge1 string // vpcroute's bridge of the data path's network on ECS 1
+	var bridges [2]string // vpcroute's bridges of the data path's network, on ECS 1 and 2
 	for i, ecs := range []*testbed.ECS{ecs1, ecs2} {
 		br, mtu, err := vpcrouteBridge(ctx, ecs, nets[i].gateway)
 		if err != nil {
 			return err
 		}
-		if i == 0 {
-			bridge1 = br
-		}
+		bridges[i] = br
 		addr := lastHost(nets[i].subnet)
 		ns := benchNetns(o.prefix, "vr", i+1)
 		if err := plainNetns(ctx, &s, ecs, ns, hostVeth, br, addr, nets[i].subnet.Bits(), nets[i].gateway, mtu); err != nil {
@@ -752,6 +762,7 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		}
 		host[i] = endpoint{ns: testbed.NetnsPath(ns), addr: addr}
 	}
+	bridge1 := bridges[0]
 	paths := map[string]*dpPath{
 		pathContainer: {key: pathContainer, client: cont[0], server: cont[1], bridge: bridge1},
 		pathHost:      {key: pathHost, client: host[0], server: host[1], bridge: bridge1},
@@ -861,6 +872,18 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		if release.walk > 0 {
 			d.Walk[pathRelease], d.XT[pathRelease] = release.walk, release.xt
 		}
+	}
+	d.FirstPacket = map[string]walkFigure{}
+	if first, err := firstPacketCost(ctx, [2]*testbed.ECS{ecs1, ecs2}, bridges, cont[0].addr, cont[1].addr); err != nil {
+		return err
+	} else {
+		d.FirstPacket[pathContainer] = first
+	}
+	if guide.first.Rules > 0 {
+		d.FirstPacket[pathGuide] = guide.first
+	}
+	if release.first.Rules > 0 {
+		d.FirstPacket[pathRelease] = release.first
 	}
 
 	// One unrecorded pass over every path first: the first runs after the beds come up
@@ -980,8 +1003,53 @@ func splitWords(s string) []string {
 	return out
 }
 
-// packet is a TCP packet of an established connection, forwarded from in to out.
-type packet struct{ src, dst, in, out string }
+// packet is a TCP packet forwarded from in to out: of an established connection, or
+// the first of a new one (not to a published port).
+type packet struct {
+	src, dst, in, out string
+	new               bool
+}
+
+// walkFigure is what following a packet through rules found: rules evaluated and
+// xtables matches called.
+type walkFigure struct{ Rules, XT int }
+
+// firstPacketCost follows the first packet of a TCP connection from client to server
+// through the rules as they stand on both ECSs: on the client's ECS from its bridge
+// to the uplink (nat PREROUTING, filter FORWARD, nat POSTROUTING), on the server's
+// from the uplink into the server's bridge (the same hooks). The nat table sees only
+// a connection's first packet, the FORWARD rules of new connections only it: this is
+// what a connection costs beyond its other packets, the figure behind the connection
+// rate. Rules and xtables matches of both ECSs are summed.
+func firstPacketCost(ctx context.Context, ecs [2]*testbed.ECS, bridges [2]string, client, server string) (walkFigure, error) {
+	var w walkFigure
+	for i, e := range ecs {
+		var tables [2]filterTable
+		for j, t := range []string{"nat", "filter"} {
+			save, err := e.Exec(ctx, "iptables-save", "-t", t)
+			if err != nil {
+				return w, fmt.Errorf("iptables-save -t %s on %s: %w", t, e.Name, err)
+			}
+			tables[j] = parseFilter(save)
+		}
+		in, out := bridges[0], "eth0"
+		if i == 1 {
+			in, out = "eth0", bridges[1]
+		}
+		p := packet{src: client, dst: server, in: in, out: out, new: true}
+		pre := p
+		pre.out = "" // not routed yet
+		for _, step := range []struct {
+			t     filterTable
+			chain string
+			p     packet
+		}{{tables[0], "PREROUTING", pre}, {tables[1], "FORWARD", p}, {tables[0], "POSTROUTING", p}} {
+			n, xt, _ := step.t.walkCost(step.chain, step.p)
+			w.Rules, w.XT = w.Rules+n, w.XT+xt
+		}
+	}
+	return w, nil
+}
 
 // walkCost follows p from chain and returns how many rules it evaluated, how many
 // xtables matches it called on the way, and whether a rule accepted it. Matches it
@@ -1008,7 +1076,7 @@ func (t filterTable) walkChain(chain string, p packet, depth int) (int, int, str
 			continue
 		}
 		switch target {
-		case "ACCEPT", "DROP", "REJECT":
+		case "ACCEPT", "DROP", "REJECT", "MASQUERADE", "SNAT", "DNAT":
 			return n, xt, target
 		case "RETURN":
 			return n, xt, ""
@@ -1059,7 +1127,11 @@ func ruleMatches(r []string, p packet) (target string, xt int, ok bool) {
 		case "-p":
 			holds, i = arg == "tcp" || arg == "6", i+1
 		case "--ctstate", "--state":
-			holds, i = slices.Contains(strings.Split(arg, ","), "ESTABLISHED"), i+1
+			state := "ESTABLISHED"
+			if p.new {
+				state = "NEW"
+			}
+			holds, i = slices.Contains(strings.Split(arg, ","), state), i+1
 		case "-m":
 			if !nativeModules[arg] {
 				xt++

@@ -138,3 +138,71 @@ func TestParseProfile(t *testing.T) {
 		t.Errorf("idle share = %.2f%%, want 17.03%%", got.Idle)
 	}
 }
+
+// natTable is the nat table of an ECS with Docker's default bridge and one vpcroute
+// network with a published port, as both write them.
+const natTable = `*nat
+:PREROUTING ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:DOCKER - [0:0]
+:VPCROUTE-DNAT - [0:0]
+:VPCROUTE-POSTROUTING - [0:0]
+:VPCROUTE-P-aaaaaaaaaaaaaaaa - [0:0]
+:VPCROUTE-N-aaaaaaaaaaaaaaaa - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j VPCROUTE-DNAT
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
+-A POSTROUTING -j VPCROUTE-POSTROUTING
+-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
+-A DOCKER -i docker0 -j RETURN
+-A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m comment --comment "vpcroute:aaaa" -j DNAT --to-destination 10.0.2.3:80
+-A VPCROUTE-POSTROUTING -o vr-aaaa -m conntrack --ctstate DNAT -m comment --comment "vpcroute:aaaa" -j VPCROUTE-P-aaaaaaaaaaaaaaaa
+-A VPCROUTE-POSTROUTING -s 10.0.2.0/24 -m comment --comment "vpcroute:aaaa" -j VPCROUTE-N-aaaaaaaaaaaaaaaa
+-A VPCROUTE-P-aaaaaaaaaaaaaaaa -m addrtype --src-type LOCAL -j MASQUERADE
+-A VPCROUTE-P-aaaaaaaaaaaaaaaa -s 10.0.2.0/24 -j MASQUERADE
+-A VPCROUTE-N-aaaaaaaaaaaaaaaa -s 10.0.2.0/24 -d 192.168.0.0/24 -j ACCEPT
+-A VPCROUTE-N-aaaaaaaaaaaaaaaa -s 10.0.2.0/24 -d 10.0.0.0/8 -j ACCEPT
+-A VPCROUTE-N-aaaaaaaaaaaaaaaa -s 10.0.2.0/24 ! -o vr-aaaa -j MASQUERADE
+COMMIT
+`
+
+// The first packet of a connection walks the nat table too, and conntrack's state is
+// NEW: the matches that test it fail, negated ones hold.
+func TestFirstPacketWalk(t *testing.T) {
+	nat := parseFilter(natTable)
+	tests := []struct {
+		name         string
+		chain        string
+		p            packet
+		rules, xt    int
+		verdictRules bool // a rule ended the walk (ACCEPT, MASQUERADE)
+	}{
+		// Both jumps test the destination's type: 2 rules, 2 matches, no verdict.
+		{"prerouting, to another host", "PREROUTING", packet{src: "10.0.2.2", dst: "10.0.3.2", in: "vr-aaaa", new: true}, 2, 2, false},
+		// The jump, the ports jump (its bridge is not the way out), the NAT jump and
+		// its comment, the chain's first rule fails, its second (the pool) accepts.
+		{"postrouting, out of the network to the pool", "POSTROUTING", packet{src: "10.0.2.2", dst: "10.0.3.2", out: "eth0", new: true}, 1 + 2 + 2, 1, true},
+		// Into the bridge, not to a published port: the ports jump's conntrack match
+		// fails; the NAT jump's source does not match; Docker's rule does not either.
+		{"postrouting, into the network", "POSTROUTING", packet{src: "10.0.3.2", dst: "10.0.2.2", out: "vr-aaaa", new: true}, 1 + 2 + 1, 1, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rules, xt, verdict := nat.walkChain(tt.chain, tt.p, 0)
+			if rules != tt.rules || xt != tt.xt || (verdict != "") != tt.verdictRules {
+				t.Errorf("walk = %d rules, %d xtables matches, verdict %q; want %d, %d, a verdict: %v", rules, xt, verdict, tt.rules, tt.xt, tt.verdictRules)
+			}
+		})
+	}
+	// The same rule reads differently for a connection's first packet.
+	est := []string{"-s", "10.0.0.0/8", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"}
+	notDNAT := []string{"-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"}
+	for _, tc := range []struct {
+		rule []string
+		new  bool
+		ok   bool
+	}{{est, false, true}, {est, true, false}, {notDNAT, true, true}, {notDNAT, false, true}} {
+		if _, _, ok := ruleMatches(tc.rule, packet{src: "10.0.2.2", dst: "10.0.3.2", new: tc.new}); ok != tc.ok {
+			t.Errorf("%q for a packet new=%v: matches %v, want %v", tc.rule, tc.new, ok, tc.ok)
+		}
+	}
+}

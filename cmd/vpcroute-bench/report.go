@@ -708,13 +708,19 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 	p("")
 	p("Connections per second: right after each iperf3 run, a client process in the same namespace as iperf3's (pinned to CPU 0) opens TCP connections to a server process beside iperf3's (pinned to CPU 1), one after the other for %s, each closed with a reset (no TIME_WAIT); every connection's SYN walks the rules of new connections (vpcroute's egress, ingress and accept chains; an allow list), which the stream's packets skip.", connWindow)
 	p("")
-	p("| Path | Connections/s, by round | Median |")
-	p("|---|---|---|")
+	p("| Path | First packet of a connection: rules on both ECSs (xtables matches) | Connections/s, by round | Median |")
+	p("|---|---|---|---|")
 	for _, info := range pathInfos {
 		if d.has(info.Key) {
-			p("| `%s` | %s | %.0f |", info.Key, rates(d.connRuns(info.Key)), median(d.connRuns(info.Key)))
+			first := "–"
+			if w, ok := d.FirstPacket[info.Key]; ok {
+				first = fmt.Sprintf("%d (%d)", w.Rules, w.XT)
+			}
+			p("| `%s` | %s | %s | %.0f |", info.Key, first, rates(d.connRuns(info.Key)), median(d.connRuns(info.Key)))
 		}
 	}
+	p("")
+	p("First packet: the rules a connection's first packet evaluates on its way, followed through `iptables-save` of both ECSs during the runs: on the client's ECS nat PREROUTING, filter FORWARD and nat POSTROUTING from the container's bridge to the uplink, on the server's the same hooks from the uplink into the server's bridge (the nat table sees only a connection's first packet). In brackets, as above, the match modules called through nftables' compat layer. Only the paths whose connection rates are compared are followed.")
 	p("")
 	p("| Comparison | Paired ratios of connections/s (by round) | Median |")
 	p("|---|---|---|")
