@@ -4,9 +4,9 @@ package firewall
 
 import "fmt"
 
-// EnsurePort publishes one port: a DNAT rule reached for destinations of
-// type LOCAL from nat PREROUTING (other hosts, containers: the hairpin case)
-// and nat OUTPUT (the host itself, 127.0.0.1 included). The masquerade those
+// EnsurePort publishes one port: a DNAT rule for destinations of type LOCAL,
+// reached from nat PREROUTING (other hosts, containers: the hairpin case) and
+// nat OUTPUT (the host itself, 127.0.0.1 included). The masquerade those
 // paths need is per network (EnsureNetwork). It costs one check and at most
 // one append, whatever the number of ports already published.
 func (f *Firewall) EnsurePort(p PortMap) error {

@@ -63,18 +63,21 @@ var baseChains = []chainRef{
 // vpcroute's. They go first so that nothing before them drops or
 // masquerades vpcroute's traffic.
 //
-// The jumps carry no comment: FORWARD's is evaluated for every forwarded
-// packet, INPUT's for every packet to the host and the nat jumps for every new
-// connection, vpcroute's or not, and on iptables-nft a comment is an xtables
-// match called for each of them (Docker's own jumps have none). Their target,
-// a chain of vpcroute's, says whose they are.
+// The jumps carry no comment and no match module: FORWARD's is evaluated for
+// every forwarded packet, INPUT's for every packet to the host and the nat jumps
+// for every new connection, vpcroute's or not, and on iptables-nft a comment or
+// an address type is an xtables match called for each of them. Their target, a
+// chain of vpcroute's, says whose they are. The jumps into VPCROUTE-DNAT do not
+// ask for a local destination either: each published port's rule does, after
+// its protocol and port, native comparisons that turn away every other
+// connection (see portRule), so a connection that is not to a published port
+// costs no xtables match there at all.
 func baseJumps() []rule {
-	local := []string{"-m", "addrtype", "--dst-type", "LOCAL"}
 	return []rule{
 		{tableFilter, "FORWARD", true, []string{"-j", chainForward}},
 		{tableFilter, "INPUT", true, []string{"-j", chainInput}},
-		{tableNAT, "PREROUTING", true, join(local, "-j", chainDNAT)},
-		{tableNAT, "OUTPUT", true, join(local, "-j", chainDNAT)},
+		{tableNAT, "PREROUTING", true, []string{"-j", chainDNAT}},
+		{tableNAT, "OUTPUT", true, []string{"-j", chainDNAT}},
 		{tableNAT, "POSTROUTING", true, []string{"-j", chainPostrouting}},
 	}
 }
@@ -624,7 +627,9 @@ func (p PortMap) String() string {
 
 // portRule returns the single DNAT rule of a published port. It is reached
 // from nat PREROUTING (other hosts, containers) and nat OUTPUT (the host
-// itself) for destinations of type LOCAL.
+// itself) for every new connection, and takes those to its port on a local
+// address: the protocol and port come first (native comparisons), the address
+// type (an xtables match) only for connections to that port.
 func portRule(p PortMap) (rule, error) {
 	if err := validateNetworkID(p.NetworkID); err != nil {
 		return rule{}, fmt.Errorf("port %v: %w", p, err)
@@ -647,7 +652,7 @@ func portRule(p PortMap) (rule, error) {
 	if p.HostIP.IsValid() && !p.HostIP.IsUnspecified() {
 		spec = append(spec, "-d", p.HostIP.String()+"/32")
 	}
-	spec = append(spec, "-m", p.Proto, "--dport", strconv.Itoa(int(p.HostPort)))
+	spec = append(spec, "-m", p.Proto, "--dport", strconv.Itoa(int(p.HostPort)), "-m", "addrtype", "--dst-type", "LOCAL")
 	spec = join(spec, networkComment(p.NetworkID), "-j", "DNAT", "--to-destination",
 		netip.AddrPortFrom(p.ContainerIP, p.ContainerPort).String())
 	return rule{tableNAT, chainDNAT, false, spec}, nil

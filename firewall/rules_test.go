@@ -226,9 +226,9 @@ func TestPortRule(t *testing.T) {
 		modify func(*PortMap)
 		want   string // rule text, or "error"
 	}{
-		{"all addresses", func(*PortMap) {}, `-t nat -A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m comment --comment vpcroute:n1 -j DNAT --to-destination 10.0.2.3:80`},
-		{"0.0.0.0 is all", func(p *PortMap) { p.HostIP = netip.IPv4Unspecified() }, `-t nat -A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m comment --comment vpcroute:n1 -j DNAT --to-destination 10.0.2.3:80`},
-		{"one address", func(p *PortMap) { p.HostIP = netip.MustParseAddr("127.0.0.1"); p.Proto = "udp" }, `-t nat -A VPCROUTE-DNAT -p udp -d 127.0.0.1/32 -m udp --dport 8080 -m comment --comment vpcroute:n1 -j DNAT --to-destination 10.0.2.3:80`},
+		{"all addresses", func(*PortMap) {}, `-t nat -A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m addrtype --dst-type LOCAL -m comment --comment vpcroute:n1 -j DNAT --to-destination 10.0.2.3:80`},
+		{"0.0.0.0 is all", func(p *PortMap) { p.HostIP = netip.IPv4Unspecified() }, `-t nat -A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m addrtype --dst-type LOCAL -m comment --comment vpcroute:n1 -j DNAT --to-destination 10.0.2.3:80`},
+		{"one address", func(p *PortMap) { p.HostIP = netip.MustParseAddr("127.0.0.1"); p.Proto = "udp" }, `-t nat -A VPCROUTE-DNAT -p udp -d 127.0.0.1/32 -m udp --dport 8080 -m addrtype --dst-type LOCAL -m comment --comment vpcroute:n1 -j DNAT --to-destination 10.0.2.3:80`},
 		{"bad proto", func(p *PortMap) { p.Proto = "icmp" }, "error"},
 		{"port 0", func(p *PortMap) { p.HostPort = 0 }, "error"},
 		{"IPv6 container", func(p *PortMap) { p.ContainerIP = netip.MustParseAddr("fd00::1") }, "error"},

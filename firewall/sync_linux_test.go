@@ -144,6 +144,11 @@ func TestSyncRepairs(t *testing.T) {
 			for _, b := range dockerBridges {
 				ipt(t, f, "-A", chainDocker, "-i", b, "-m", "comment", "--comment", baseComment, "-j", "DROP")
 			}
+			// A published port's rule did not test the address type (the
+			// jump into VPCROUTE-DNAT did).
+			r, _ := portRule(port1)
+			ipt(t, f, append([]string{"-t", "nat", "-D", chainDNAT}, r.spec...)...)
+			ipt(t, f, join("-t", "nat", "-A", chainDNAT, "-p", "tcp", "-m", "tcp", "--dport", "8080", networkComment("net1"), "-j", "DNAT", "--to-destination", "10.0.2.3:80")...)
 		}, true},
 		{"the marked fast path and tail of an earlier release", func(t *testing.T, f *Firewall) {
 			c := []string{"-m", "comment", "--comment", baseComment}
@@ -195,7 +200,7 @@ func TestSyncRepairs(t *testing.T) {
 				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment", "-A FORWARD -m comment", "-A INPUT -m comment",
 					"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j", "RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
 					"-A PREROUTING -m addrtype --dst-type LOCAL -m comment", "-A OUTPUT -m addrtype --dst-type LOCAL -m comment", "-A POSTROUTING -m comment",
-					"-A VPCROUTE-DOCKER -i docker0 -m comment", `-o vr-net1 -m comment --comment "vpcroute:net1" -j VPCROUTE-P-`} {
+					"-A VPCROUTE-DOCKER -i docker0 -m comment", "--dport 8080 -m comment", `-o vr-net1 -m comment --comment "vpcroute:net1" -j VPCROUTE-P-`} {
 					if strings.Contains(snap, stale) {
 						t.Errorf("a rule of an earlier release is still there (%q):\n%s", stale, snap)
 					}

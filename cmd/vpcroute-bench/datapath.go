@@ -1007,6 +1007,7 @@ func splitWords(s string) []string {
 // the first of a new one (not to a published port).
 type packet struct {
 	src, dst, in, out string
+	dport             string // "" for a port no rule names
 	new               bool
 }
 
@@ -1126,6 +1127,8 @@ func ruleMatches(r []string, p packet) (target string, xt int, ok bool) {
 			holds, i = addrIn(p.dst, arg), i+1
 		case "-p":
 			holds, i = arg == "tcp" || arg == "6", i+1
+		case "--dport":
+			holds, i = arg == p.dport, i+1
 		case "--ctstate", "--state":
 			state := "ESTABLISHED"
 			if p.new {

@@ -149,12 +149,12 @@ const natTable = `*nat
 :VPCROUTE-POSTROUTING - [0:0]
 :VPCROUTE-P-aaaaaaaaaaaaaaaa - [0:0]
 :VPCROUTE-N-aaaaaaaaaaaaaaaa - [0:0]
--A PREROUTING -m addrtype --dst-type LOCAL -j VPCROUTE-DNAT
+-A PREROUTING -j VPCROUTE-DNAT
 -A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER
 -A POSTROUTING -j VPCROUTE-POSTROUTING
 -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
 -A DOCKER -i docker0 -j RETURN
--A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m comment --comment "vpcroute:aaaa" -j DNAT --to-destination 10.0.2.3:80
+-A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m addrtype --dst-type LOCAL -m comment --comment "vpcroute:aaaa" -j DNAT --to-destination 10.0.2.3:80
 -A VPCROUTE-POSTROUTING -o vr-aaaa -m conntrack --ctstate DNAT -m comment --comment "vpcroute:aaaa" -j VPCROUTE-P-aaaaaaaaaaaaaaaa
 -A VPCROUTE-POSTROUTING -s 10.0.2.0/24 -m comment --comment "vpcroute:aaaa" -j VPCROUTE-N-aaaaaaaaaaaaaaaa
 -A VPCROUTE-P-aaaaaaaaaaaaaaaa -m addrtype --src-type LOCAL -j MASQUERADE
@@ -176,8 +176,12 @@ func TestFirstPacketWalk(t *testing.T) {
 		rules, xt    int
 		verdictRules bool // a rule ended the walk (ACCEPT, MASQUERADE)
 	}{
-		// Both jumps test the destination's type: 2 rules, 2 matches, no verdict.
-		{"prerouting, to another host", "PREROUTING", packet{src: "10.0.2.2", dst: "10.0.3.2", in: "vr-aaaa", new: true}, 2, 2, false},
+		// vpcroute's jump, its port's rule (the port differs: native), Docker's jump
+		// (its address type match): 3 rules, 1 match, no verdict.
+		{"prerouting, to another host", "PREROUTING", packet{src: "10.0.2.2", dst: "10.0.3.2", in: "vr-aaaa", new: true}, 3, 1, false},
+		// The same to port 8080, which is published here: the rule's address type is
+		// tested too.
+		{"prerouting, to another host's 8080", "PREROUTING", packet{src: "10.0.2.2", dst: "10.0.3.2", in: "vr-aaaa", dport: "8080", new: true}, 3, 2, false},
 		// The jump, the ports jump (its bridge is not the way out), the NAT jump and
 		// its comment, the chain's first rule fails, its second (the pool) accepts.
 		{"postrouting, out of the network to the pool", "POSTROUTING", packet{src: "10.0.2.2", dst: "10.0.3.2", out: "eth0", new: true}, 1 + 2 + 2, 1, true},
