@@ -298,13 +298,13 @@ func (f *Firewall) ensureChains(id string, chains []netChain) error {
 	missing := map[string]bool{}
 	var jumps restoreInput
 	for _, c := range chains {
-		j := c.jump(id)
+		j := c.jump()
 		jumps.line(j.table, join("-C", j.chain, j.spec)...)
 	}
 	if f.restore(jumps.String()) != nil {
 		// Some jump is missing: find out which, one at a time.
 		for _, c := range chains {
-			ok, err := f.exists(c.jump(id))
+			ok, err := f.exists(c.jump())
 			if err != nil {
 				return err
 			}

@@ -246,6 +246,12 @@ func TestPrune(t *testing.T) {
 			if strings.Contains(got, `"vpcroute:net`) {
 				t.Errorf("Prune(nothing) left network rules:\n%s", got)
 			}
+			for _, w := range strings.Fields(got) {
+				if _, ok := parseNetChain(strings.TrimPrefix(w, ":")); ok {
+					t.Errorf("Prune(nothing) left a network's chain or a jump into one (%s):\n%s", w, got)
+					break
+				}
+			}
 			marked := 0
 			for _, j := range baseJumps() {
 				if slices.Contains(j.spec, baseComment) {
@@ -441,7 +447,7 @@ func TestEnsureNetworkRepairs(t *testing.T) {
 			mustDo(t, f.ipt.Append(c.table, c.name, "-i", n.Bridge, "-j", "ACCEPT"))
 		}},
 		{"jump deleted", net1, func(t *testing.T, f *Firewall, n NetworkRules) {
-			j := chainOf(t, n, kindPorts).jump(n.NetworkID)
+			j := chainOf(t, n, kindPorts).jump()
 			mustDo(t, f.ipt.Delete(j.table, j.chain, j.spec...))
 		}},
 		{"base chains flushed", net3, func(t *testing.T, f *Firewall, n NetworkRules) {
@@ -454,11 +460,9 @@ func TestEnsureNetworkRepairs(t *testing.T) {
 			chains, err := networkChains(n)
 			mustDo(t, err)
 			for _, c := range chains {
-				j := c.jump(n.NetworkID)
+				j := c.jump()
 				mustDo(t, f.ipt.Delete(j.table, j.chain, j.spec...))
-				if c.declared() {
-					mustDo(t, f.ipt.ClearAndDeleteChain(c.table, c.name))
-				}
+				mustDo(t, f.ipt.ClearAndDeleteChain(c.table, c.name))
 			}
 		}},
 	}
@@ -588,17 +592,17 @@ func TestDeleteNetworkByteIdentical(t *testing.T) {
 	}{
 		{"as made", func(*testing.T, *Firewall, NetworkRules) {}},
 		{"a jump already gone", func(t *testing.T, f *Firewall, n NetworkRules) {
-			j := chainOf(t, n, kindForward).jump(n.NetworkID)
+			j := chainOf(t, n, kindForward).jump()
 			mustDo(t, f.ipt.Delete(j.table, j.chain, j.spec...))
 		}},
 		{"a chain already gone", func(t *testing.T, f *Firewall, n NetworkRules) {
 			c := chainOf(t, n, kindForward)
-			j := c.jump(n.NetworkID)
+			j := c.jump()
 			mustDo(t, f.ipt.Delete(j.table, j.chain, j.spec...))
 			mustDo(t, f.ipt.ClearAndDeleteChain(c.table, c.name))
 		}},
 		{"a jump twice", func(t *testing.T, f *Firewall, n NetworkRules) {
-			j := chainOf(t, n, kindForward).jump(n.NetworkID)
+			j := chainOf(t, n, kindForward).jump()
 			mustDo(t, f.ipt.Append(j.table, j.chain, j.spec...))
 		}},
 		{"all gone already", func(t *testing.T, f *Firewall, n NetworkRules) {
@@ -674,8 +678,12 @@ func TestPruneUpgrade(t *testing.T) {
 			if !strings.Contains(got, ":"+held+" ") {
 				t.Errorf("Prune deleted %s though a foreign rule jumps to it", held)
 			}
-			if strings.Contains(got, "vpcroute:net2\" -j VPCROUTE-") || strings.Contains(got, chainOf(t, net2, kindNAT).name) {
-				t.Errorf("Prune left net2's jumps or other chains:\n%s", got)
+			chains, err := networkChains(net2)
+			mustDo(t, err)
+			for _, c := range chains {
+				if c.name != held && (strings.Contains(got, "-j "+c.name) || strings.Contains(got, "-g "+c.name) || strings.Contains(got, ":"+c.name+" ")) {
+					t.Errorf("Prune left net2's chain %s or a jump into it:\n%s", c.name, got)
+				}
 			}
 		})
 	}

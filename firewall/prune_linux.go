@@ -5,16 +5,18 @@ package firewall
 import (
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // Prune is the start-up reconcile that removes what networks deleted while
 // the driver was down left behind: in the filter and nat tables, every rule
 // marked "vpcroute:<ID>" whose ID is not in keep, and the per-network chains
-// (VPCROUTE-F-, -I-, -P-, -N-) of networks not in keep. It also removes
-// rules an older vpcroute kept for a network directly in vpcroute's base
-// chains, which the network's own chains have replaced; the driver runs it
-// after EnsureNetwork has made those. The base jumps and rules without a
-// vpcroute comment are never touched. It reads each table with one
+// (VPCROUTE-E-, -F-, -I-, -P-, -N-) of networks not in keep with the jumps
+// into them. It also removes rules an older vpcroute kept for a network
+// directly in vpcroute's base chains, which the network's own chains have
+// replaced; the driver runs it after EnsureNetwork has made those. The base
+// jumps, and rules outside vpcroute's chains without a vpcroute comment, are
+// never touched. It reads each table with one
 // iptables-save and changes it with one iptables-restore, so it is meant for
 // start-up, not for every request.
 func (f *Firewall) Prune(keep map[string]bool) error {
@@ -57,7 +59,7 @@ func (f *Firewall) RemoveAll() error {
 			errs = append(errs, err)
 		}
 	}
-	for _, c := range baseChains {
+	for _, c := range append(slices.Clone(baseChains), chainRef{tableFilter, chainAccept}) { // and an earlier release's
 		ok, err := f.ipt.ChainExists(c.table, c.chain)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("look for chain %s: %w", c.chain, err))

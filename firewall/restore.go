@@ -90,7 +90,7 @@ func tablesOf(chains []netChain) []string {
 
 // addJump adds the jump into c at its place: first in c.from, or last.
 func addJump(in *restoreInput, id string, c netChain) {
-	j := c.jump(id)
+	j := c.jump()
 	if j.insert {
 		in.line(j.table, join("-I", j.chain, "1", j.spec)...)
 	} else {
@@ -107,7 +107,7 @@ func createScript(id string, chains []netChain) string {
 	var in restoreInput
 	for _, t := range tablesOf(chains) {
 		for _, c := range chains {
-			if c.table == t && c.declared() {
+			if c.table == t {
 				in.line(t, "-N", c.name)
 			}
 		}
@@ -138,7 +138,7 @@ func checkScript(id string, chains []netChain) string {
 			if c.table != t {
 				continue
 			}
-			j := c.jump(id)
+			j := c.jump()
 			in.line(t, join("-C", j.chain, j.spec)...)
 			for _, r := range c.rules {
 				in.line(t, join("-C", c.name, r)...)
@@ -158,7 +158,7 @@ func repairScript(id string, chains []netChain, missingJump map[string]bool) str
 	var in restoreInput
 	for _, t := range tablesOf(chains) {
 		for _, c := range chains {
-			if c.table == t && c.declared() {
+			if c.table == t {
 				in.line(t, ":"+c.name, "-", "[0:0]")
 			}
 		}
@@ -181,7 +181,7 @@ func repairScript(id string, chains []netChain, missingJump map[string]bool) str
 				// An internal network's drops must come before the fast
 				// path (see fastPathRules); a repair puts the jump back on
 				// top wherever it was.
-				j := c.jump(id)
+				j := c.jump()
 				in.line(t, join("-D", j.chain, j.spec)...)
 				addJump(&in, id, c)
 			}
@@ -199,12 +199,12 @@ func deleteScript(id string, chains []netChain) string {
 	for _, t := range tablesOf(chains) {
 		for _, c := range chains {
 			if c.table == t {
-				j := c.jump(id)
+				j := c.jump()
 				in.line(t, join("-D", j.chain, j.spec)...)
 			}
 		}
 		for _, c := range chains {
-			if c.table == t && c.declared() {
+			if c.table == t {
 				in.line(t, "-F", c.name)
 				in.line(t, "-X", c.name)
 			}
@@ -228,7 +228,7 @@ func removeNetworkScript(table string, t savedTable, id string) string {
 		if own(r.chain) {
 			continue // goes with its chain
 		}
-		if rid, marked := ruleNetworkID(r.args); marked && rid == id {
+		if rid, marked := ruleNetworkID(r.args); marked && rid == id || own(r.target()) {
 			in.raw(table, "-D"+strings.TrimPrefix(r.line, "-A"))
 		}
 	}
@@ -280,9 +280,9 @@ func baseCheckScript(b Base) string {
 // earlier fast path, such as one of another pool, go. It returns "" when
 // the chain is in that order already.
 //
-// A jump belongs to an internal network when it is marked for a network,
-// leads to a per-network forward chain, and that chain drops packets (only
-// an internal network's does).
+// A jump belongs to an internal network when it leads to a per-network
+// forward chain and that chain drops packets (only an internal network's
+// does).
 func forwardOrderScript(t savedTable, fast [][]string) string {
 	drops := map[string]bool{}
 	for _, r := range t.rules {
@@ -295,12 +295,11 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 		if r.chain != chainForward {
 			continue
 		}
-		id, marked := ruleNetworkID(r.args)
 		switch {
 		case isBaseForwardRule(r.args):
 			// A fast path rule, of this pool or of another, or the tail, of
 			// this release or an earlier one: rewritten below.
-		case marked && id != "" && isNetChainKind(r.target(), kindForward) && drops[r.target()]:
+		case isNetChainKind(r.target(), kindForward) && drops[r.target()]:
 			first = append(first, r)
 		default:
 			rest = append(rest, r)
@@ -321,7 +320,8 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 	for _, r := range rest {
 		want = append(want, r.args)
 	}
-	if slices.EqualFunc(have, want, slices.Equal) {
+	legacy := legacyAcceptRemoval(t)
+	if slices.EqualFunc(have, want, slices.Equal) && len(legacy) == 0 {
 		return ""
 	}
 	// Declaring the chain flushes it; the lines after refill it in the
@@ -337,7 +337,33 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 	for _, r := range rest {
 		in.raw(tableFilter, r.line)
 	}
+	for _, l := range legacy {
+		in.line(tableFilter, l...)
+	}
 	return in.String()
+}
+
+// legacyAcceptRemoval returns the restore lines that remove VPCROUTE-ACCEPT, the
+// chain of the networks' accepts of releases before 2026-12-02, from a filter table
+// as iptables-save printed it, to follow a rewrite of VPCROUTE-FORWARD without its
+// jump there; none when the chain is gone, or when a chain other than vpcroute's
+// still jumps there (a person's rule, which the chain then outlives, empty).
+func legacyAcceptRemoval(t savedTable) [][]string {
+	if !slices.Contains(t.chains, chainAccept) {
+		return nil
+	}
+	held, filled := false, false
+	for _, r := range t.rules {
+		held = held || r.target() == chainAccept && !isVpcrouteChain(r.chain)
+		filled = filled || r.chain == chainAccept
+	}
+	switch {
+	case !held:
+		return [][]string{{"-F", chainAccept}, {"-X", chainAccept}}
+	case filled:
+		return [][]string{{"-F", chainAccept}}
+	}
+	return nil
 }
 
 // savedTable is one table as iptables-save prints it.
@@ -401,16 +427,16 @@ func parseSave(out string) (savedTable, error) {
 // iptables-save printed it:
 //   - every rule marked "vpcroute:<ID>" for an ID not in keep (in any chain,
 //     vpcroute's or not),
-//   - every per-network chain whose network is not in keep, with the marked
-//     jumps into it,
+//   - every per-network chain whose network is not in keep, with the jumps
+//     into it from vpcroute's chains (and the marked ones from any chain),
 //   - the rules an older vpcroute kept directly in VPCROUTE-FORWARD,
 //     VPCROUTE-INPUT and VPCROUTE-POSTROUTING, marked for a kept network but
 //     not jumps into a per-network chain: their network's chains have taken
 //     over, and DeleteNetwork would not remove them.
 //
-// Unmarked rules, the base jumps and published ports of kept networks stay.
-// A chain that an unmarked rule still jumps to cannot be deleted: it is left
-// as it is and reported in the returned errors.
+// Other unmarked rules, the base jumps and published ports of kept networks
+// stay. A chain that an unmarked rule of a chain not vpcroute's still jumps to
+// cannot be deleted: it is left as it is and reported in the returned errors.
 func pruneScript(table string, t savedTable, keep map[string]bool) (string, []error) {
 	keepSuffix := map[string]bool{}
 	for id := range keep {
@@ -425,7 +451,7 @@ func pruneScript(table string, t savedTable, keep map[string]bool) (string, []er
 	var errs []error
 	for _, r := range t.rules {
 		if doomed[r.target()] && !doomed[r.chain] {
-			if _, marked := ruleNetworkID(r.args); !marked {
+			if _, marked := ruleNetworkID(r.args); !marked && !isVpcrouteChain(r.chain) {
 				errs = append(errs, fmt.Errorf("table %s: chain %s of a removed network is still used by a rule that is not vpcroute's, so it stays: %s", table, r.target(), r.line))
 				delete(doomed, r.target())
 			}
@@ -437,13 +463,20 @@ func pruneScript(table string, t savedTable, keep map[string]bool) (string, []er
 			continue // goes with its chain
 		}
 		id, marked := ruleNetworkID(r.args)
-		if !marked || id == "" {
+		var stale bool
+		switch {
+		case doomed[r.target()]:
+			// A jump into a chain that goes: vpcroute's (the rule is marked, or
+			// in one of vpcroute's chains; any other kept the chain, above).
+			stale = true
+		case !marked || id == "":
 			continue
+		default:
+			_, intoNetChain := parseNetChain(r.target())
+			stale = !keep[id] ||
+				(isNetworkBaseChain(r.chain) && !intoNetChain) ||
+				(r.chain == chainAccept && r.target() != "ACCEPT")
 		}
-		_, intoNetChain := parseNetChain(r.target())
-		stale := !keep[id] || doomed[r.target()] ||
-			(isNetworkBaseChain(r.chain) && !intoNetChain) ||
-			(r.chain == chainAccept && r.target() != "ACCEPT")
 		if stale {
 			in.raw(table, "-D"+strings.TrimPrefix(r.line, "-A"))
 		}
@@ -456,6 +489,11 @@ func pruneScript(table string, t savedTable, keep map[string]bool) (string, []er
 	}
 	return in.String(), errs
 }
+
+// isVpcrouteChain reports whether chain is one of vpcroute's, base or per
+// network: a jump in one of them into a network's chain is vpcroute's, marked
+// or not.
+func isVpcrouteChain(chain string) bool { return strings.HasPrefix(chain, netChainPrefix) }
 
 // isNetworkBaseChain reports whether chain is one of vpcroute's base chains
 // that hold only jumps into per-network chains (VPCROUTE-DNAT holds the

@@ -17,10 +17,13 @@ const (
 	tableFilter = "filter"
 	tableNAT    = "nat"
 
-	chainForward     = "VPCROUTE-FORWARD"     // filter FORWARD: let routed container traffic through a DROP policy
-	chainEgress      = "VPCROUTE-EGRESS"      // filter, from VPCROUTE-FORWARD: what leaves each bridge (spoofing, icc, Docker's networks)
-	chainIngress     = "VPCROUTE-INGRESS"     // filter, from VPCROUTE-FORWARD: what may enter each bridge (isolate, allow)
-	chainAccept      = "VPCROUTE-ACCEPT"      // filter, from VPCROUTE-FORWARD, last: accept what left a bridge and passed both
+	chainForward = "VPCROUTE-FORWARD" // filter FORWARD: let routed container traffic through a DROP policy
+	chainEgress  = "VPCROUTE-EGRESS"  // filter, from VPCROUTE-FORWARD: what leaves each bridge (spoofing, icc, Docker's networks)
+	chainIngress = "VPCROUTE-INGRESS" // filter, from VPCROUTE-FORWARD: what may enter each bridge (isolate, allow)
+	// chainAccept held each network's accept, after the egress and ingress chains,
+	// until 2026-12-02; each egress chain ends with that accept now. Sync,
+	// EnsureBase and RemoveAll remove the chain where an earlier release left it.
+	chainAccept      = "VPCROUTE-ACCEPT"
 	chainDocker      = "VPCROUTE-DOCKER"      // filter, from the networks' chains: drop traffic to or from Docker's own networks
 	chainInput       = "VPCROUTE-INPUT"       // filter INPUT: guard 127.0.0.0/8 on bridges with route_localnet
 	chainDNAT        = "VPCROUTE-DNAT"        // nat PREROUTING+OUTPUT, dst-type LOCAL: published ports
@@ -52,7 +55,6 @@ var baseChains = []chainRef{
 	{tableFilter, chainForward},
 	{tableFilter, chainEgress},
 	{tableFilter, chainIngress},
-	{tableFilter, chainAccept},
 	{tableFilter, chainDocker},
 	{tableFilter, chainInput},
 	{tableNAT, chainDNAT},
@@ -99,18 +101,18 @@ func legacyBaseJumps() []rule {
 }
 
 // forwardTail are the rules of VPCROUTE-FORWARD after the fast path: a new
-// connection is checked where it leaves its bridge (every network's egress chain:
-// spoofed sources, icc, Docker's networks), then where it enters one (every
-// network's ingress chain: isolate, allow), and only then accepted, when it left a
-// vpcroute bridge. Each network's three rules go in chains of their own, so that
-// the order between networks never matters: no network's accept can come before
-// another's check. They carry no comment (see isBaseForwardRule): every packet
-// the fast path does not take walks them, Docker's own networks' included.
+// connection is checked where it leaves its bridge (its network's egress chain:
+// spoofed sources, icc, Docker's networks, then the ingress chains, then the
+// accept), or, when it did not come from a vpcroute bridge (the VPC, Docker's
+// networks), where it enters one (the network's ingress chain: isolate, allow).
+// Each network's rules go in chains of their own, so that the order between
+// networks never matters: no network's accept can come before another's check.
+// They carry no comment (see isBaseForwardRule): every packet the fast path does
+// not take walks them, Docker's own networks' included.
 func forwardTail() [][]string {
 	return [][]string{
 		{"-j", chainEgress},
 		{"-j", chainIngress},
-		{"-j", chainAccept},
 	}
 }
 
@@ -355,7 +357,6 @@ func networkComment(id string) []string {
 const (
 	kindEgress  = 'E' // filter, from VPCROUTE-EGRESS for packets from the bridge: spoofing, icc, Docker's networks
 	kindForward = 'F' // filter, from VPCROUTE-INGRESS for packets into the bridge: the edge policy; or, from VPCROUTE-FORWARD, isolate an internal network
-	kindAccept  = 'A' // not a chain: the network's accept in VPCROUTE-ACCEPT
 	kindInput   = 'I' // filter, from VPCROUTE-INPUT: guard the host's loopback from the bridge
 	kindPorts   = 'P' // nat, from VPCROUTE-POSTROUTING, first: masquerade for published ports
 	kindNAT     = 'N' // nat, from VPCROUTE-POSTROUTING, last: outbound masquerade outside NoNAT
@@ -415,8 +416,7 @@ func isNetChainKind(name string, kind byte) bool {
 }
 
 // netChain is one of a network's own chains: its rules, in order, and the
-// marked jump into it from one of vpcroute's base chains. A netChain without a
-// name is a single rule in from (the network's accept, kindAccept).
+// jump into it from one of vpcroute's base chains.
 type netChain struct {
 	kind        byte
 	table, name string
@@ -424,32 +424,35 @@ type netChain struct {
 	// from (so it wins over other networks' chains), else last.
 	from   string
 	insert bool
-	// match are the conditions of the jump (the bridge it is for), target its
-	// target when the netChain has no chain.
-	match  []string
-	target string
+	// match are the conditions of the jump (the bridge it is for).
+	match []string
 	// goTo makes the jump a goto (-g): a chain that falls off its end returns past
 	// the rest of from, whose other rules are for other bridges and cannot match.
-	goTo  bool
-	rules [][]string
+	goTo bool
+	// markID, when set, marks the jump with the network's comment (see jump).
+	markID string
+	rules  [][]string
 }
 
-// jump returns the rule that leads from c.from into c, marked with the
-// network's comment so Prune can tell whose it is.
-func (c netChain) jump(id string) rule {
-	target := c.name
-	if target == "" {
-		target = c.target
-	}
+// jump returns the rule that leads from c.from into c. Most jumps carry no
+// comment: their target, the network's chain, says whose they are (see
+// parseNetChain), and a comment would be one more xtables call on iptables-nft
+// for every packet the jump takes, the first packet of each of the network's
+// connections. One jump per network keeps the mark with the full network ID, for
+// Owners (the reconcile loop's list of networks the kernel holds rules of): the
+// jump into the published ports' chain, taken only by connections to a published
+// port, or an internal network's only jump.
+func (c netChain) jump() rule {
 	verb := "-j"
 	if c.goTo {
 		verb = "-g"
 	}
-	return rule{table: c.table, chain: c.from, insert: c.insert, spec: join(c.match, networkComment(id), verb, target)}
+	var mark []string
+	if c.markID != "" {
+		mark = networkComment(c.markID)
+	}
+	return rule{table: c.table, chain: c.from, insert: c.insert, spec: join(c.match, mark, verb, c.name)}
 }
-
-// declared says whether c is a chain of its own, to create and delete.
-func (c netChain) declared() bool { return c.name != "" }
 
 // allNetChains returns every chain a network with the given ID, bridge and
 // subnet may have, empty, whatever its settings.
@@ -457,10 +460,8 @@ func (c netChain) declared() bool { return c.name != "" }
 // Every jump carries the condition all the rules of its chain share (the
 // bridge, or the subnet for outbound NAT), so that a packet of another network,
 // of Docker's own, or for the host itself costs each network one native
-// comparison: the jump's comment, an xtables match on iptables-nft, is
-// evaluated only for packets the jump takes. VPCROUTE-INPUT sees every packet
-// to the host, VPCROUTE-POSTROUTING every new connection, so unconditional
-// jumps there cost every such packet an xtables call per network. The jump into
+// comparison: VPCROUTE-INPUT sees every packet to the host,
+// VPCROUTE-POSTROUTING every new connection. The jump into
 // the published ports' chain also asks for DNAT, the one thing its rules have in
 // common, so that a new connection into the bridge that is not to a published
 // port calls one conntrack match there and nothing else.
@@ -468,9 +469,8 @@ func allNetChains(id, br, subnet string) []netChain {
 	return []netChain{
 		{kind: kindEgress, table: tableFilter, name: netChainName(kindEgress, id), from: chainEgress, match: []string{"-i", br}, goTo: true},
 		{kind: kindForward, table: tableFilter, name: netChainName(kindForward, id), from: chainIngress, match: []string{"-o", br}, goTo: true},
-		{kind: kindAccept, table: tableFilter, from: chainAccept, match: []string{"-i", br}, target: "ACCEPT"},
 		{kind: kindInput, table: tableFilter, name: netChainName(kindInput, id), from: chainInput, match: []string{"-i", br}},
-		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPostrouting, insert: true, match: []string{"-o", br, "-m", "conntrack", "--ctstate", "DNAT"}},
+		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPostrouting, insert: true, match: []string{"-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, markID: id},
 		{kind: kindNAT, table: tableNAT, name: netChainName(kindNAT, id), from: chainPostrouting, match: []string{"-s", subnet}},
 	}
 }
@@ -493,13 +493,13 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 	br := r.Bridge
 	subnet := r.Subnet.Masked().String()
 	chains := allNetChains(r.NetworkID, br, subnet)
-	egress, fwd, input, ports, nat := &chains[0], &chains[1], &chains[3], &chains[4], &chains[5]
+	egress, fwd, input, ports, nat := &chains[0], &chains[1], &chains[2], &chains[3], &chains[4]
 	if r.Internal {
 		// The jump goes first in VPCROUTE-FORWARD so that another network's
 		// accepts cannot let traffic of this one through; the drops exclude
 		// bridge-to-bridge traffic, which the accept after them lets through
 		// (or, without icc, drops).
-		fwd.from, fwd.insert, fwd.match, fwd.goTo = chainForward, true, nil, false
+		fwd.from, fwd.insert, fwd.match, fwd.goTo, fwd.markID = chainForward, true, nil, false, r.NetworkID
 		within := "ACCEPT"
 		if r.NoICC {
 			within = "DROP"
@@ -531,11 +531,19 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 		// (hairpin), as with Docker's bridge; the ingress chain accepts it.
 		icc = []string{"-o", br, "-m", "conntrack", "!", "--ctstate", "DNAT", "-j", "DROP"}
 	}
+	// Then where the connection enters: the ingress chain of the bridge it goes
+	// to, if that is a vpcroute bridge of this host (a goto from
+	// VPCROUTE-INGRESS, which returns here), and the accept. This accept, last
+	// in the network's own chain, was a rule per network in a chain of its own
+	// (VPCROUTE-ACCEPT) until 2026-12-02: one jump and one comment less for the
+	// first packet of every connection.
 	egress.rules = [][]string{
 		est,
 		{"!", "-s", subnet, "-j", "DROP"},
 		icc,
 		{"-j", chainDocker},
+		{"-j", chainIngress},
+		{"-j", "ACCEPT"},
 	}
 	// What enters the bridge from elsewhere (its own traffic ended in egress):
 	// nothing from Docker's networks but their connections to published ports,

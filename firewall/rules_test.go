@@ -108,18 +108,30 @@ func TestNetworkRulesValidation(t *testing.T) {
 		case tc.errHas != "" && (err == nil || !strings.Contains(err.Error(), tc.errHas)):
 			t.Errorf("%s: error %v, want one mentioning %q", tc.name, err, tc.errHas)
 		case err == nil:
-			// The jumps say whose they are by their mark; the rules of a
-			// network's chains by the chain's name, and carry no comment (an
-			// xtables call per packet on iptables-nft).
+			// The jumps and the rules of a network's chains say whose they are
+			// by the chain's name, and carry no comment (an xtables call per
+			// packet on iptables-nft), but for one jump that keeps the
+			// network's full ID for Owners.
+			marked := 0
 			for _, c := range chains {
-				if id, ok := ruleNetworkID(c.jump(r.NetworkID).spec); !ok || id != r.NetworkID {
-					t.Errorf("%s: jump into %s is not marked for %s", tc.name, c.name, r.NetworkID)
+				j := c.jump().spec
+				if suffix, ok := parseNetChain(j[len(j)-1]); !ok || suffix != chainSuffix(r.NetworkID) {
+					t.Errorf("%s: jump %q does not lead into a chain named for %s", tc.name, j, r.NetworkID)
+				}
+				if id, ok := ruleNetworkID(j); ok {
+					marked++
+					if id != r.NetworkID || c.kind != kindPorts {
+						t.Errorf("%s: jump %q is marked, for %q", tc.name, j, id)
+					}
 				}
 				for _, spec := range c.rules {
 					if slices.Contains(spec, "comment") {
 						t.Errorf("%s: rule %q in %s carries a comment", tc.name, spec, c.name)
 					}
 				}
+			}
+			if marked != 1 {
+				t.Errorf("%s: %d jumps marked with the network's ID, want 1", tc.name, marked)
 			}
 		}
 	}
@@ -151,16 +163,21 @@ func TestNetworkRulesShape(t *testing.T) {
 	masq.Masquerade = true
 	cs, _ := networkChains(masq)
 	m := byKind(cs)
-	if len(cs) != 6 {
-		t.Fatalf("masquerade network has %d chains, want 6 (egress, ingress, accept, input, ports, NAT)", len(cs))
+	if len(cs) != 5 {
+		t.Fatalf("masquerade network has %d chains, want 5 (egress, ingress, input, ports, NAT)", len(cs))
 	}
-	if m[kindEgress].from != chainEgress || m[kindForward].from != chainIngress || m[kindAccept].from != chainAccept || m[kindAccept].declared() {
-		t.Errorf("egress, ingress and accept must hang off %s, %s and %s: %+v", chainEgress, chainIngress, chainAccept, cs)
+	if m[kindEgress].from != chainEgress || m[kindForward].from != chainIngress {
+		t.Errorf("egress and ingress must hang off %s and %s: %+v", chainEgress, chainIngress, cs)
+	}
+	// The egress chain ends with the ingress check and then the accept: nothing
+	// leaves a bridge before the bridge it enters has had its say.
+	if e := m[kindEgress].rules; len(e) < 2 || !slices.Equal(e[len(e)-2], []string{"-j", chainIngress}) || !slices.Equal(e[len(e)-1], []string{"-j", "ACCEPT"}) {
+		t.Errorf("egress chain must end with the jump into %s and the accept: %q", chainIngress, e)
 	}
 	if got := count(m[kindPorts], "MASQUERADE") + count(m[kindNAT], "MASQUERADE"); got != 3 {
 		t.Errorf("masquerade network: %d MASQUERADE rules, want 3 (hairpin, host-local, outbound)", got)
 	}
-	if j := m[kindPorts].jump("n").spec; !slices.Contains(j, "DNAT") || !slices.Contains(j, "-o") {
+	if j := m[kindPorts].jump().spec; !slices.Contains(j, "DNAT") || !slices.Contains(j, "-o") {
 		t.Errorf("the jump into the ports chain %q does not take only DNATed connections into the bridge", j)
 	}
 	if !m[kindPorts].insert || m[kindNAT].insert || m[kindPorts].from != m[kindNAT].from {
@@ -182,6 +199,9 @@ func TestNetworkRulesShape(t *testing.T) {
 	}
 	if !cs[0].insert {
 		t.Errorf("internal chain is jumped to last, so another network's accept could shadow its drops")
+	}
+	if id, ok := ruleNetworkID(cs[0].jump().spec); !ok || id != internal.NetworkID {
+		t.Errorf("an internal network's only jump must keep its mark, for Owners: %q", cs[0].jump().spec)
 	}
 	if last := cs[0].rules[len(cs[0].rules)-1]; last[len(last)-1] != "ACCEPT" {
 		t.Errorf("internal chain must accept bridge-to-bridge traffic after its drops, ends with %q", last)

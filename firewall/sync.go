@@ -289,24 +289,24 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 	var d Drift
 	f := newTablePlan(tableFilter, filter, &d)
 	n := newTablePlan(tableNAT, nat, &d)
-	known := map[string]bool{}
-	var internalJumps, egressJumps, ingressJumps, accepts, inputJumps, portJumps, natJumps [][]string
+	known, knownSuffix := map[string]bool{}, map[string]bool{}
+	var internalJumps, egressJumps, ingressJumps, inputJumps, portJumps, natJumps [][]string
 	for _, r := range w.Networks {
 		chains, err := networkChains(r)
 		if err != nil {
 			return Drift{}, "", "", err
 		}
-		known[r.NetworkID] = true
+		known[r.NetworkID], knownSuffix[chainSuffix(r.NetworkID)] = true, true
 		drifted := false
 		for _, c := range chains {
 			plan := f
 			if c.table == tableNAT {
 				plan = n
 			}
-			if c.declared() && plan.network(c) {
+			if plan.network(c) {
 				drifted = true
 			}
-			j := c.jump(r.NetworkID).spec
+			j := c.jump().spec
 			switch {
 			case c.kind == kindForward && c.insert:
 				internalJumps = append(internalJumps, j)
@@ -314,8 +314,6 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 				ingressJumps = append(ingressJumps, j)
 			case c.kind == kindEgress:
 				egressJumps = append(egressJumps, j)
-			case c.kind == kindAccept:
-				accepts = append(accepts, j)
 			case c.kind == kindInput:
 				inputJumps = append(inputJumps, j)
 			case c.kind == kindPorts:
@@ -336,11 +334,15 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 		}
 		ports = append(ports, r.spec)
 	}
-	// A marked rule of a network in want that want does not list: a port
-	// unpublished, a jump of an earlier setting.
+	// A rule of a network in want that want does not list: a port unpublished
+	// (marked), a jump into one of its chains of an earlier setting or release
+	// (marked by releases before 2026-12-02, or not).
 	staleMarked := func(r savedRule) bool {
-		id, marked := ruleNetworkID(r.args)
-		return marked && known[id]
+		if id, marked := ruleNetworkID(r.args); marked && known[id] {
+			return true
+		}
+		suffix, into := parseNetChain(r.target())
+		return into && knownSuffix[suffix]
 	}
 	staleBase := func(r savedRule) bool {
 		id, marked := ruleNetworkID(r.args)
@@ -356,7 +358,6 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 	f.baseChain(chainForward, [][][]string{internalJumps, fastPathRules(w.Base.Pool), forwardTail()}, staleForward)
 	f.baseChain(chainEgress, [][][]string{egressJumps}, staleMarked)
 	f.baseChain(chainIngress, [][][]string{ingressJumps}, staleMarked)
-	f.baseChain(chainAccept, [][][]string{accepts}, staleMarked)
 	f.baseChain(chainDocker, [][][]string{dockerRules(w.Base.DockerBridges)}, staleBase)
 	f.baseChain(chainInput, [][][]string{inputJumps}, staleMarked)
 	n.baseChain(chainPostrouting, [][][]string{portJumps, natJumps}, staleMarked)
@@ -371,6 +372,12 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 			after = dockerUser
 		}
 		plan.builtinJump(j, after)
+	}
+	if legacy := legacyAcceptRemoval(filter); len(legacy) > 0 {
+		// After the rewrite of VPCROUTE-FORWARD above, which dropped its jump
+		// there (isBaseForwardRule), in the same transaction.
+		d.Base = append(d.Base, "chain "+chainAccept+" of an earlier release")
+		f.lines = append(f.lines, legacy...)
 	}
 	slices.Sort(d.Networks)
 	return d, f.script(), n.script(), nil

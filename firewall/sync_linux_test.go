@@ -92,7 +92,7 @@ func TestSyncRepairs(t *testing.T) {
 			ipt(t, f, "-t", "nat", "-F", netChainName(kindNAT, "net1"))
 		}, true},
 		{"a network's jump deleted", func(t *testing.T, f *Firewall) {
-			ipt(t, f, "-D", chainIngress, "-o", "vr-net2", "-m", "comment", "--comment", "vpcroute:net2", "-g", netChainName(kindForward, "net2"))
+			ipt(t, f, "-D", chainIngress, "-o", "vr-net2", "-g", netChainName(kindForward, "net2"))
 		}, false},
 		{"VPCROUTE-FORWARD flushed", func(t *testing.T, f *Firewall) { ipt(t, f, "-F", chainForward) }, false},
 		{"the whole filter table flushed", func(t *testing.T, f *Firewall) {
@@ -127,11 +127,11 @@ func TestSyncRepairs(t *testing.T) {
 				mustDo(t, err)
 				for _, c := range chains {
 					if c.kind == kindPorts {
-						j := c.jump(r.NetworkID)
+						j := c.jump()
 						ipt(t, f, join("-t", j.table, "-D", j.chain, j.spec)...)
 						ipt(t, f, join("-t", j.table, "-I", j.chain, "1", "-o", r.Bridge, networkComment(r.NetworkID), "-j", c.name)...)
 					}
-					if !c.declared() || len(c.rules) == 0 {
+					if len(c.rules) == 0 {
 						continue
 					}
 					ipt(t, f, "-t", c.table, "-F", c.name)
@@ -140,6 +140,24 @@ func TestSyncRepairs(t *testing.T) {
 					}
 				}
 			}
+			// Every jump into a network's chains carried the network's mark,
+			// and each network's accept was a rule of VPCROUTE-ACCEPT, jumped
+			// to last from VPCROUTE-FORWARD.
+			for _, r := range []NetworkRules{net1, net2} {
+				chains, err := networkChains(r)
+				mustDo(t, err)
+				for _, c := range chains {
+					j := c.jump()
+					if c.kind == kindPorts {
+						continue // replaced above
+					}
+					ipt(t, f, join("-t", j.table, "-D", j.chain, j.spec)...)
+					ipt(t, f, join("-t", j.table, "-A", j.chain, j.spec[:len(j.spec)-2], networkComment(r.NetworkID), j.spec[len(j.spec)-2:])...)
+				}
+			}
+			ipt(t, f, "-N", chainAccept)
+			ipt(t, f, join("-A", chainAccept, "-i", "vr-net1", networkComment("net1"), "-j", "ACCEPT")...)
+			ipt(t, f, "-A", chainForward, "-j", chainAccept)
 			ipt(t, f, "-F", chainDocker)
 			for _, b := range dockerBridges {
 				ipt(t, f, "-A", chainDocker, "-i", b, "-m", "comment", "--comment", baseComment, "-j", "DROP")
@@ -200,7 +218,7 @@ func TestSyncRepairs(t *testing.T) {
 				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment", "-A FORWARD -m comment", "-A INPUT -m comment",
 					"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j", "RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
 					"-A PREROUTING -m addrtype --dst-type LOCAL -m comment", "-A OUTPUT -m addrtype --dst-type LOCAL -m comment", "-A POSTROUTING -m comment",
-					"-A VPCROUTE-DOCKER -i docker0 -m comment", "--dport 8080 -m comment", `-o vr-net1 -m comment --comment "vpcroute:net1" -j VPCROUTE-P-`} {
+					"-A VPCROUTE-DOCKER -i docker0 -m comment", "--dport 8080 -m comment", ":VPCROUTE-ACCEPT", "-j VPCROUTE-ACCEPT", `-o vr-net1 -m comment --comment "vpcroute:net1" -j VPCROUTE-P-`} {
 					if strings.Contains(snap, stale) {
 						t.Errorf("a rule of an earlier release is still there (%q):\n%s", stale, snap)
 					}
@@ -209,6 +227,13 @@ func TestSyncRepairs(t *testing.T) {
 					if f := strings.Fields(l); len(f) > 1 && f[0] == "-A" && strings.Contains(l, "--comment") {
 						if _, ok := parseNetChain(f[1]); ok {
 							t.Errorf("a network's chain holds a commented rule of an earlier release: %s", l)
+						}
+						// Only the jumps into the ports' chains and internal
+						// networks' keep a mark.
+						if target := f[len(f)-1]; !isNetChainKind(target, kindPorts) && !(f[1] == chainForward && isNetChainKind(target, kindForward)) {
+							if _, ok := parseNetChain(target); ok {
+								t.Errorf("a marked jump of an earlier release into a network's chain: %s", l)
+							}
 						}
 						if f[1] == chainDocker && !strings.Contains(l, "DNAT") {
 							t.Errorf("%s drops published ports, as an earlier release did: %s", chainDocker, l)

@@ -706,7 +706,7 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 		p("| %s | %s | %s | %.1f%% | %.1f%% |", label, c.Shows, percents(rs), 100*median(rs), 100*median(d.runs(c.Num))/median(d.runs(c.Den)))
 	}
 	p("")
-	p("Connections per second: right after each iperf3 run, a client process in the same namespace as iperf3's (pinned to CPU 0) opens TCP connections to a server process beside iperf3's (pinned to CPU 1), one after the other for %s, each closed with a reset (no TIME_WAIT); every connection's SYN walks the rules of new connections (vpcroute's egress, ingress and accept chains; an allow list), which the stream's packets skip.", connWindow)
+	p("Connections per second: right after each iperf3 run, a client process in the same namespace as iperf3's (pinned to CPU 0) opens TCP connections to a server process beside iperf3's (pinned to CPU 1), one after the other for %s, each closed with a reset (no TIME_WAIT); every connection's SYN walks the rules of new connections (a network's egress and ingress chains, an allow list; the nat table), which the stream's packets skip.", connWindow)
 	p("")
 	p("| Path | First packet of a connection: rules on both ECSs (xtables matches) | Connections/s, by round | Median |")
 	p("|---|---|---|---|")
@@ -810,7 +810,7 @@ func (r *report) writeDatapathReading(p func(string, ...any), d *datapathFigures
 	if len(host) == 0 || median(host) >= budgetDatapath {
 		return
 	}
-	p("Why vpcroute's own path misses: what differs between it and the hand-built path is the bridge vpcroute made, its FORWARD rules and the route it claimed; the bridge and the route are the same objects the hand-built path has, one each. The rules are not: a packet of an accepted connection walks Docker's `DOCKER-USER` jump, vpcroute's jump and its fast path (%d rules on ECS 1 for the newest network, %d for the oldest, the hand-built path 1), and the fast path rule's conntrack and comment matches are xtables matches called through nftables' compat layer on iptables-nft; new connections also walk the networks' egress, ingress and accept chains.",
+	p("Why vpcroute's own path misses: what differs between it and the hand-built path is the bridge vpcroute made, its FORWARD rules and the route it claimed; the bridge and the route are the same objects the hand-built path has, one each. The rules are not: a packet of an accepted connection walks Docker's `DOCKER-USER` jump, vpcroute's jump and its fast path (%d rules on ECS 1 for the newest network, %d for the oldest, the hand-built path 1), and the fast path rule's conntrack match is xtables matches called through nftables' compat layer on iptables-nft; new connections also walk the networks' egress and ingress chains.",
 		d.Walk[pathHost], d.Walk[pathHostFirst])
 	if sh, ok := d.Profile[pathHost]; ok {
 		hf, hd := d.Profile[pathHostFirst], d.Profile[pathHand]
