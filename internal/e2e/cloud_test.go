@@ -174,7 +174,7 @@ func TestTwoECSAutomatic(t *testing.T) {
 	}
 }
 
-// vpcrouteRules returns the ECS's iptables rules that carry vpcroute's mark, sorted
+// vpcrouteRules returns the ECS's iptables rules that are vpcroute's, sorted
 // as iptables-save prints them.
 func vpcrouteRules(t *testing.T, e *testbed.ECS) string {
 	t.Helper()
@@ -184,7 +184,9 @@ func vpcrouteRules(t *testing.T, e *testbed.ECS) string {
 	}
 	var keep []string
 	for _, l := range strings.Split(out, "\n") {
-		if strings.Contains(l, "vpcroute") && strings.HasPrefix(l, "-A") {
+		// vpcroute's rules: marked, or in (or into) one of its chains, whose
+		// names say whose a rule is where it carries no comment.
+		if (strings.Contains(l, "vpcroute") || strings.Contains(l, "VPCROUTE-")) && strings.HasPrefix(l, "-A") {
 			keep = append(keep, l)
 		}
 	}
