@@ -337,7 +337,7 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 	// A rule of a network in want that want does not list: a port unpublished
 	// (marked), a jump into one of its chains of an earlier setting or release
 	// (marked by releases before 2026-12-02, or not).
-	staleMarked := func(r savedRule) bool {
+	staleOfKnown := func(r savedRule) bool {
 		if id, marked := ruleNetworkID(r.args); marked && known[id] {
 			return true
 		}
@@ -356,12 +356,12 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 	}
 	staleForward := func(r savedRule) bool { return staleBase(r) || isBaseForwardRule(r.args) }
 	f.baseChain(chainForward, [][][]string{internalJumps, fastPathRules(w.Base.Pool), forwardTail()}, staleForward)
-	f.baseChain(chainEgress, [][][]string{egressJumps}, staleMarked)
-	f.baseChain(chainIngress, [][][]string{ingressJumps}, staleMarked)
+	f.baseChain(chainEgress, [][][]string{egressJumps}, staleOfKnown)
+	f.baseChain(chainIngress, [][][]string{ingressJumps}, staleOfKnown)
 	f.baseChain(chainDocker, [][][]string{dockerRules(w.Base.DockerBridges)}, staleBase)
-	f.baseChain(chainInput, [][][]string{inputJumps}, staleMarked)
-	n.baseChain(chainPostrouting, [][][]string{portJumps, natJumps}, staleMarked)
-	n.baseChain(chainDNAT, [][][]string{ports}, staleMarked)
+	f.baseChain(chainInput, [][][]string{inputJumps}, staleOfKnown)
+	n.baseChain(chainPostrouting, [][][]string{portJumps, natJumps}, staleOfKnown)
+	n.baseChain(chainDNAT, [][][]string{ports}, staleOfKnown)
 	for _, j := range jumps {
 		plan := f
 		if j.table == tableNAT {
