@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -24,6 +25,10 @@ import (
 
 // connWindow is how long each connection-rate sample opens connections.
 const connWindow = 2 * time.Second
+
+// connSlice is one turn of a path's client in interleaved measurements: with connWindow
+// per path and round, 20 turns each.
+const connSlice = 100 * time.Millisecond
 
 // Subcommands of this program for the connection-rate processes (see connMain).
 const (
@@ -52,12 +57,20 @@ func connMain(args []string) bool {
 		err = serveConns()
 	case subConnClient:
 		if len(args) != 3 {
-			err = fmt.Errorf("usage: %s ADDRESS SECONDS", subConnClient)
+			err = fmt.Errorf("usage: %s ADDRESS DURATION|-", subConnClient)
+			break
+		}
+		if args[2] == "-" {
+			err = connSlices(args[1], os.Stdin, os.Stdout)
 			break
 		}
 		var d time.Duration
 		if d, err = time.ParseDuration(args[2]); err == nil {
-			err = openConns(args[1], d)
+			var n int
+			var secs float64
+			if n, secs, err = openConns(args[1], d); err == nil {
+				fmt.Println(n, secs)
+			}
 		}
 	}
 	if err != nil {
@@ -85,22 +98,122 @@ func serveConns() error {
 }
 
 // openConns opens and closes TCP connections to addr, one after the other, for d, and
-// prints how many and how long it took. Each closes with a reset, so that no port
+// returns how many and how long it took. Each closes with a reset, so that no port
 // waits in TIME_WAIT.
-func openConns(addr string, d time.Duration) error {
-	var n int
+func openConns(addr string, d time.Duration) (n int, secs float64, err error) {
 	start := time.Now()
 	for time.Since(start) < d {
 		c, err := net.DialTimeout("tcp4", addr, time.Second)
 		if err != nil {
-			return fmt.Errorf("connect to %s: %w", addr, err)
+			return n, 0, fmt.Errorf("connect to %s: %w", addr, err)
 		}
 		_ = c.(*net.TCPConn).SetLinger(0)
 		c.Close()
 		n++
 	}
-	fmt.Println(n, time.Since(start).Seconds())
-	return nil
+	return n, time.Since(start).Seconds(), nil
+}
+
+// connSlices is the client of interleaved measurements: for each duration read from in,
+// one per line, it opens connections to addr for that long and writes "N SECONDS" to
+// out, until in ends.
+func connSlices(addr string, in io.Reader, out io.Writer) error {
+	sc := bufio.NewScanner(in)
+	for sc.Scan() {
+		d, err := time.ParseDuration(strings.TrimSpace(sc.Text()))
+		if err != nil {
+			return err
+		}
+		n, secs, err := openConns(addr, d)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintln(out, n, secs); err != nil {
+			return err
+		}
+	}
+	return sc.Err()
+}
+
+// sliceClient is a connection-rate client kept running in one path's client namespace
+// (pinned to CPU 0), told over a pipe when to open connections and for how long: with
+// one per path, the paths' clients take turns in slices of a fraction of a second.
+type sliceClient struct {
+	cmd  *exec.Cmd
+	in   io.WriteCloser
+	out  *bufio.Reader
+	desc string
+	err  *strings.Builder
+}
+
+// startSliceClient starts a sliceClient in the namespace at nsPath against server's
+// connPort.
+func startSliceClient(nsPath, server string) (*sliceClient, error) {
+	exe, err := self()
+	if err != nil {
+		return nil, err
+	}
+	argv := append([]string{"--net=" + nsPath, "--"}, pinned(0, exe, subConnClient, net.JoinHostPort(server, strconv.Itoa(connPort)), "-")...)
+	c := &sliceClient{cmd: exec.Command("nsenter", argv...), desc: "connections from " + nsPath + " to " + server, err: &strings.Builder{}}
+	c.cmd.Stderr = c.err
+	if c.in, err = c.cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	c.out = bufio.NewReader(out)
+	if err := c.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", c.desc, err)
+	}
+	return c, nil
+}
+
+// slice opens connections for d and returns how many and over how many seconds.
+func (c *sliceClient) slice(d time.Duration) (int, float64, error) {
+	if _, err := fmt.Fprintln(c.in, d); err != nil {
+		return 0, 0, fmt.Errorf("%s: %w %s", c.desc, err, c.err)
+	}
+	line, err := c.out.ReadString('\n')
+	var n int
+	var secs float64
+	if _, serr := fmt.Sscan(line, &n, &secs); err != nil || serr != nil || secs <= 0 {
+		return 0, 0, fmt.Errorf("%s: unreadable count %q (%v) %s", c.desc, line, err, c.err)
+	}
+	return n, secs, nil
+}
+
+// stop ends the client.
+func (c *sliceClient) stop() {
+	_ = c.in.Close()
+	_ = c.cmd.Wait()
+}
+
+// interleavedRates measures the connection rate of each client's path in turns: slices
+// rounds of every client for d each, the order rotated by one from slice to slice, and
+// returns each path's connections per second over all its slices. A machine whose speed
+// changes from one second to the next (this 2-core VM alternates between two rates for
+// every path, for seconds or minutes at a time) then slows every path alike, where
+// back-to-back windows of seconds each put whole windows on one side of a change.
+func interleavedRates(clients []*sliceClient, slices int, d time.Duration) ([]float64, error) {
+	n := make([]int, len(clients))
+	secs := make([]float64, len(clients))
+	for s := 0; s < slices; s++ {
+		for k := range clients {
+			i := (s + k) % len(clients)
+			cn, cs, err := clients[i].slice(d)
+			if err != nil {
+				return nil, err
+			}
+			n[i], secs[i] = n[i]+cn, secs[i]+cs
+		}
+	}
+	rates := make([]float64, len(clients))
+	for i := range rates {
+		rates[i] = float64(n[i]) / secs[i]
+	}
+	return rates, nil
 }
 
 // self is this program's binary, for the connection-rate processes.

@@ -103,7 +103,7 @@ type runSample struct {
 	Path        string
 	Bps         float64
 	// ConnPerSec is the rate of TCP connections one client opened and closed, one
-	// after the other, right after the iperf3 run.
+	// after the other, in the round's turns of every path after the iperf3 runs.
 	ConnPerSec float64
 	LoadBefore loadAvg
 	LoadAfter  loadAvg
@@ -899,8 +899,20 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 			return err
 		}
 	}
+	// Connection rates are measured after each round's iperf3 runs, the paths' clients
+	// taking turns (interleavedRates).
+	clients := make([]*sliceClient, len(d.Paths))
+	for i, key := range d.Paths {
+		c, err := startSliceClient(paths[key].client.ns, paths[key].server.addr)
+		if err != nil {
+			return err
+		}
+		s.add(c.stop)
+		clients[i] = c
+	}
 	for round := 0; round < o.iperfRuns; round++ {
 		var line []string
+		first := len(d.Samples)
 		for slot := range d.Paths {
 			key := d.Paths[(round+slot)%len(d.Paths)]
 			p := paths[key]
@@ -912,15 +924,20 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 			}
 			c1 := readCPUTimes()
 			smp.Bps, smp.LoadAfter = bps, readLoadAvg()
-			if smp.ConnPerSec, err = connRate(p.client.ns, p.server.addr, connWindow); err != nil {
-				return err
-			}
 			if dt := float64(c1.total - c0.total); dt > 0 {
 				smp.Steal = float64(c1.steal-c0.steal) / dt
 				smp.Busy = 1 - float64(c1.idle-c0.idle)/dt
 			}
 			d.Samples = append(d.Samples, smp)
-			line = append(line, fmt.Sprintf("%s %.2f %.0f/s", key, bps/1e9, smp.ConnPerSec))
+		}
+		rates, err := interleavedRates(clients, int(connWindow/connSlice), connSlice)
+		if err != nil {
+			return err
+		}
+		for i := first; i < len(d.Samples); i++ {
+			smp := &d.Samples[i]
+			smp.ConnPerSec = rates[slices.Index(d.Paths, smp.Path)]
+			line = append(line, fmt.Sprintf("%s %.2f %.0f/s", smp.Path, smp.Bps/1e9, smp.ConnPerSec))
 		}
 		say(fmt.Sprintf("iperf3 round %d/%d (Gbit/s, connections/s): %s; load %s", round+1, o.iperfRuns, strings.Join(line, ", "), readLoadAvg()))
 	}

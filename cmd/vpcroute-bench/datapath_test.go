@@ -3,9 +3,15 @@
 package main
 
 import (
+	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // ecsFilter is ECS 1's filter table as the data path sees it: the benchmark's hand-built
@@ -208,5 +214,54 @@ func TestFirstPacketWalk(t *testing.T) {
 		if _, _, ok := ruleMatches(tc.rule, packet{src: "10.0.2.2", dst: "10.0.3.2", new: tc.new}); ok != tc.ok {
 			t.Errorf("%q for a packet new=%v: matches %v, want %v", tc.rule, tc.new, ok, tc.ok)
 		}
+	}
+}
+
+// TestConnSlices runs the interleaved client's loop against a loopback listener: one
+// answer line per duration read, each counting connections the server really accepted.
+func TestConnSlices(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Skipf("no loopback listener: %v", err)
+	}
+	defer l.Close()
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			c.Close()
+		}
+	}()
+	var out strings.Builder
+	if err := connSlices(l.Addr().String(), strings.NewReader("30ms\n30ms\n"), &out); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d answers %q, want one per duration (2)", len(lines), out.String())
+	}
+	total := 0
+	for _, line := range lines {
+		var n int
+		var secs float64
+		if _, err := fmt.Sscan(line, &n, &secs); err != nil || n == 0 || secs < 0.03 {
+			t.Fatalf("answer %q: want a positive count over at least the 30 ms asked (%v)", line, err)
+		}
+		total += n
+	}
+	// Every connection counted was accepted (a few may still be in the accept queue).
+	deadline := time.Now().Add(2 * time.Second)
+	for accepted.Load() < int64(total) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := accepted.Load(); got != int64(total) {
+		t.Errorf("client counted %d connections, server accepted %d", total, got)
+	}
+	if err := connSlices(l.Addr().String(), strings.NewReader("soon\n"), io.Discard); err == nil {
+		t.Error("a line that is not a duration was accepted")
 	}
 }

@@ -706,7 +706,7 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 		p("| %s | %s | %s | %.1f%% | %.1f%% |", label, c.Shows, percents(rs), 100*median(rs), 100*median(d.runs(c.Num))/median(d.runs(c.Den)))
 	}
 	p("")
-	p("Connections per second: right after each iperf3 run, a client process in the same namespace as iperf3's (pinned to CPU 0) opens TCP connections to a server process beside iperf3's (pinned to CPU 1), one after the other for %s, each closed with a reset (no TIME_WAIT); every connection's SYN walks the rules of new connections (a network's egress and ingress chains, an allow list; the nat table), which the stream's packets skip.", connWindow)
+	p("Connections per second: a client process per path in the same namespace as iperf3's client (pinned to CPU 0) opens TCP connections to a server process beside iperf3's (pinned to CPU 1), one after the other, each closed with a reset (no TIME_WAIT); every connection's SYN walks the rules of new connections (a network's egress and ingress chains, an allow list; the nat table), which the stream's packets skip. After each round's iperf3 runs the paths' clients take turns, %s each, %d turns per path, the order rotated by one at every turn, and a path's figure for the round is its connections over its turns' time: this machine's speed switches between two levels for seconds or minutes at a time (every path's rate at once), and turns of a tenth of a second put every path on both sides of a switch, where the earlier back-to-back windows of %s per path did not.", connSlice, int(connWindow/connSlice), connWindow)
 	p("")
 	p("| Path | First packet of a connection: rules on both ECSs (xtables matches) | Connections/s, by round | Median |")
 	p("|---|---|---|---|")
