@@ -364,16 +364,28 @@ func buildHandPaths(ctx context.Context, s *setup, env *cloudbed.Env, prefix str
 		s.add(func() {
 			_, _ = testbed.Exec(context.Background(), env.Bed.RouterNetns, "ip", "route", "del", handAddr(n, 0)+"/24")
 		})
-		// As the guide's `iptables -P FORWARD ACCEPT`, for the hand-built subnets only; in
-		// the ECS's mount namespace, so that the engine's xtables lock is honoured.
-		for _, dir := range []string{"-s", "-d"} {
-			if _, err := ecs.Exec(ctx, "iptables", "-w", "-I", "FORWARD", "1", dir, handCIDR, "-j", "ACCEPT"); err != nil {
-				return err
-			}
-			s.add(func() {
-				_, _ = ecs.Exec(context.Background(), "iptables", "-w", "-D", "FORWARD", dir, handCIDR, "-j", "ACCEPT")
-			})
+		if err := handAccepts(ctx, s, ecs); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+// handAccepts puts the hand-built path's FORWARD accepts first on ecs: as the guide's
+// `iptables -P FORWARD ACCEPT`, for the hand-built subnets only; in the ECS's mount
+// namespace, so that the engine's xtables lock is honoured. Every packet of every
+// other path walks them before anything else, so the beds of the paths compared with
+// vpcroute's (the guide's, an earlier release's) get them too, without a hand-built
+// path: until 2026-12-02 only vpcroute's bed had them, two rules more per packet on
+// each ECS than the guide's.
+func handAccepts(ctx context.Context, s *setup, ecs *testbed.ECS) error {
+	for _, dir := range []string{"-s", "-d"} {
+		if _, err := ecs.Exec(ctx, "iptables", "-w", "-I", "FORWARD", "1", dir, handCIDR, "-j", "ACCEPT"); err != nil {
+			return err
+		}
+		s.add(func() {
+			_, _ = ecs.Exec(context.Background(), "iptables", "-w", "-D", "FORWARD", dir, handCIDR, "-j", "ACCEPT")
+		})
 	}
 	return nil
 }
@@ -490,6 +502,9 @@ func buildGuideBed(ctx context.Context, s *setup, prefix string, networks int) (
 			return g, err
 		}
 		if _, err := ecs.Exec(ctx, "iptables", "-w", "-P", "FORWARD", "ACCEPT"); err != nil {
+			return g, err
+		}
+		if err := handAccepts(ctx, s, ecs); err != nil {
 			return g, err
 		}
 	}
@@ -652,6 +667,11 @@ func buildReleaseBed(ctx context.Context, s *setup, o options, prefix, bin strin
 		return rb, err
 	}
 	ecs1, ecs2 := env.Bed.ECSs[0], env.Bed.ECSs[1]
+	for _, ecs := range []*testbed.ECS{ecs1, ecs2} {
+		if err := handAccepts(ctx, s, ecs); err != nil {
+			return rb, err
+		}
+	}
 	for k := 1; k < networks; k++ {
 		if out, err := ecs1.Docker(ctx, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", fmt.Sprintf("br%d", k)); err != nil {
 			return rb, fmt.Errorf("network create on the release bed's ecs1: %w %s", err, out)
