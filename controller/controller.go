@@ -51,6 +51,7 @@ type Links interface {
 	DeleteVeth(hostName string) error
 	Veths() ([]string, error)
 	UplinkMTU() int
+	Uplink() string
 	Prefixes() ([]netip.Prefix, error)
 	BridgesOutOfLine([]link.BridgeSpec) ([]string, error)
 }
@@ -146,6 +147,10 @@ type Controller struct {
 	log    *slog.Logger
 
 	mu sync.Mutex
+	// uplink is the host's default route device as the last look found it
+	// (Links.Uplink), for the networks' rules; each kernel pass looks again, and
+	// a change is drift that the pass repairs.
+	uplink string
 	// busy counts the Docker calls (or loop actions) working on a record with mu
 	// let go, by network or pool ID.
 	busy map[string]int
@@ -238,6 +243,7 @@ func New(cfg Config, store *state.DB, links Links, fw Firewall, vpc cloud.VPC, d
 	if cfg.LinkChanges != nil {
 		c.links = editedLinks{Links: links, edits: &c.linkEdits}
 	}
+	c.uplink = links.Uplink()
 	return c
 }
 

@@ -389,3 +389,36 @@ func TestIdleKernelPassIsSkipped(t *testing.T) {
 		}
 	}
 }
+
+// The networks' rules know the host's uplink (for the skip of local checks, see
+// firewall.NetworkRules.Uplink) from the start, and a kernel pass brings them in
+// line when the default route moves to another device.
+func TestRulesFollowTheUplink(t *testing.T) {
+	h := newHarness(t)
+	uplinkOf := func() string {
+		h.host.Lock()
+		defer h.host.Unlock()
+		return h.host.Rules[netID].Uplink
+	}
+	h.host.Lock()
+	h.host.UplinkName = "eth0"
+	h.host.Unlock()
+	h.open() // a plugin start on a host with a default route through eth0
+	h.network(netID, "web", "")
+	if got := uplinkOf(); got != "eth0" {
+		t.Fatalf("a new network's rules have uplink %q, want eth0", got)
+	}
+	h.host.Lock()
+	h.host.UplinkName = "ens5"
+	h.host.Unlock()
+	report, err := h.c.RepairKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := uplinkOf(); got != "ens5" {
+		t.Fatalf("after the default route moved and a kernel pass: uplink %q, want ens5 (pass: %v)", got, report)
+	}
+	if report.Rules.Empty() {
+		t.Error("the pass rewrote the rules but reported no drift")
+	}
+}

@@ -293,6 +293,7 @@ func (c *Controller) rules(n state.Network) firewall.NetworkRules {
 		NoICC:      n.NoICC,
 		Isolate:    n.Isolate,
 		Allow:      mustAllow(n.Allow),
+		Uplink:     c.uplink,
 	}
 }
 

@@ -183,7 +183,8 @@ func TestDatapath(t *testing.T) {
 			}
 			mustDo(t, b.f.EnsureNetwork(NetworkRules{
 				NetworkID: "net1", Bridge: "vr-br", Subnet: netip.MustParsePrefix("10.0.2.0/24"), Masquerade: true,
-				NoNAT: []netip.Prefix{netip.MustParsePrefix("192.168.0.0/24"), netip.MustParsePrefix("10.0.0.0/16")},
+				NoNAT:  []netip.Prefix{netip.MustParsePrefix("192.168.0.0/24"), netip.MustParsePrefix("10.0.0.0/16")},
+				Uplink: "up0",
 			}))
 
 			for _, p := range []struct {

@@ -101,7 +101,7 @@ func testBridge(t testing.TB, name, id, gw string) {
 
 var (
 	noNAT = []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("10.0.0.0/16")}
-	net1  = NetworkRules{NetworkID: "net1", Bridge: "vr-net1", Subnet: netip.MustParsePrefix("10.0.2.0/24"), Masquerade: true, NoNAT: noNAT, Pool: testPool}
+	net1  = NetworkRules{NetworkID: "net1", Bridge: "vr-net1", Subnet: netip.MustParsePrefix("10.0.2.0/24"), Masquerade: true, NoNAT: noNAT, Pool: testPool, Uplink: "eth0"}
 	net2  = NetworkRules{NetworkID: "net2", Bridge: "vr-net2", Subnet: netip.MustParsePrefix("10.0.3.0/24"), Masquerade: false, NoNAT: noNAT}
 	net3  = NetworkRules{NetworkID: "net3", Bridge: "vr-net3", Subnet: netip.MustParsePrefix("10.0.4.0/24"), Internal: true, NoNAT: noNAT}
 	port1 = PortMap{NetworkID: "net1", Proto: "tcp", HostPort: 8080, ContainerIP: netip.MustParseAddr("10.0.2.3"), ContainerPort: 80, Bridge: "vr-net1"}

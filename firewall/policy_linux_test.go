@@ -181,7 +181,17 @@ func TestDatapathPolicy(t *testing.T) {
 					}
 					serve(t, b.remote, 9000)
 					port := PortMap{NetworkID: "net1", Proto: "tcp", HostPort: 8080, ContainerIP: netip.MustParseAddr(c2IP), ContainerPort: 80, Bridge: "vr-br"}
-					if _, err := b.f.Sync(Want{Base: Base{ForwardAccept: accept, Pool: testPool}, Networks: policyNetworks(tt.policy), Ports: []PortMap{port}}); err != nil {
+					// With FORWARD's DROP policy, as on a real host, the networks
+					// know the host's uplink and send connections through it past
+					// the checks of local bridges (NetworkRules.Uplink); every
+					// case must come out the same.
+					nets := policyNetworks(tt.policy)
+					if !accept {
+						for i := range nets {
+							nets[i].Uplink = "up0"
+						}
+					}
+					if _, err := b.f.Sync(Want{Base: Base{ForwardAccept: accept, Pool: testPool}, Networks: nets, Ports: []PortMap{port}}); err != nil {
 						t.Fatal(err)
 					}
 					for _, c := range append(append([]reach{}, common...), tt.cases...) {

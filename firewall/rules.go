@@ -275,6 +275,16 @@ type NetworkRules struct {
 	// Allow (vpcroute.allow): only these sources open connections to the
 	// network's containers (published ports aside); empty allows every source.
 	Allow []Allow
+	// Uplink is the host's way to the VPC (the default route's device), which
+	// must not be a bridge; "" when there is none. A connection between this
+	// network and the VPC, in or out through it, cannot concern Docker's bridges
+	// or this host's other vpcroute bridges, so the network's chains send only
+	// other connections through the checks of those (VPCROUTE-DOCKER,
+	// VPCROUTE-INGRESS): the first packet of a connection across ECSs walks
+	// about a dozen rules less on each ECS. Any interface that is not a bridge
+	// keeps the rules exact; the name is ignored when it is the network's bridge
+	// or a name of Docker's bridges.
+	Uplink string
 }
 
 // Allow is one entry of a network's edge policy: a source range, and the ports it
@@ -298,6 +308,29 @@ func (a AllowPort) String() string {
 	return fmt.Sprintf("%s/%d", a.Proto, a.Port)
 }
 
+// uplink is r.Uplink where it keeps the network's rules exact: not its own
+// bridge, not a name of Docker's bridges.
+func (r NetworkRules) uplink() string {
+	if r.Uplink == r.Bridge {
+		return ""
+	}
+	for _, b := range dockerBridges {
+		if ifaceMatches(b, r.Uplink) {
+			return ""
+		}
+	}
+	return r.Uplink
+}
+
+// ifaceMatches says whether iptables' interface pattern (a trailing + matches any
+// rest) matches the interface name.
+func ifaceMatches(pattern, name string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "+"); ok {
+		return strings.HasPrefix(name, prefix)
+	}
+	return pattern == name
+}
+
 func (r NetworkRules) validate() error {
 	if err := validateNetworkID(r.NetworkID); err != nil {
 		return err
@@ -307,6 +340,11 @@ func (r NetworkRules) validate() error {
 	}
 	if !r.Subnet.IsValid() || !r.Subnet.Addr().Is4() {
 		return fmt.Errorf("network %s: subnet %v is not an IPv4 prefix", r.NetworkID, r.Subnet)
+	}
+	if r.Uplink != "" {
+		if err := validIfName(r.Uplink); err != nil {
+			return fmt.Errorf("network %s: uplink: %w", r.NetworkID, err)
+		}
 	}
 	for _, p := range r.NoNAT {
 		if !p.IsValid() || !p.Addr().Is4() {
@@ -537,12 +575,20 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 	// in the network's own chain, was a rule per network in a chain of its own
 	// (VPCROUTE-ACCEPT) until 2026-12-02: one jump and one comment less for the
 	// first packet of every connection.
+	//
+	// Connections out through the uplink skip those two jumps (see
+	// NetworkRules.Uplink), as connections in from it skip the check of Docker's
+	// bridges in the network's ingress chain below.
+	var outLocal, inLocal []string
+	if up := r.uplink(); up != "" {
+		outLocal, inLocal = []string{"!", "-o", up}, []string{"!", "-i", up}
+	}
 	egress.rules = [][]string{
 		est,
 		{"!", "-s", subnet, "-j", "DROP"},
 		icc,
-		{"-j", chainDocker},
-		{"-j", chainIngress},
+		join(outLocal, "-j", chainDocker),
+		join(outLocal, "-j", chainIngress),
 		{"-j", "ACCEPT"},
 	}
 	// What enters the bridge from elsewhere (its own traffic ended in egress):
@@ -550,7 +596,7 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 	// then the network's edge policy. A policy that drops comes after an
 	// accept of published ports, which are open to every source; without a
 	// policy the subnet's accept takes them anyway.
-	toDocker := []string{"-j", chainDocker}
+	toDocker := join(inLocal, "-j", chainDocker)
 	switch {
 	case r.Isolate:
 		fwd.rules = [][]string{dnatAccept(), toDocker, {"-j", "DROP"}}

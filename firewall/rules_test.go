@@ -97,6 +97,8 @@ func TestNetworkRulesValidation(t *testing.T) {
 		{"IPv6 subnet", func(r *NetworkRules) { r.Subnet = netip.MustParsePrefix("fd00::/64") }, "not an IPv4 prefix"},
 		{"bad no-NAT", func(r *NetworkRules) { r.NoNAT = []netip.Prefix{{}} }, "no-NAT"},
 		{"IPv6 pool", func(r *NetworkRules) { r.Pool = netip.MustParsePrefix("fd00::/48") }, "container pool"},
+		{"uplink with a space", func(r *NetworkRules) { r.Uplink = "eth 0" }, "uplink"},
+		{"uplink", func(r *NetworkRules) { r.Uplink = "eth0" }, ""},
 	}
 	for _, tc := range tests {
 		r := good
@@ -321,6 +323,60 @@ func TestParsePortRule(t *testing.T) {
 	} {
 		if got, ok := parsePortRule(spec); ok {
 			t.Errorf("parsePortRule(%q) = %+v; want it refused", spec, got)
+		}
+	}
+}
+
+// TestNetworkRulesUplink: connections through the uplink skip the checks of
+// Docker's bridges and of other vpcroute bridges, and only those; an uplink
+// name those checks could match leaves them unguarded.
+func TestNetworkRulesUplink(t *testing.T) {
+	base := NetworkRules{NetworkID: "n", Bridge: "vr-n", Subnet: netip.MustParsePrefix("10.0.2.0/24")}
+	policies := map[string]func(*NetworkRules){
+		"default": func(*NetworkRules) {},
+		"isolate": func(r *NetworkRules) { r.Isolate = true },
+		"allow":   func(r *NetworkRules) { r.Allow = []Allow{{Source: netip.MustParsePrefix("192.168.0.3/32")}} },
+		"icc off": func(r *NetworkRules) { r.NoICC = true },
+	}
+	tests := []struct {
+		uplink, guard string // guard: the interface the checks are skipped for ("" none)
+	}{
+		{"", ""},
+		{"eth0", "eth0"},
+		{"ens3", "ens3"},
+		{"vr-n", ""},    // the network's own bridge
+		{"docker0", ""}, // Docker's bridges
+		{"br-0123abcd", ""},
+		{"docker_gwbridge", ""},
+	}
+	for pname, policy := range policies {
+		for _, tc := range tests {
+			r := base
+			policy(&r)
+			r.Uplink = tc.uplink
+			chains, err := networkChains(r)
+			if err != nil {
+				t.Fatalf("%s, uplink %q: %v", pname, tc.uplink, err)
+			}
+			var guardOut, guardIn []string
+			if tc.guard != "" {
+				guardOut, guardIn = []string{"!", "-o", tc.guard}, []string{"!", "-i", tc.guard}
+			}
+			want := map[byte][][]string{
+				kindEgress:  {join(guardOut, "-j", chainDocker), join(guardOut, "-j", chainIngress)},
+				kindForward: {join(guardIn, "-j", chainDocker)},
+			}
+			for _, c := range chains {
+				var local [][]string // the rules that reach the local bridges' checks
+				for _, spec := range c.rules {
+					if target := spec[len(spec)-1]; target == chainDocker || target == chainIngress {
+						local = append(local, spec)
+					}
+				}
+				if w, ok := want[c.kind]; ok && !slices.EqualFunc(local, w, slices.Equal) {
+					t.Errorf("%s, uplink %q: chain %s reaches the local checks with %q, want %q", pname, tc.uplink, c.name, local, w)
+				}
+			}
 		}
 	}
 }

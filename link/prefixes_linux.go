@@ -27,6 +27,19 @@ func (Host) UplinkMTU() int {
 	return link.Attrs().MTU
 }
 
+// Uplink returns the name of the default route's device, the host's way to the
+// VPC, or "" when there is no default route or its device is a bridge (a host
+// whose NIC sits in a bridge): the firewall lets connections through it skip the
+// checks of the host's bridges (firewall.NetworkRules.Uplink), which is exact only
+// for a device that is not one.
+func (Host) Uplink() string {
+	link, err := uplink()
+	if err != nil || link == nil || link.Type() == "bridge" {
+		return ""
+	}
+	return link.Attrs().Name
+}
+
 // UplinkPrefixes returns the IPv4 subnets on the default route's device: the
 // VPC subnet the host sits in, which containers reach without NAT.
 func (Host) UplinkPrefixes() ([]netip.Prefix, error) {

@@ -19,6 +19,7 @@ func TestUplinkAndHostPrefixes(t *testing.T) {
 		name          string
 		setup         func(t *testing.T)
 		wantMTU       int
+		wantName      string // Uplink
 		wantUplink    []string
 		wantHost      []string // must be included
 		wantNotInHost []string
@@ -45,8 +46,23 @@ func TestUplinkAndHostPrefixes(t *testing.T) {
 				mustDo(t, host.EnsureBridge(BridgeSpec{Name: "vr-a", NetworkID: "neta", Gateway: netip.MustParsePrefix("10.0.2.1/24")}))
 			},
 			wantMTU:       1450,
+			wantName:      "eth0",
 			wantUplink:    []string{"172.31.0.0/20", "192.168.0.0/24"},
 			wantHost:      []string{"10.9.0.0/16", "10.0.2.0/24", "192.168.0.0/24", "172.31.0.0/20", "127.0.0.0/8", "192.168.0.2/32"},
+			wantNotInHost: []string{"0.0.0.0/0"},
+		},
+		{
+			// A host whose NIC sits in a bridge: the rules must not take that
+			// bridge for an uplink (firewall.NetworkRules.Uplink).
+			name: "default route through a bridge",
+			setup: func(t *testing.T) {
+				mustDo(t, host.EnsureBridge(BridgeSpec{Name: "br0", NetworkID: "lan", Gateway: netip.MustParsePrefix("192.168.0.2/24")}))
+				mustDo(t, netlink.RouteAdd(&netlink.Route{Gw: net.ParseIP("192.168.0.1"), LinkIndex: netnstest.Link(t, "br0").Attrs().Index}))
+			},
+			wantMTU:       1500,
+			wantName:      "",
+			wantUplink:    []string{"192.168.0.0/24"},
+			wantHost:      []string{"192.168.0.0/24"},
 			wantNotInHost: []string{"0.0.0.0/0"},
 		},
 	}
@@ -58,6 +74,9 @@ func TestUplinkAndHostPrefixes(t *testing.T) {
 			}
 			if got := host.UplinkMTU(); got != tc.wantMTU {
 				t.Errorf("UplinkMTU = %d, want %d", got, tc.wantMTU)
+			}
+			if got := host.Uplink(); got != tc.wantName {
+				t.Errorf("Uplink = %q, want %q", got, tc.wantName)
 			}
 			up, err := host.UplinkPrefixes()
 			mustDo(t, err)

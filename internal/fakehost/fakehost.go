@@ -34,6 +34,8 @@ type Host struct {
 	// Routes are the host's own routes (Prefixes adds the bridges' subnets).
 	Routes []netip.Prefix
 	MTU    int
+	// UplinkName is what Uplink reports ("": no usable uplink).
+	UplinkName string
 	// FailRules fails EnsureNetwork and EnsurePort; FailDelete DeleteNetwork;
 	// FailPortDelete DeletePort.
 	FailRules, FailDelete, FailPortDelete error
@@ -155,6 +157,13 @@ func (h *Host) Veths() ([]string, error) {
 
 // UplinkMTU returns MTU.
 func (h *Host) UplinkMTU() int { return h.MTU }
+
+// Uplink returns UplinkName.
+func (h *Host) Uplink() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.UplinkName
+}
 
 // Prefixes returns Routes and the subnets of the bridges, as the kernel's connected
 // routes would.
