@@ -148,6 +148,7 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	r := &report{Started: time.Now()}
+	r.Compat = probeCompat(ctx) // before any walk is counted
 
 	if o.sections["startup"] {
 		say("start-up, none mode")

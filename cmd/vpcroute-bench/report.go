@@ -50,6 +50,9 @@ type report struct {
 	Swarm                                   *swarmFigures
 	GoBench                                 map[string]map[string][]float64 // benchmark -> unit -> values
 	GoBenchRaw                              string
+	// Compat says which match modules this machine's iptables runs through
+	// nftables' compat layer (probeCompat): the xtables matches of the walks.
+	Compat string
 }
 
 func median[T int | float64 | time.Duration](v []T) T {
@@ -690,7 +693,7 @@ func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 		p("| %s (`%s`) | %s | %s → %s | %s | %s | %.2f |", info.Label, info.Key, info.What, d.From[info.Key], d.To[info.Key], walk, gbits(d.runs(info.Key)), median(d.runs(info.Key))/1e9)
 	}
 	p("")
-	p("FORWARD rules per packet: how many filter rules a packet of the stream, client to server, evaluates in ECS 1's FORWARD hook until one accepts it (jumps included), followed through the rules as `iptables-save` shows them during the runs. The hand-built paths are accepted by the benchmark's own first rules (2 rules), which every path passes first, on every bed (the guide's and an earlier release's too: the beds differ only in what is compared). vpcroute accepts the packets of accepted connections in its fast path right after Docker's `DOCKER-USER` jump, whatever the number of networks; only new connections walk the networks' chains. The guide's figure is read on its own bed: Docker's isolation chains and per-network FORWARD rules, which grow with its networks. In brackets: how many of those rules' match modules (`-m conntrack`, `-m comment`, ...) the packet calls, each an xtables match run through nftables' compat layer on iptables-nft, dearer than the native comparisons of addresses and interfaces.")
+	p("FORWARD rules per packet: how many filter rules a packet of the stream, client to server, evaluates in ECS 1's FORWARD hook until one accepts it (jumps included), followed through the rules as `iptables-save` shows them during the runs. The hand-built paths are accepted by the benchmark's own first rules (2 rules), which every path passes first, on every bed (the guide's and an earlier release's too: the beds differ only in what is compared). vpcroute accepts the packets of accepted connections in its fast path right after Docker's `DOCKER-USER` jump, whatever the number of networks; only new connections walk the networks' chains. The guide's figure is read on its own bed: Docker's isolation chains and per-network FORWARD rules, which grow with its networks. In brackets: how many of those rules' match modules (`-m conntrack`, `-m comment`, ...) the packet calls through nftables' compat layer, as xtables matches, which cost more than native expressions; which modules go through it: %s.", r.Compat)
 	p("")
 	p("| Comparison | What it shows | Paired ratios (by round) | Median | Ratio of medians |")
 	p("|---|---|---|---|---|")
