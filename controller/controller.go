@@ -148,8 +148,11 @@ type Controller struct {
 
 	mu sync.Mutex
 	// uplink is the host's default route device as the last look found it
-	// (Links.Uplink), for the networks' rules; each kernel pass looks again, and
-	// a change is drift that the pass repairs.
+	// (Links.Uplink), for the networks' rules. Every kernel pass that runs looks
+	// again (after a link or address change, which a new default route device
+	// comes with, after Docker's calls, and at least every CloudInterval), and a
+	// change is drift that the same pass repairs. A stale name never makes the
+	// rules wrong, only slower (firewall.NetworkRules.Uplink).
 	uplink string
 	// busy counts the Docker calls (or loop actions) working on a record with mu
 	// let go, by network or pool ID.

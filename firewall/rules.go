@@ -281,9 +281,9 @@ type NetworkRules struct {
 	// or this host's other vpcroute bridges, so the network's chains send only
 	// other connections through the checks of those (VPCROUTE-DOCKER,
 	// VPCROUTE-INGRESS): the first packet of a connection across ECSs walks
-	// about a dozen rules less on each ECS. Any interface that is not a bridge
-	// keeps the rules exact; the name is ignored when it is the network's bridge
-	// or a name of Docker's bridges.
+	// seven rules less on the client's ECS and six less on the server's. Any
+	// interface that is not a bridge keeps the rules exact; the name is ignored
+	// when it is the network's bridge or a name of Docker's bridges.
 	Uplink string
 }
 
