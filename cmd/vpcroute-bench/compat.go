@@ -29,6 +29,7 @@ var compatProbes = map[string][]string{
 // address types into native expressions (ct status, rule userdata, fib); the
 // walks counted them as compat calls until 2026-12-02.
 func probeCompat(ctx context.Context) string {
+	const fallback = "every match module but tcp and udp counted as an xtables match"
 	out, err := exec.CommandContext(ctx, "iptables", "--version").Output()
 	if err != nil {
 		return "iptables not found: every match module counted as an xtables match"
@@ -37,12 +38,12 @@ func probeCompat(ctx context.Context) string {
 		return "iptables-legacy: every match module is an xtables match (no compat layer); counted as such"
 	}
 	if _, err := exec.LookPath("nft"); err != nil {
-		return "nft not installed, so not probed: every match module but tcp and udp counted as an xtables match"
+		return "nft not installed, so not probed: " + fallback
 	}
 	const ns = "vrbench-xt"
 	_ = exec.Command("ip", "netns", "del", ns).Run()
 	if err := exec.CommandContext(ctx, "ip", "netns", "add", ns).Run(); err != nil {
-		return fmt.Sprintf("not probed (ip netns add: %v): every match module but tcp and udp counted as an xtables match", err)
+		return fmt.Sprintf("not probed (ip netns add: %v): %s", err, fallback)
 	}
 	defer exec.Command("ip", "netns", "del", ns).Run()
 	in := func(argv ...string) ([]byte, error) {
@@ -51,11 +52,11 @@ func probeCompat(ctx context.Context) string {
 	var compat, native []string
 	for _, name := range slices.Sorted(maps.Keys(compatProbes)) {
 		if out, err := in(append([]string{"iptables", "-w"}, compatProbes[name]...)...); err != nil {
-			return fmt.Sprintf("not probed (iptables %s: %v %s): every match module but tcp and udp counted as an xtables match", name, err, out)
+			return fmt.Sprintf("not probed (iptables %s: %v %s): %s", name, err, out, fallback)
 		}
 		list, err := in("nft", "list", "ruleset")
 		if err != nil {
-			return fmt.Sprintf("not probed (nft list ruleset: %v): every match module but tcp and udp counted as an xtables match", err)
+			return fmt.Sprintf("not probed (nft list ruleset: %v): %s", err, fallback)
 		}
 		if strings.Contains(string(list), `xt match "`+name+`"`) {
 			compat = append(compat, name)

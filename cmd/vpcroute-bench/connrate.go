@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -56,22 +55,11 @@ func connMain(args []string) bool {
 	case subConnServe:
 		err = serveConns()
 	case subConnClient:
-		if len(args) != 3 {
-			err = fmt.Errorf("usage: %s ADDRESS DURATION|-", subConnClient)
+		if len(args) != 2 {
+			err = fmt.Errorf("usage: %s ADDRESS (durations on standard input)", subConnClient)
 			break
 		}
-		if args[2] == "-" {
-			err = connSlices(args[1], os.Stdin, os.Stdout)
-			break
-		}
-		var d time.Duration
-		if d, err = time.ParseDuration(args[2]); err == nil {
-			var n int
-			var secs float64
-			if n, secs, err = openConns(args[1], d); err == nil {
-				fmt.Println(n, secs)
-			}
-		}
+		err = connSlices(args[1], os.Stdin, os.Stdout)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "vrbench:", args[0]+":", err)
@@ -153,7 +141,7 @@ func startSliceClient(nsPath, server string) (*sliceClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	argv := append([]string{"--net=" + nsPath, "--"}, pinned(0, exe, subConnClient, net.JoinHostPort(server, strconv.Itoa(connPort)), "-")...)
+	argv := append([]string{"--net=" + nsPath, "--"}, pinned(0, exe, subConnClient, net.JoinHostPort(server, strconv.Itoa(connPort)))...)
 	c := &sliceClient{cmd: exec.Command("nsenter", argv...), desc: "connections from " + nsPath + " to " + server, err: &strings.Builder{}}
 	c.cmd.Stderr = c.err
 	if c.in, err = c.cmd.StdinPipe(); err != nil {
@@ -253,26 +241,17 @@ func connServer(nsPath string) (func(), error) {
 	return stop, nil
 }
 
-// connRate runs the connection-rate client in the namespace at nsPath, pinned to
-// CPU 0, against server's connPort for d, and returns connections per second.
+// connRate runs a connection-rate client in the namespace at nsPath, pinned to CPU 0,
+// against server's connPort for d, and returns connections per second.
 func connRate(nsPath, server string, d time.Duration) (float64, error) {
-	exe, err := self()
+	c, err := startSliceClient(nsPath, server)
 	if err != nil {
 		return 0, err
 	}
-	argv := append([]string{"--net=" + nsPath, "--"}, pinned(0, exe, subConnClient, net.JoinHostPort(server, strconv.Itoa(connPort)), d.String())...)
-	out, err := exec.Command("nsenter", argv...).Output()
+	defer c.stop()
+	n, secs, err := c.slice(d)
 	if err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			return 0, fmt.Errorf("connections from %s to %s: %w %s", nsPath, server, err, ee.Stderr)
-		}
-		return 0, fmt.Errorf("connections from %s to %s: %w", nsPath, server, err)
-	}
-	var n int
-	var secs float64
-	if _, err := fmt.Sscan(string(out), &n, &secs); err != nil || secs <= 0 {
-		return 0, fmt.Errorf("connections from %s to %s: unreadable count %q", nsPath, server, out)
+		return 0, err
 	}
 	return float64(n) / secs, nil
 }
