@@ -54,7 +54,7 @@ func (f *Firewall) RemoveAll() error {
 	defer f.mu.Unlock()
 	f.baseOrdered = false
 	var errs []error
-	for _, j := range append(baseJumps(), legacyBaseJumps()...) {
+	for _, j := range slices.Concat(baseJumps(), portJumps(), legacyBaseJumps()) {
 		if err := f.removeAll(j); err != nil {
 			errs = append(errs, err)
 		}

@@ -500,7 +500,7 @@ func isVpcrouteChain(chain string) bool { return strings.HasPrefix(chain, netCha
 // rules of published ports themselves).
 func isNetworkBaseChain(chain string) bool {
 	switch chain {
-	case chainForward, chainEgress, chainIngress, chainInput, chainPostrouting:
+	case chainForward, chainEgress, chainIngress, chainInput, chainPostrouting, chainPorts:
 		return true
 	}
 	return false

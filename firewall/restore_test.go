@@ -73,8 +73,6 @@ func TestRestoreScripts(t *testing.T) {
 			"-C VPCROUTE-FORWARD ! -s 10.0.0.0/16 -d 10.0.0.0/16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 			checkTail,
 			"COMMIT", "*nat",
-			"-C PREROUTING -j VPCROUTE-DNAT",
-			"-C OUTPUT -j VPCROUTE-DNAT",
 			"-C POSTROUTING -j VPCROUTE-POSTROUTING",
 			"COMMIT")},
 		{"base check without a pool", baseCheckScript(Base{}), lines("*filter",
@@ -82,8 +80,6 @@ func TestRestoreScripts(t *testing.T) {
 			"-C INPUT -j VPCROUTE-INPUT",
 			checkTail,
 			"COMMIT", "*nat",
-			"-C PREROUTING -j VPCROUTE-DNAT",
-			"-C OUTPUT -j VPCROUTE-DNAT",
 			"-C POSTROUTING -j VPCROUTE-POSTROUTING",
 			"COMMIT")},
 		{"nothing to do", (&restoreInput{}).String(), ""},
@@ -116,9 +112,9 @@ func TestRestoreScriptsTables(t *testing.T) {
 			t.Errorf("chain %s: created at %d, jumped to at %d:\n%s", c.name, created, jumped, script)
 		}
 	}
-	if !strings.Contains(script, "-I VPCROUTE-POSTROUTING 1 -o vr-x -m conntrack --ctstate DNAT -m comment --comment vpcroute:"+dockerID+" -j VPCROUTE-P-") ||
+	if !strings.Contains(script, "-A VPCROUTE-PORTS -o vr-x -m comment --comment vpcroute:"+dockerID+" -g VPCROUTE-P-") ||
 		!strings.Contains(script, "-A VPCROUTE-POSTROUTING -s 10.0.2.0/24 -j VPCROUTE-N-") {
-		t.Errorf("port masquerade must be jumped to first, outbound NAT last, each only for the network's packets:\n%s", script)
+		t.Errorf("port masquerade must be reached from the ports' chain, outbound NAT from VPCROUTE-POSTROUTING, each only for the network's packets:\n%s", script)
 	}
 	if !strings.Contains(script, "-A VPCROUTE-INPUT -i vr-x -j VPCROUTE-I-") {
 		t.Errorf("the loopback guard must be jumped to only for the bridge's packets:\n%s", script)

@@ -26,8 +26,9 @@ const (
 	chainAccept      = "VPCROUTE-ACCEPT"
 	chainDocker      = "VPCROUTE-DOCKER"      // filter, from the networks' chains: drop traffic to or from Docker's own networks
 	chainInput       = "VPCROUTE-INPUT"       // filter INPUT: guard 127.0.0.0/8 on bridges with route_localnet
-	chainDNAT        = "VPCROUTE-DNAT"        // nat PREROUTING+OUTPUT, dst-type LOCAL: published ports
+	chainDNAT        = "VPCROUTE-DNAT"        // nat PREROUTING+OUTPUT, while a port is published: the published ports
 	chainPostrouting = "VPCROUTE-POSTROUTING" // nat POSTROUTING: masquerade
+	chainPorts       = "VPCROUTE-PORTS"       // nat, from VPCROUTE-POSTROUTING for DNATed connections while a port is published: to each bridge's masquerade of published ports
 
 	// baseComment marks the jumps into vpcroute's chains; Prune keeps them.
 	baseComment = "vpcroute"
@@ -59,6 +60,7 @@ var baseChains = []chainRef{
 	{tableFilter, chainInput},
 	{tableNAT, chainDNAT},
 	{tableNAT, chainPostrouting},
+	{tableNAT, chainPorts},
 }
 
 // baseJumps are the rules that lead from the built-in chains into
@@ -74,14 +76,39 @@ var baseChains = []chainRef{
 // its protocol and port, native comparisons that turn away every other
 // connection (see portRule), so a connection that is not to a published port
 // costs no xtables match there at all.
+//
+// The jumps that only published ports need are not base jumps: see portJumps.
 func baseJumps() []rule {
 	return []rule{
 		{tableFilter, "FORWARD", true, []string{"-j", chainForward}},
 		{tableFilter, "INPUT", true, []string{"-j", chainInput}},
-		{tableNAT, "PREROUTING", true, []string{"-j", chainDNAT}},
-		{tableNAT, "OUTPUT", true, []string{"-j", chainDNAT}},
 		{tableNAT, "POSTROUTING", true, []string{"-j", chainPostrouting}},
 	}
+}
+
+// portJumps lead to the rules of published ports: from nat PREROUTING and OUTPUT
+// into VPCROUTE-DNAT (the ports' DNAT rules), and, first in VPCROUTE-POSTROUTING,
+// DNATed connections into VPCROUTE-PORTS (each bridge's masquerade of host-local
+// and hairpin connections to its ports). They are there only while a port is
+// published: the nat table sees the first packet of every connection, forwarded
+// or the host's own, and without ports these three rules would turn every one of
+// them away for nothing (on the two ECSs of a connection between containers, four
+// of the rules its first packet walked). EnsurePort puts them in before its rule;
+// DeletePort leaves them, and the background repair (Sync) takes them out once no
+// port is left, under the Firewall's lock, so that a port published meanwhile
+// keeps them.
+func portJumps() []rule {
+	return []rule{
+		{tableNAT, "PREROUTING", true, []string{"-j", chainDNAT}},
+		{tableNAT, "OUTPUT", true, []string{"-j", chainDNAT}},
+		{tableNAT, chainPostrouting, true, portsGuard()},
+	}
+}
+
+// portsGuard is the rule of VPCROUTE-POSTROUTING that takes DNATed connections to
+// the published ports' masquerade, while a port is published.
+func portsGuard() []string {
+	return []string{"-m", "conntrack", "--ctstate", "DNAT", "-j", chainPorts}
 }
 
 // legacyBaseJumps are the base jumps of earlier releases that baseJumps no
@@ -396,7 +423,7 @@ const (
 	kindEgress  = 'E' // filter, from VPCROUTE-EGRESS for packets from the bridge: spoofing, icc, Docker's networks
 	kindForward = 'F' // filter, from VPCROUTE-INGRESS for packets into the bridge: the edge policy; or, from VPCROUTE-FORWARD, isolate an internal network
 	kindInput   = 'I' // filter, from VPCROUTE-INPUT: guard the host's loopback from the bridge
-	kindPorts   = 'P' // nat, from VPCROUTE-POSTROUTING, first: masquerade for published ports
+	kindPorts   = 'P' // nat, from VPCROUTE-PORTS (DNATed connections): masquerade for published ports
 	kindNAT     = 'N' // nat, from VPCROUTE-POSTROUTING, last: outbound masquerade outside NoNAT
 )
 
@@ -499,16 +526,16 @@ func (c netChain) jump() rule {
 // bridge, or the subnet for outbound NAT), so that a packet of another network,
 // of Docker's own, or for the host itself costs each network one native
 // comparison: VPCROUTE-INPUT sees every packet to the host,
-// VPCROUTE-POSTROUTING every new connection. The jump into
-// the published ports' chain also asks for DNAT, the one thing its rules have in
-// common, so that a new connection into the bridge that is not to a published
-// port calls one conntrack match there and nothing else.
+// VPCROUTE-POSTROUTING every new connection. The jumps into the published ports'
+// chains sit in VPCROUTE-PORTS, behind one rule for all networks that takes
+// DNATed connections only, and only while a port is published (see portJumps):
+// a connection that is not to a published port walks none of them.
 func allNetChains(id, br, subnet string) []netChain {
 	return []netChain{
 		{kind: kindEgress, table: tableFilter, name: netChainName(kindEgress, id), from: chainEgress, match: []string{"-i", br}, goTo: true},
 		{kind: kindForward, table: tableFilter, name: netChainName(kindForward, id), from: chainIngress, match: []string{"-o", br}, goTo: true},
 		{kind: kindInput, table: tableFilter, name: netChainName(kindInput, id), from: chainInput, match: []string{"-i", br}},
-		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPostrouting, insert: true, match: []string{"-o", br, "-m", "conntrack", "--ctstate", "DNAT"}, markID: id},
+		{kind: kindPorts, table: tableNAT, name: netChainName(kindPorts, id), from: chainPorts, match: []string{"-o", br}, goTo: true, markID: id},
 		{kind: kindNAT, table: tableNAT, name: netChainName(kindNAT, id), from: chainPostrouting, match: []string{"-s", subnet}},
 	}
 }
@@ -625,12 +652,14 @@ func networkChains(r NetworkRules) ([]netChain, error) {
 	input.rules = [][]string{
 		{"-i", br, "-d", "127.0.0.0/8", "-m", "conntrack", "!", "--ctstate", "RELATED,ESTABLISHED,DNAT", "-j", "DROP"},
 	}
-	// Published ports (the jump takes only DNATed connections into the bridge).
+	// Published ports (only DNATed connections into the bridge reach the chain).
 	// Reached from the host itself, 127.0.0.1 included: a loopback source
 	// cannot leave the host. Hairpin: a container reaching a port on the host
 	// that leads back into its own bridge must see the reply come from the
 	// host, else it answers directly and the connection breaks. The chain is
-	// jumped to first: no network's no-NAT accepts may shadow these.
+	// reached first (VPCROUTE-PORTS' guard heads VPCROUTE-POSTROUTING): no
+	// network's no-NAT accepts may shadow these. It is reached by a goto: a
+	// connection it does not masquerade goes on after the guard.
 	ports.rules = [][]string{
 		{"-m", "addrtype", "--src-type", "LOCAL", "-j", "MASQUERADE"},
 		{"-s", subnet, "-j", "MASQUERADE"},

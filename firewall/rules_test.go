@@ -179,11 +179,17 @@ func TestNetworkRulesShape(t *testing.T) {
 	if got := count(m[kindPorts], "MASQUERADE") + count(m[kindNAT], "MASQUERADE"); got != 3 {
 		t.Errorf("masquerade network: %d MASQUERADE rules, want 3 (hairpin, host-local, outbound)", got)
 	}
-	if j := m[kindPorts].jump().spec; !slices.Contains(j, "DNAT") || !slices.Contains(j, "-o") {
-		t.Errorf("the jump into the ports chain %q does not take only DNATed connections into the bridge", j)
+	// Only DNATed connections reach VPCROUTE-PORTS (its guard, first in
+	// VPCROUTE-POSTROUTING); there, each network takes those into its bridge.
+	if j := m[kindPorts].jump(); j.chain != chainPorts || !slices.Equal(j.spec[:2], []string{"-o", "br"}) || !m[kindPorts].goTo {
+		t.Errorf("the jump into the ports chain %v must go from %s for connections into the bridge, as a goto", j, chainPorts)
 	}
-	if !m[kindPorts].insert || m[kindNAT].insert || m[kindPorts].from != m[kindNAT].from {
-		t.Errorf("port masquerade must be jumped to first in %s and outbound NAT last", chainPostrouting)
+	guard := portJumps()[2]
+	if guard.chain != chainPostrouting || !guard.insert || !slices.Contains(guard.spec, "DNAT") || guard.spec[len(guard.spec)-1] != chainPorts {
+		t.Errorf("the guard %v must take DNATed connections into %s, first in %s", guard, chainPorts, chainPostrouting)
+	}
+	if m[kindNAT].insert || m[kindNAT].from != chainPostrouting {
+		t.Errorf("outbound NAT must be jumped to last in %s", chainPostrouting)
 	}
 	cs, _ = networkChains(base)
 	m = byKind(cs)

@@ -223,6 +223,19 @@ func (p *tablePlan) builtinJump(j rule, after string) {
 	p.lines = append(p.lines, join("-I", j.chain, strconv.Itoa(pos+1), j.spec))
 }
 
+// noJump takes every rule of the built-in chain that leads into target out of it:
+// a jump that is there only when something needs it (see portJumps), and why not
+// now.
+func (p *tablePlan) noJump(chain, target, why string) {
+	for _, r := range p.rules[chain] {
+		if r.target() != target {
+			continue
+		}
+		p.drift.Base = append(p.drift.Base, fmt.Sprintf("jump from %s into %s %s", chain, target, why))
+		p.lines = append(p.lines, join("-D", chain, r.args))
+	}
+}
+
 // baseChain checks one of vpcroute's base chains: groups must each be present once,
 // in the order of the groups (the order within a group is free); rules that are not
 // vpcroute's for a network in want (a person's, or a removed network's, which Prune
@@ -290,7 +303,7 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 	f := newTablePlan(tableFilter, filter, &d)
 	n := newTablePlan(tableNAT, nat, &d)
 	known, knownSuffix := map[string]bool{}, map[string]bool{}
-	var internalJumps, egressJumps, ingressJumps, inputJumps, portJumps, natJumps [][]string
+	var internalJumps, egressJumps, ingressJumps, inputJumps, portsJumps, natJumps [][]string
 	for _, r := range w.Networks {
 		chains, err := networkChains(r)
 		if err != nil {
@@ -317,7 +330,7 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 			case c.kind == kindInput:
 				inputJumps = append(inputJumps, j)
 			case c.kind == kindPorts:
-				portJumps = append(portJumps, j)
+				portsJumps = append(portsJumps, j)
 			default:
 				natJumps = append(natJumps, j)
 			}
@@ -348,6 +361,20 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 		id, marked := ruleNetworkID(r.args)
 		return marked && (id == "" || known[id])
 	}
+	// The jumps to published ports are there while a port is: one of want, or
+	// one of a network that want does not know (Prune's to remove, which takes
+	// the jumps away at the next pass).
+	published := len(ports) > 0 || slices.ContainsFunc(n.rules[chainDNAT], func(r savedRule) bool {
+		return !staleOfKnown(r)
+	})
+	var guard [][]string
+	if published {
+		guard = [][]string{portsGuard()}
+	}
+	// The guard of another time (ports all unpublished), and the ports' jumps of
+	// releases before 2026-12-02, which came first in VPCROUTE-POSTROUTING for
+	// each network (marked, so staleOfKnown takes those of known networks).
+	stalePost := func(r savedRule) bool { return staleOfKnown(r) || r.target() == chainPorts }
 
 	jumps := baseJumps()
 	if w.Base.ForwardAccept && filter.policies["FORWARD"] != "ACCEPT" {
@@ -360,8 +387,18 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 	f.baseChain(chainIngress, [][][]string{ingressJumps}, staleOfKnown)
 	f.baseChain(chainDocker, [][][]string{dockerRules(w.Base.DockerBridges)}, staleBase)
 	f.baseChain(chainInput, [][][]string{inputJumps}, staleOfKnown)
-	n.baseChain(chainPostrouting, [][][]string{portJumps, natJumps}, staleOfKnown)
+	n.baseChain(chainPostrouting, [][][]string{guard, natJumps}, stalePost)
+	n.baseChain(chainPorts, [][][]string{portsJumps}, staleOfKnown)
 	n.baseChain(chainDNAT, [][][]string{ports}, staleOfKnown)
+	for _, j := range portJumps() {
+		switch {
+		case j.chain == chainPostrouting: // in the group above
+		case published:
+			jumps = append(jumps, j)
+		default:
+			n.noJump(j.chain, chainDNAT, "while no port is published")
+		}
+	}
 	for _, j := range jumps {
 		plan := f
 		if j.table == tableNAT {

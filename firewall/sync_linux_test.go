@@ -129,7 +129,7 @@ func TestSyncRepairs(t *testing.T) {
 					if c.kind == kindPorts {
 						j := c.jump()
 						ipt(t, f, join("-t", j.table, "-D", j.chain, j.spec)...)
-						ipt(t, f, join("-t", j.table, "-I", j.chain, "1", "-o", r.Bridge, networkComment(r.NetworkID), "-j", c.name)...)
+						ipt(t, f, join("-t", j.table, "-I", chainPostrouting, "1", "-o", r.Bridge, networkComment(r.NetworkID), "-j", c.name)...)
 					}
 					if len(c.rules) == 0 {
 						continue
@@ -186,6 +186,23 @@ func TestSyncRepairs(t *testing.T) {
 			ipt(t, f, join("-t", "nat", "-A", chainPostrouting, c, "-j", netChainName(kindNAT, "net1"))...)
 			ipt(t, f, join("-t", "nat", "-I", chainPostrouting, "1", c, "-j", netChainName(kindPorts, "net1"))...)
 		}, false},
+		{"the ports' jumps of the release before 2026-12-02", func(t *testing.T, f *Firewall) {
+			// Each network's jump into its ports chain came first in
+			// VPCROUTE-POSTROUTING and asked for DNAT itself; there was no
+			// VPCROUTE-PORTS and no guard.
+			ipt(t, f, join("-t", "nat", "-D", chainPostrouting, portsGuard())...)
+			ipt(t, f, "-t", "nat", "-F", chainPorts)
+			for _, r := range []NetworkRules{net1, net2} { // net3 is internal
+				ipt(t, f, join("-t", "nat", "-I", chainPostrouting, "1", "-o", r.Bridge, "-m", "conntrack", "--ctstate", "DNAT",
+					networkComment(r.NetworkID), "-j", netChainName(kindPorts, r.NetworkID))...)
+			}
+		}, false},
+		{"the ports' guard deleted", func(t *testing.T, f *Firewall) {
+			ipt(t, f, join("-t", "nat", "-D", chainPostrouting, portsGuard())...)
+		}, false},
+		{"the jump from PREROUTING into the ports deleted", func(t *testing.T, f *Firewall) {
+			ipt(t, f, "-t", "nat", "-D", "PREROUTING", "-j", chainDNAT)
+		}, false},
 	}
 	for _, backend := range backends(t) {
 		for _, tc := range tests {
@@ -218,7 +235,8 @@ func TestSyncRepairs(t *testing.T) {
 				for _, stale := range []string{"-A VPCROUTE-INPUT -m comment", "-A VPCROUTE-POSTROUTING -m comment", "-A FORWARD -m comment", "-A INPUT -m comment",
 					"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j", "RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
 					"-A PREROUTING -m addrtype --dst-type LOCAL -m comment", "-A OUTPUT -m addrtype --dst-type LOCAL -m comment", "-A POSTROUTING -m comment",
-					"-A VPCROUTE-DOCKER -i docker0 -m comment", "--dport 8080 -m comment", ":VPCROUTE-ACCEPT", "-j VPCROUTE-ACCEPT", `-o vr-net1 -m comment --comment "vpcroute:net1" -j VPCROUTE-P-`} {
+					"-A VPCROUTE-DOCKER -i docker0 -m comment", "--dport 8080 -m comment", ":VPCROUTE-ACCEPT", "-j VPCROUTE-ACCEPT", `-o vr-net1 -m comment --comment "vpcroute:net1" -j VPCROUTE-P-`,
+					"-A VPCROUTE-POSTROUTING -o vr-net"} {
 					if strings.Contains(snap, stale) {
 						t.Errorf("a rule of an earlier release is still there (%q):\n%s", stale, snap)
 					}
@@ -324,5 +342,73 @@ func TestCheckRemembersTheGeneration(t *testing.T) {
 	}
 	if d, err := f.Check(less); err != nil || d.Empty() {
 		t.Fatalf("check of another want: %v, %v; want the extra ports as drift", d, err)
+	}
+}
+
+// The jumps to published ports are there only while a port is: the repair pass takes
+// them out when the last one goes (rules in line otherwise stay as they are), and
+// EnsurePort puts them back before its rule, so that the port answers at once. A
+// port of a network the plugin does not know (a network removed while it was down,
+// whose rules Prune removes) keeps them until it goes.
+func TestPortJumpsOnlyWhilePublished(t *testing.T) {
+	hasJumps := func(t *testing.T, f *Firewall) []bool {
+		t.Helper()
+		snap := snapshot(t, f)
+		var out []bool
+		for _, j := range portJumps() {
+			out = append(out, strings.Contains(snap, "-A "+j.chain+" "+strings.Join(j.spec, " ")+"\n"))
+		}
+		return out
+	}
+	all := func(v bool) []bool { return []bool{v, v, v} }
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			f := testFirewall(t, backend)
+			built(t, f)
+			if got := hasJumps(t, f); !slices.Equal(got, all(true)) {
+				t.Fatalf("ports published: jumps %v, want all", got)
+			}
+			noPorts := Want{Base: testBase, Networks: syncWant.Networks}
+			for _, p := range syncWant.Ports {
+				mustDo(t, f.DeletePort(p))
+			}
+			d, err := f.Check(noPorts)
+			if err != nil || len(d.Base) != 3 {
+				t.Fatalf("Check with no port left = %v, %v; want the 3 jumps out of line", d, err)
+			}
+			if _, err := f.Sync(noPorts); err != nil {
+				t.Fatal(err)
+			}
+			if got := hasJumps(t, f); !slices.Equal(got, all(false)) {
+				t.Fatalf("no port left, after the repair pass: jumps %v, want none", got)
+			}
+			if d, err := f.Check(noPorts); err != nil || !d.Empty() {
+				t.Fatalf("after Sync: %v, %v", d, err)
+			}
+			mustDo(t, f.EnsurePort(port1))
+			if got := hasJumps(t, f); !slices.Equal(got, all(true)) {
+				t.Fatalf("EnsurePort: jumps %v, want all", got)
+			}
+			one := noPorts
+			one.Ports = []PortMap{port1}
+			if d, err := f.Check(one); err != nil || !d.Empty() {
+				t.Fatalf("after EnsurePort: %v, %v", d, err)
+			}
+			// A network the plugin does not know any more.
+			unknown := Want{Base: testBase, Networks: []NetworkRules{net2, net3}}
+			if _, err := f.Sync(unknown); err != nil {
+				t.Fatal(err)
+			}
+			if got := hasJumps(t, f); !slices.Equal(got, all(true)) {
+				t.Fatalf("a port of a network not in want left: jumps %v, want all kept", got)
+			}
+			mustDo(t, f.Prune(map[string]bool{net2.NetworkID: true, net3.NetworkID: true}))
+			if _, err := f.Sync(unknown); err != nil {
+				t.Fatal(err)
+			}
+			if got := hasJumps(t, f); !slices.Equal(got, all(false)) {
+				t.Fatalf("after Prune and the repair pass: jumps %v, want none", got)
+			}
+		})
 	}
 }

@@ -153,6 +153,7 @@ const natTable = `*nat
 :DOCKER - [0:0]
 :VPCROUTE-DNAT - [0:0]
 :VPCROUTE-POSTROUTING - [0:0]
+:VPCROUTE-PORTS - [0:0]
 :VPCROUTE-P-aaaaaaaaaaaaaaaa - [0:0]
 :VPCROUTE-N-aaaaaaaaaaaaaaaa - [0:0]
 -A PREROUTING -j VPCROUTE-DNAT
@@ -161,8 +162,9 @@ const natTable = `*nat
 -A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE
 -A DOCKER -i docker0 -j RETURN
 -A VPCROUTE-DNAT -p tcp -m tcp --dport 8080 -m addrtype --dst-type LOCAL -m comment --comment "vpcroute:aaaa" -j DNAT --to-destination 10.0.2.3:80
--A VPCROUTE-POSTROUTING -o vr-aaaa -m conntrack --ctstate DNAT -m comment --comment "vpcroute:aaaa" -j VPCROUTE-P-aaaaaaaaaaaaaaaa
--A VPCROUTE-POSTROUTING -s 10.0.2.0/24 -m comment --comment "vpcroute:aaaa" -j VPCROUTE-N-aaaaaaaaaaaaaaaa
+-A VPCROUTE-PORTS -o vr-aaaa -m comment --comment "vpcroute:aaaa" -g VPCROUTE-P-aaaaaaaaaaaaaaaa
+-A VPCROUTE-POSTROUTING -m conntrack --ctstate DNAT -j VPCROUTE-PORTS
+-A VPCROUTE-POSTROUTING -s 10.0.2.0/24 -j VPCROUTE-N-aaaaaaaaaaaaaaaa
 -A VPCROUTE-P-aaaaaaaaaaaaaaaa -m addrtype --src-type LOCAL -j MASQUERADE
 -A VPCROUTE-P-aaaaaaaaaaaaaaaa -s 10.0.2.0/24 -j MASQUERADE
 -A VPCROUTE-N-aaaaaaaaaaaaaaaa -s 10.0.2.0/24 -d 192.168.0.0/24 -j ACCEPT
@@ -188,10 +190,10 @@ func TestFirstPacketWalk(t *testing.T) {
 		// The same to port 8080, which is published here: the rule's address type is
 		// tested too.
 		{"prerouting, to another host's 8080", "PREROUTING", packet{src: "10.0.2.2", dst: "10.0.3.2", in: "vr-aaaa", dport: "8080", new: true}, 3, 2, false},
-		// The jump, the ports jump (its bridge is not the way out), the NAT jump and
-		// its comment, the chain's first rule fails, its second (the pool) accepts.
+		// The jump, the ports guard (its conntrack match fails: not DNATed), the NAT
+		// jump, the chain's first rule fails, its second (the pool) accepts.
 		{"postrouting, out of the network to the pool", "POSTROUTING", packet{src: "10.0.2.2", dst: "10.0.3.2", out: "eth0", new: true}, 1 + 2 + 2, 1, true},
-		// Into the bridge, not to a published port: the ports jump's conntrack match
+		// Into the bridge, not to a published port: the guard's conntrack match
 		// fails; the NAT jump's source does not match; Docker's rule does not either.
 		{"postrouting, into the network", "POSTROUTING", packet{src: "10.0.3.2", dst: "10.0.2.2", out: "vr-aaaa", new: true}, 1 + 2 + 1, 1, false},
 	}
