@@ -281,7 +281,11 @@ type endpoint struct {
 }
 
 // setup collects teardown steps, run in reverse.
-type setup struct{ undo []func() }
+type setup struct {
+	undo []func()
+	// hand are the ECSs (of every bed) that got the hand-built path's accepts.
+	hand []*testbed.ECS
+}
 
 func (s *setup) add(f func()) { s.undo = append(s.undo, f) }
 
@@ -378,7 +382,12 @@ func buildHandPaths(ctx context.Context, s *setup, env *cloudbed.Env, prefix str
 // vpcroute's (the guide's, an earlier release's) get them too, without a hand-built
 // path: until 2026-12-02 only vpcroute's bed had them, two rules more per packet on
 // each ECS than the guide's.
+//
+// dockerd puts its DOCKER-USER jump back on top whenever it creates a network, and
+// vpcroute's follows it, so a bed that makes networks after this pushes the accepts
+// down; handAcceptsFirst checks, before measuring, that they are first everywhere.
 func handAccepts(ctx context.Context, s *setup, ecs *testbed.ECS) error {
+	s.hand = append(s.hand, ecs)
 	for _, dir := range []string{"-s", "-d"} {
 		if _, err := ecs.Exec(ctx, "iptables", "-w", "-I", "FORWARD", "1", dir, handCIDR, "-j", "ACCEPT"); err != nil {
 			return err
@@ -386,6 +395,30 @@ func handAccepts(ctx context.Context, s *setup, ecs *testbed.ECS) error {
 		s.add(func() {
 			_, _ = ecs.Exec(context.Background(), "iptables", "-w", "-D", "FORWARD", dir, handCIDR, "-j", "ACCEPT")
 		})
+	}
+	return nil
+}
+
+// handAcceptsFirst makes sure every bed's FORWARD starts with the hand-built path's
+// accepts, where handAccepts put them: until 2026-12-02 the earlier release's bed made
+// its networks after them, and its packets skipped the two rules every other bed's
+// walked first.
+func handAcceptsFirst(ctx context.Context, s *setup) error {
+	for _, ecs := range s.hand {
+		save, err := ecs.Exec(ctx, "iptables-save", "-t", "filter")
+		if err != nil {
+			return err
+		}
+		var first []string
+		for _, line := range strings.Split(save, "\n") {
+			if strings.HasPrefix(line, "-A FORWARD ") && len(first) < 2 {
+				first = append(first, line)
+			}
+		}
+		want := []string{"-A FORWARD -d " + handCIDR + " -j ACCEPT", "-A FORWARD -s " + handCIDR + " -j ACCEPT"}
+		if !slices.Equal(first, want) {
+			return fmt.Errorf("%s: FORWARD starts with %q, not the hand-built path's accepts: the beds would not be compared on the same rules", ecs.Name, first)
+		}
 	}
 	return nil
 }
@@ -667,11 +700,6 @@ func buildReleaseBed(ctx context.Context, s *setup, o options, prefix, bin strin
 		return rb, err
 	}
 	ecs1, ecs2 := env.Bed.ECSs[0], env.Bed.ECSs[1]
-	for _, ecs := range []*testbed.ECS{ecs1, ecs2} {
-		if err := handAccepts(ctx, s, ecs); err != nil {
-			return rb, err
-		}
-	}
 	for k := 1; k < networks; k++ {
 		if out, err := ecs1.Docker(ctx, "network", "create", "-d", "vpcroute", "--ipam-driver", "vpcroute", fmt.Sprintf("br%d", k)); err != nil {
 			return rb, fmt.Errorf("network create on the release bed's ecs1: %w %s", err, out)
@@ -680,6 +708,12 @@ func buildReleaseBed(ctx context.Context, s *setup, o options, prefix, bin strin
 	cont, nets, err := vpcrouteContainers(ctx, ecs1, ecs2)
 	if err != nil {
 		return rb, err
+	}
+	// After the networks, which move Docker's jump (and vpcroute's) to the top.
+	for _, ecs := range []*testbed.ECS{ecs1, ecs2} {
+		if err := handAccepts(ctx, s, ecs); err != nil {
+			return rb, err
+		}
 	}
 	rb.eps = cont
 	br, _, err := vpcrouteBridge(ctx, ecs1, nets[0].gateway)
@@ -876,6 +910,9 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 
 	// What each packet from ECS 1 evaluates in its FORWARD hook, from the rules as they
 	// stand: the figure behind any difference between the vpcroute and hand-built rows.
+	if err := handAcceptsFirst(ctx, &s); err != nil {
+		return err
+	}
 	if save, err := ecs1.Exec(ctx, "iptables-save", "-t", "filter"); err != nil {
 		return err
 	} else {
