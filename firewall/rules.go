@@ -95,8 +95,8 @@ func baseJumps() []rule {
 // them away for nothing (on the two ECSs of a connection between containers, four
 // of the rules its first packet walked). EnsurePort puts them in before its rule;
 // DeletePort leaves them, and the background repair (Sync) takes them out once no
-// port is left, under the Firewall's lock, so that a port published meanwhile
-// keeps them.
+// port is left: the controller computes the ports it gives Sync under the lock it
+// publishes ports under, so a port published meanwhile is among them.
 func portJumps() []rule {
 	return []rule{
 		{tableNAT, "PREROUTING", true, []string{"-j", chainDNAT}},
