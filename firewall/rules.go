@@ -68,16 +68,15 @@ var baseChains = []chainRef{
 // masquerades vpcroute's traffic.
 //
 // The jumps carry no comment and no match module: FORWARD's is evaluated for
-// every forwarded packet, INPUT's for every packet to the host and the nat jumps
-// for every new connection, vpcroute's or not, and on iptables-nft a comment or
-// an address type is an xtables match called for each of them. Their target, a
-// chain of vpcroute's, says whose they are. The jumps into VPCROUTE-DNAT do not
-// ask for a local destination either: each published port's rule does, after
-// its protocol and port, native comparisons that turn away every other
-// connection (see portRule), so a connection that is not to a published port
-// costs no xtables match there at all.
+// every forwarded packet, INPUT's for every packet to the host and the nat jump
+// for every new connection, vpcroute's or not, and on iptables-legacy (or an
+// iptables-nft that does not translate the module) each match module is a call
+// for each of them. Their target, a chain of vpcroute's, says whose they are.
 //
 // The jumps that only published ports need are not base jumps: see portJumps.
+// Those into VPCROUTE-DNAT do not ask for a local destination either: each
+// published port's rule does, after its protocol and port, native comparisons
+// that turn away every other connection (see portRule).
 func baseJumps() []rule {
 	return []rule{
 		{tableFilter, "FORWARD", true, []string{"-j", chainForward}},
