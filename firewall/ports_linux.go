@@ -8,11 +8,16 @@ import "fmt"
 // reached from nat PREROUTING (other hosts, containers: the hairpin case) and
 // nat OUTPUT (the host itself, 127.0.0.1 included). The masquerade those
 // paths need is per network (EnsureNetwork). The jumps that lead there are
-// put in first, when they are missing (see portJumps): a plugin killed in
+// put in first when they are missing (see portJumps): a plugin killed in
 // between leaves jumps into chains that hold nothing, which cost a rule and
-// change nothing. When all is in place it costs one iptables-restore that
-// checks the jumps and the rule, whatever the number of ports already
-// published.
+// change nothing.
+//
+// It costs what publishing cost before the jumps came and went: one
+// iptables-restore when the port is there already (it checks the jumps and
+// the rule), two for a new port while the jumps are there (the second checks
+// the jumps and appends the rule in one transaction, so that it appends
+// nothing when they are missing); only the first port after none pays for
+// adding the jumps, one at a time.
 func (f *Firewall) EnsurePort(p PortMap) error {
 	rl, err := portRule(p)
 	if err != nil {
@@ -20,11 +25,14 @@ func (f *Firewall) EnsurePort(p PortMap) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var check restoreInput
-	for _, j := range append(portJumps(), rl) {
+	var check, add restoreInput
+	for _, j := range portJumps() {
 		check.line(j.table, join("-C", j.chain, j.spec)...)
+		add.line(j.table, join("-C", j.chain, j.spec)...)
 	}
-	if f.restore(check.String()) == nil {
+	check.line(rl.table, join("-C", rl.chain, rl.spec)...)
+	add.line(rl.table, join("-A", rl.chain, rl.spec)...)
+	if f.restore(check.String()) == nil || f.restore(add.String()) == nil {
 		return nil
 	}
 	for _, j := range portJumps() {

@@ -3,6 +3,7 @@
 package firewall
 
 import (
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strings"
@@ -393,6 +394,14 @@ func TestPortJumpsOnlyWhilePublished(t *testing.T) {
 			one.Ports = []PortMap{port1}
 			if d, err := f.Check(one); err != nil || !d.Empty() {
 				t.Fatalf("after EnsurePort: %v, %v", d, err)
+			}
+			// A jump lost while the port is there: publishing it again puts the
+			// jump back and leaves one copy of the rule.
+			ipt(t, f, "-t", "nat", "-D", "OUTPUT", "-j", chainDNAT)
+			mustDo(t, f.EnsurePort(port1))
+			dest := "--to-destination " + netip.AddrPortFrom(port1.ContainerIP, port1.ContainerPort).String()
+			if snap := snapshot(t, f); strings.Count(snap, dest) != 1 || !slices.Equal(hasJumps(t, f), all(true)) {
+				t.Fatalf("EnsurePort of a published port with a jump missing:\n%s", snap)
 			}
 			// A network the plugin does not know any more.
 			unknown := Want{Base: testBase, Networks: []NetworkRules{net2, net3}}
