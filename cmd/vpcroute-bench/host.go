@@ -147,6 +147,7 @@ type hostFigures struct {
 	RulesBase            ruleCounts         // after start, before any network
 	RulesAt              map[int]ruleCounts // containers on one network -> rules
 	RulesPort            ruleCounts         // after one more container with -p
+	RulesPort2           ruleCounts         // after a second one, with another port
 	RequestsDuringRuns   int                // cloud requests while containers started
 	ContainerStart       time.Duration      // median `docker run -d`
 	RulesPerNetwork      []int              // rules added by each network create
@@ -221,6 +222,14 @@ func measureHost(ctx context.Context, o options, env *cloudbed.Env, r *report) e
 		return fmt.Errorf("docker run -p 8080:80: %w %s", err, out)
 	}
 	if h.RulesPort, err = countRules(ctx, ecs); err != nil {
+		return err
+	}
+	// The first port brings the jumps to published ports too: a second one shows
+	// what each port costs.
+	if out, err := ecs.Docker(ctx, "run", "-d", "--name", "bport2", "--net", "bn1", "-p", "8081:80", testbed.ImageName); err != nil {
+		return fmt.Errorf("docker run -p 8081:80: %w %s", err, out)
+	}
+	if h.RulesPort2, err = countRules(ctx, ecs); err != nil {
 		return err
 	}
 	// Idle: let the engine and the plugin settle.

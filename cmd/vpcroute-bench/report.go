@@ -253,7 +253,8 @@ func (r *report) rows() []row {
 			constant = constant && h.RulesAt[k].All == h.RulesAt[keys[0]].All
 		}
 		rows = append(rows, row{fmt.Sprintf("4. iptables rules with %s containers on one network", joinInts(keys)),
-			strings.Join(counts, ", ") + fmt.Sprintf("; +%d per network, +%d per published port", median(h.RulesPerNetwork), h.RulesPort.All-h.RulesAt[keys[len(keys)-1]].All),
+			strings.Join(counts, ", ") + fmt.Sprintf("; +%d per network, +%d per published port (+%d more with the first: the jumps to ports)",
+				median(h.RulesPerNetwork), h.RulesPort2.All-h.RulesPort.All, h.RulesPort.All-h.RulesAt[keys[len(keys)-1]].All-(h.RulesPort2.All-h.RulesPort.All)),
 			"constant per container", constant, false})
 		rows = append(rows, row{fmt.Sprintf("4. cloud requests during %d container starts", h.Containers),
 			fmt.Sprint(h.RequestsDuringRuns), "0", h.RequestsDuringRuns == 0, false})
@@ -634,6 +635,7 @@ func (r *report) writeDetails(p func(string, ...any)) {
 			p("| %d networks, %d container(s) on one | %d | %d |", h.Networks, k, h.RulesAt[k].All, h.RulesAt[k].Vpcroute)
 		}
 		p("| plus one container with `-p 8080:80` | %d | %d |", h.RulesPort.All, h.RulesPort.Vpcroute)
+		p("| plus another with `-p 8081:80` | %d | %d |", h.RulesPort2.All, h.RulesPort2.Vpcroute)
 		p("")
 		p("Rules added by each network create: %v. Cloud requests during the %d container starts: %d. Median `docker run -d`: %s.",
 			h.RulesPerNetwork, h.Containers, h.RequestsDuringRuns, ms(h.ContainerStart))
