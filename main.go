@@ -152,10 +152,11 @@ func start(ctx context.Context, settings config.Settings, badSettings error, gat
 	}
 	// Links change when containers come and go; the loop reads them only then.
 	var linkChanges interface{ Gen() uint64 }
+	var othersInPool <-chan struct{}
 	if w, err := link.Watch(ctx); err != nil {
 		log.Warn("cannot watch links: every kernel pass reads them", "err", err)
 	} else {
-		linkChanges = w
+		linkChanges, othersInPool = w, w.Others(settings.Pool)
 	}
 	ctl := controller.New(controller.Config{
 		Pool:           settings.Pool,
@@ -170,6 +171,7 @@ func start(ctx context.Context, settings config.Settings, badSettings error, gat
 		CloudInterval:  settings.CloudInterval,
 		OrphanGrace:    settings.OrphanGrace,
 		LinkChanges:    linkChanges,
+		OthersInPool:   othersInPool,
 		DriverName:     settings.DriverName,
 		SrcDstCheckOn:  saved.SrcDstCheckOn,
 		Log:            log,

@@ -53,6 +53,7 @@ type Links interface {
 	UplinkMTU() int
 	Uplink() string
 	Prefixes() ([]netip.Prefix, error)
+	OthersIn(within netip.Prefix) ([]netip.Prefix, error)
 	BridgesOutOfLine([]link.BridgeSpec) ([]string, error)
 }
 
@@ -121,7 +122,12 @@ type Config struct {
 	// (link.Watcher): the loop then reads them only after a change. Nil: every pass
 	// reads them.
 	LinkChanges interface{ Gen() uint64 }
-	Log         *slog.Logger
+	// OthersInPool, when set, is signalled when an address of another owner than
+	// vpcroute appears inside the pool (link.Watcher.Others): the loop then runs a
+	// kernel pass at once, so that the pool's shortcut stops skipping that owner's
+	// masquerade before its first connections, not a KernelInterval later.
+	OthersInPool <-chan struct{}
+	Log          *slog.Logger
 	// Now is the clock (tests set it).
 	Now func() time.Time
 	// Version is vpcroute's, for status.
@@ -195,6 +201,9 @@ type Controller struct {
 	// dockerBridges are the custom-named bridges of Docker's own networks, from
 	// Docker's last list: vpcroute's networks are isolated from them.
 	dockerBridges []string
+	// poolOthers are the host's address ranges inside the pool that are not
+	// vpcroute's bridges (firewall.Base.PoolOthers), as last read.
+	poolOthers []netip.Prefix
 	// lastKernel is what the last kernel-only cycle saw (see kernelToken), and
 	// whether it found everything in line and had nothing to do.
 	lastKernel      kernelToken

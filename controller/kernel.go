@@ -86,13 +86,14 @@ func (c *Controller) RepairKernel() (KernelReport, error) { return c.repairKerne
 
 // repairKernel compares, without mu, and repairs, with mu, only what differs.
 func (c *Controller) repairKernel() (KernelReport, error) {
-	uplink := c.links.Uplink() // a netlink read: before mu
+	uplink := c.links.Uplink() // netlink reads: before mu
+	others := c.readPoolOthers()
 	c.mu.Lock()
 	if c.uninstalled {
 		c.mu.Unlock()
 		return KernelReport{}, nil
 	}
-	c.uplink = uplink
+	c.uplink, c.poolOthers = uplink, others
 	want, bridges, gone, err := c.kernelWant()
 	c.mu.Unlock()
 	if err != nil {

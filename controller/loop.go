@@ -32,8 +32,10 @@ const dockerTimeout = 10 * time.Second
 // per table for all networks at once. It never removes anything: what is left over
 // goes in the loop's first cycle, once Docker's list says it is unused.
 func (c *Controller) Start() error {
+	others := c.readPoolOthers()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.poolOthers = others
 	c.saveDataPlane()
 	_, err := c.syncKernel()
 	return err
@@ -71,14 +73,33 @@ func RestoreDataPlane(store *state.DB, links Links, fw Firewall, log *slog.Logge
 		return err
 	}
 	c := New(Config{Pool: dp.Pool, NoNAT: dp.NoNAT, ForwardAccept: dp.ForwardAccept, Log: log}, store, links, fw, nil, nil)
+	others := c.readPoolOthers()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.poolOthers = others
 	_, err := c.syncKernel()
 	return err
 }
 
 func (c *Controller) base() firewall.Base {
-	return firewall.Base{ForwardAccept: c.cfg.ForwardAccept, Pool: c.cfg.Pool, DockerBridges: slices.Clone(c.dockerBridges)}
+	return firewall.Base{ForwardAccept: c.cfg.ForwardAccept, Pool: c.cfg.Pool, DockerBridges: slices.Clone(c.dockerBridges),
+		NoNAT: slices.Clone(c.cfg.NoNAT), PoolOthers: slices.Clone(c.poolOthers)}
+}
+
+// readPoolOthers reads the host's address ranges inside the pool that are not
+// vpcroute's bridges. When they cannot be read it says the whole pool may be
+// another's, which leaves the pool's shortcut out (each network's own no-NAT
+// accepts do its work): never a shortcut past a masquerade someone needs.
+func (c *Controller) readPoolOthers() []netip.Prefix {
+	if !c.cfg.Pool.IsValid() {
+		return nil
+	}
+	others, err := c.links.OthersIn(c.cfg.Pool)
+	if err != nil {
+		c.log.Warn("list the host's addresses inside the pool (retried next pass)", "err", err)
+		return []netip.Prefix{c.cfg.Pool}
+	}
+	return others
 }
 
 // dockerBridgeNames are the bridges of Docker's own bridge networks that have a
@@ -142,6 +163,8 @@ func (c *Controller) Run(ctx context.Context) {
 			if c.kernelIdle() {
 				continue
 			}
+		case <-c.cfg.OthersInPool:
+			s.kernel = true
 		case <-cloudT.C:
 			s = scope{kernel: true, cloud: true, rules: true}
 		case <-settle.timer.C:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -420,5 +421,63 @@ func TestRulesFollowTheUplink(t *testing.T) {
 	}
 	if report.Rules.Empty() {
 		t.Error("the pass rewrote the rules but reported no drift")
+	}
+}
+
+// The base's ranges of other owners inside the pool (for the pool's shortcut, see
+// firewall.Base.PoolOthers) are the host's from the start, follow it at each kernel
+// pass, and are read at once when the link watcher says one appeared, not a
+// KernelInterval later.
+func TestPoolOthersFollowTheHost(t *testing.T) {
+	p := netip.MustParsePrefix
+	h := newHarness(t)
+	others := func() []netip.Prefix {
+		h.host.Lock()
+		defer h.host.Unlock()
+		return h.host.PoolOthers
+	}
+	setOthers := func(ps ...netip.Prefix) {
+		h.host.Lock()
+		defer h.host.Unlock()
+		h.host.Others = ps
+	}
+	setOthers(p("10.0.9.0/24"))
+	h.open()
+	h.network(netID, "web", "")
+	if got := others(); !slices.Equal(got, []netip.Prefix{p("10.0.9.0/24")}) {
+		t.Fatalf("after a start with a Docker network inside the pool: %v", got)
+	}
+	setOthers()
+	report, err := h.c.RepairKernel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := others(); len(got) != 0 || report.Rules.Empty() {
+		t.Fatalf("after the range went and a kernel pass: %v (pass: %v)", got, report)
+	}
+
+	wake := make(chan struct{}, 1)
+	h.cfg.OthersInPool, h.cfg.KernelInterval, h.cfg.CloudInterval = wake, time.Hour, time.Hour
+	h.open()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st, err := h.c.Status(ctx)
+		if err == nil && !st.Cycle.At.IsZero() {
+			break // the loop's first cycle is done: only the wake-up reads again
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the loop's first cycle did not end: %v", err)
+		}
+	}
+	setOthers(p("10.0.7.0/24"))
+	wake <- struct{}{}
+	for deadline := time.Now().Add(10 * time.Second); !slices.Equal(others(), []netip.Prefix{p("10.0.7.0/24")}); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the watcher said a range appeared in the pool; the loop has not written it: %v", others())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -283,6 +284,89 @@ func TestDatapathInternal(t *testing.T) {
 				if err := ping(p.from, p.to); err == nil {
 					t.Errorf("internal network: ping %s got through", p.to)
 				}
+			}
+		})
+	}
+}
+
+// TestDatapathPoolShortcut: a connection from a container to a container of another
+// ECS (10.0.3.2, behind the remote) keeps its source and takes the pool's shortcut,
+// while one from a Docker network made inside the pool (a bridge vpcroute does not
+// own, 10.0.9.0/24, masqueraded by Docker's rule after vpcroute's jump) keeps
+// Docker's masquerade, as long as the host's ranges reach the base: without them
+// the shortcut would send it out unmasqueraded, and the VPC has no way back.
+func TestDatapathPoolShortcut(t *testing.T) {
+	const remoteCt, dockerGw, dockerCt = "10.0.3.2", "10.0.9.1", "10.0.9.2"
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			b := newBed(t, backend, false)
+			mustDo(t, netnstest.Do(b.remote, func() error {
+				lo, err := netlink.LinkByName("lo")
+				if err != nil {
+					return err
+				}
+				return netlink.AddrAdd(lo, &netlink.Addr{IPNet: &net.IPNet{IP: net.ParseIP(remoteCt), Mask: net.CIDRMask(32, 32)}})
+			}))
+			serve(t, b.remote, 9000)
+			_, remoteNet, _ := net.ParseCIDR("10.0.3.0/24")
+			mustDo(t, netlink.RouteAdd(&netlink.Route{Dst: remoteNet, Gw: net.ParseIP(remoteIP)}))
+
+			// Docker's network: its bridge, a container, its accepts and its masquerade.
+			dk := netns.NsHandle(netnstest.New(t))
+			attrs := netlink.NewLinkAttrs()
+			attrs.Name = "dk-br"
+			mustDo(t, netlink.LinkAdd(&netlink.Bridge{LinkAttrs: attrs}))
+			netnstest.AddAddr(t, "dk-br", dockerGw+"/24")
+			mustDo(t, netnstest.LinkUp("dk-br"))
+			veth := netlink.NewLinkAttrs()
+			veth.Name, veth.MasterIndex = "dk-h", netnstest.Link(t, "dk-br").Attrs().Index
+			mustDo(t, netlink.LinkAdd(&netlink.Veth{LinkAttrs: veth, PeerName: "dk-p"}))
+			mustDo(t, netnstest.LinkUp("dk-h"))
+			moveInto(t, "dk-p", dk, dockerCt+"/24", dockerGw)
+			ipt(t, b.f, "-A", "FORWARD", "-i", "dk-br", "-j", "ACCEPT")
+			ipt(t, b.f, "-A", "FORWARD", "-o", "dk-br", "-j", "ACCEPT")
+			ipt(t, b.f, "-t", "nat", "-A", "POSTROUTING", "-s", "10.0.9.0/24", "!", "-o", "dk-br", "-j", "MASQUERADE")
+
+			network := NetworkRules{NetworkID: "net1", Bridge: "vr-br", Subnet: netip.MustParsePrefix("10.0.2.0/24"), Masquerade: true,
+				NoNAT: testBase.NoNAT, Pool: testPool, Uplink: "up0"}
+			others, err := host.OthersIn(testPool)
+			mustDo(t, err)
+			if want := []netip.Prefix{netip.MustParsePrefix("10.0.9.0/24")}; !slices.Equal(others, want) {
+				t.Fatalf("OthersIn(%v) = %v, want %v (Docker's bridge, not vpcroute's vr-br)", testPool, others, want)
+			}
+			shortcut := "-s 10.0.0.0/16 -d 10.0.0.0/16 -j ACCEPT"
+
+			// Without the host's ranges: the shortcut skips Docker's masquerade.
+			_, err = b.f.Sync(Want{Base: testBase, Networks: []NetworkRules{network}})
+			mustDo(t, err)
+			if seen, err := seenFrom(dk, remoteCt+":9000"); err == nil {
+				t.Fatalf("Docker's container reached the other ECS as %s without the host's ranges: the test cannot tell", seen)
+			}
+
+			base := testBase
+			base.PoolOthers = others
+			_, err = b.f.Sync(Want{Base: base, Networks: []NetworkRules{network}})
+			mustDo(t, err)
+			before := ruleCounters(t, b.f, tableNAT, chainPostrouting)[shortcut]
+			for _, tc := range []struct {
+				name     string
+				from     netns.NsHandle
+				to, seen string
+			}{
+				{"a container to another ECS's container keeps its source", b.c1, remoteCt + ":9000", c1IP},
+				{"Docker's network inside the pool keeps Docker's masquerade", dk, remoteCt + ":9000", hostIP},
+				{"out to the VPC is not masqueraded", b.c1, remoteIP + ":9000", c1IP},
+				{"out beyond the VPC is masqueraded", b.c1, outsideIP + ":9000", hostIP},
+			} {
+				seen, err := seenFrom(tc.from, tc.to)
+				if err != nil {
+					t.Errorf("%s: connect %s: %v", tc.name, tc.to, err)
+				} else if seen != tc.seen {
+					t.Errorf("%s: server saw source %s, want %s", tc.name, seen, tc.seen)
+				}
+			}
+			if got := ruleCounters(t, b.f, tableNAT, chainPostrouting)[shortcut]; got != before+1 {
+				t.Errorf("the shortcut counted %d new connections, want 1 (the container's to the other ECS)", got-before)
 			}
 		})
 	}

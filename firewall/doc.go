@@ -27,6 +27,11 @@
 // first packet walks the networks' chains: where it leaves its bridge
 // (VPCROUTE-EGRESS) or enters one (VPCROUTE-INGRESS).
 //
+// VPCROUTE-POSTROUTING starts with the guard of published ports (while there
+// are some), then one accept for connections from the pool to the pool, which
+// are never masqueraded (see poolShortcut), then each network's dispatch by
+// source subnet to its masquerade.
+//
 // Methods act on the network namespace of the calling thread: iptables
 // commands are executed from it.
 package firewall

@@ -184,11 +184,11 @@ func TestFastPathOrder(t *testing.T) {
 	}
 }
 
-// ruleCounters returns the packet counter of every rule of chain, by its
+// ruleCounters returns the packet counter of every rule of a chain of table, by its
 // spec as iptables -S prints it.
-func ruleCounters(t testing.TB, f *Firewall, chain string) map[string]int {
+func ruleCounters(t testing.TB, f *Firewall, table, chain string) map[string]int {
 	t.Helper()
-	out, err := exec.Command("iptables-"+f.backend+"-save", "-c", "-t", tableFilter).Output()
+	out, err := exec.Command("iptables-"+f.backend+"-save", "-c", "-t", table).Output()
 	mustDo(t, err)
 	m := map[string]int{}
 	re := regexp.MustCompile(`^\[(\d+):\d+\] -A ` + regexp.QuoteMeta(chain) + ` (.*)$`)
@@ -230,8 +230,8 @@ func TestDatapathFastPath(t *testing.T) {
 					t.Fatalf("connection %d: saw %q, %v", i, seen, err)
 				}
 			}
-			fc := ruleCounters(t, b.f, chainForward)
-			nc := ruleCounters(t, b.f, fwd)
+			fc := ruleCounters(t, b.f, tableFilter, chainForward)
+			nc := ruleCounters(t, b.f, tableFilter, fwd)
 			pool := testPool.String()
 			const in = `-d 10.0.2.0/24 -j ACCEPT`
 			if nc[in] != conns {

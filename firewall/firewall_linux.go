@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -148,6 +149,9 @@ func (f *Firewall) EnsureBase(b Base) error {
 		if err := f.ensureForwardOrder(fastPathRules(b.Pool)); err != nil {
 			return err
 		}
+		if err := f.ensurePoolShortcut(b); err != nil {
+			return err
+		}
 		f.baseOrdered = true
 		return nil
 	}
@@ -193,6 +197,9 @@ func (f *Firewall) EnsureBase(b Base) error {
 	if err := f.ensureForwardOrder(fastPathRules(b.Pool)); err != nil {
 		return err
 	}
+	if err := f.ensurePoolShortcut(b); err != nil {
+		return err
+	}
 	if b.ForwardAccept {
 		if err := f.ipt.ChangePolicy(tableFilter, "FORWARD", "ACCEPT"); err != nil {
 			return fmt.Errorf("set filter FORWARD policy to ACCEPT: %w", err)
@@ -212,6 +219,29 @@ func (f *Firewall) ensureForwardOrder(fast [][]string) error {
 	}
 	if err := f.restore(forwardOrderScript(saved, fast)); err != nil {
 		return fmt.Errorf("put the established fast path first in %s: %w", chainForward, err)
+	}
+	return nil
+}
+
+// ensurePoolShortcut makes the pool's shortcut (see poolShortcut) head
+// VPCROUTE-POSTROUTING, after only the guard of published ports, and takes
+// shortcuts of other settings away: one iptables-save, and one iptables-restore
+// if anything is out of place. The networks' jumps stay after it, in their order.
+func (f *Firewall) ensurePoolShortcut(b Base) error {
+	saved, err := f.save(tableNAT)
+	if err != nil {
+		return err
+	}
+	var d Drift
+	p := newTablePlan(tableNAT, saved, &d)
+	var guard [][]string
+	if slices.ContainsFunc(p.rules[chainPostrouting], func(r savedRule) bool { return r.target() == chainPorts }) {
+		guard = [][]string{portsGuard()}
+	}
+	returns, accept := poolShortcut(b)
+	p.baseChain(chainPostrouting, [][][]string{guard, returns, accept}, func(r savedRule) bool { return isPoolShortcutRule(r.args) })
+	if err := f.restore(p.script()); err != nil {
+		return fmt.Errorf("put the pool's shortcut first in %s: %w", chainPostrouting, err)
 	}
 	return nil
 }

@@ -248,7 +248,7 @@ func TestDatapathSpoofing(t *testing.T) {
 			}
 			chain := netChainName(kindEgress, "net1")
 			var dropped int
-			for rule, n := range ruleCounters(t, b.f, chain) {
+			for rule, n := range ruleCounters(t, b.f, tableFilter, chain) {
 				if strings.Contains(rule, "! -s 10.0.2.0/24") && strings.HasSuffix(rule, "-j DROP") {
 					dropped = n
 				}

@@ -259,6 +259,12 @@ func baseCheckScript(b Base) string {
 				in.line(t, join("-C", j.chain, j.spec)...)
 			}
 		}
+		if t == tableNAT {
+			returns, accept := poolShortcut(b)
+			for _, r := range append(returns, accept...) {
+				in.line(t, join("-C", chainPostrouting, r)...)
+			}
+		}
 		if t == tableFilter {
 			for _, r := range append(fastPathRules(b.Pool), forwardTail()...) {
 				in.line(t, join("-C", chainForward, r)...)

@@ -216,6 +216,15 @@ type Base struct {
 	// DockerBridges are the bridges of Docker's networks that have names of their
 	// own (com.docker.network.bridge.name), isolated as docker0 and br-* are.
 	DockerBridges []string
+	// NoNAT is what the networks never masquerade to (NetworkRules.NoNAT, the
+	// same for every network): when it holds the whole pool, connections from
+	// the pool to the pool are accepted at the head of VPCROUTE-POSTROUTING (see
+	// poolShortcut).
+	NoNAT []netip.Prefix
+	// PoolOthers are the address ranges of this host inside the pool (or holding
+	// it) that are not vpcroute's bridges: a Docker network made inside the pool,
+	// say. What comes from them keeps the masquerade of whoever owns them.
+	PoolOthers []netip.Prefix
 }
 
 func (b Base) validate() error {
@@ -227,7 +236,70 @@ func (b Base) validate() error {
 			return fmt.Errorf("a bridge of Docker's: %w", err)
 		}
 	}
+	for _, p := range append(slices.Clone(b.NoNAT), b.PoolOthers...) {
+		if !p.IsValid() || !p.Addr().Is4() {
+			return fmt.Errorf("no-NAT range or host range %v is not an IPv4 prefix", p)
+		}
+	}
 	return nil
+}
+
+// poolShortcut are the rules that head VPCROUTE-POSTROUTING (after only the guard
+// of published ports): a connection from the pool to the pool is never
+// masqueraded, and is accepted by one rule instead of walking its network's
+// dispatch and no-NAT accepts on the ECS it leaves (three rules) and every
+// network's dispatch on the ECS it enters (one per network), on the first packet
+// of every connection between containers. The sources of other owners inside the
+// pool (b.PoolOthers: a Docker network's bridge, say) return first, to the
+// masquerade of their owner's rules in POSTROUTING. There is no shortcut without
+// a pool, when the networks masquerade some of the pool (NoNAT does not hold it),
+// or when a range of another owner holds the whole pool; each network's own
+// no-NAT accepts then do the work. The rules carry no comment (one more xtables
+// call each on iptables-nft); their shape and chain say whose they are (see
+// isPoolShortcutRule).
+func poolShortcut(b Base) (returns, accept [][]string) {
+	if !b.Pool.IsValid() {
+		return nil, nil
+	}
+	pool := b.Pool.Masked()
+	if !slices.ContainsFunc(b.NoNAT, func(p netip.Prefix) bool { return p.Bits() <= pool.Bits() && p.Contains(pool.Addr()) }) {
+		return nil, nil
+	}
+	var others []netip.Prefix
+	for _, p := range b.PoolOthers {
+		p = p.Masked()
+		switch {
+		case !p.Overlaps(pool):
+		case p.Bits() <= pool.Bits():
+			return nil, nil // every source in the pool may be another owner's
+		default:
+			others = append(others, p)
+		}
+	}
+	slices.SortFunc(others, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	for _, p := range slices.Compact(others) {
+		returns = append(returns, []string{"-s", p.String(), "-j", "RETURN"})
+	}
+	return returns, [][]string{{"-s", pool.String(), "-d", pool.String(), "-j", "ACCEPT"}}
+}
+
+// isPoolShortcutRule says whether a rule of VPCROUTE-POSTROUTING (its arguments as
+// iptables-save prints them) has the shape of poolShortcut's rules, of any pool or
+// range: unmarked, a source, perhaps a destination, and RETURN or ACCEPT. Sync
+// replaces those that are not the current ones.
+func isPoolShortcutRule(args []string) bool {
+	switch {
+	case len(args) == 4 && args[0] == "-s" && args[2] == "-j" && args[3] == "RETURN":
+		return true
+	case len(args) == 6 && args[0] == "-s" && args[2] == "-d" && args[4] == "-j" && args[5] == "ACCEPT":
+		return true
+	}
+	return false
 }
 
 // validIfName keeps an interface name usable in a rule.

@@ -281,7 +281,8 @@ func TestPortRule(t *testing.T) {
 // is in it, as on a real host.
 var (
 	testPool = netip.MustParsePrefix("10.0.0.0/16")
-	testBase = Base{Pool: testPool}
+	// testBase is the base as the plugin gives it: the pool in NoNAT, first.
+	testBase = Base{Pool: testPool, NoNAT: []netip.Prefix{testPool, netip.MustParsePrefix("192.168.0.0/16")}}
 )
 
 func TestBaseValidation(t *testing.T) {
@@ -385,4 +386,59 @@ func TestNetworkRulesUplink(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The pool's shortcut is there only where it changes nothing but the rules walked:
+// the networks never masquerade the pool, and no other owner's range holds a source
+// in it but those that return to their owner's masquerade first.
+func TestPoolShortcut(t *testing.T) {
+	pool := testPool
+	vpc := netip.MustParsePrefix("192.168.0.0/16")
+	p := netip.MustParsePrefix
+	accept := [][]string{{"-s", "10.0.0.0/16", "-d", "10.0.0.0/16", "-j", "ACCEPT"}}
+	for _, tc := range []struct {
+		name    string
+		base    Base
+		returns [][]string
+		accept  [][]string
+	}{
+		{"no pool", Base{NoNAT: []netip.Prefix{vpc}}, nil, nil},
+		{"the pool not in NoNAT: the networks masquerade some of it", Base{Pool: pool, NoNAT: []netip.Prefix{vpc}}, nil, nil},
+		{"the pool in NoNAT", Base{Pool: pool, NoNAT: []netip.Prefix{vpc, pool}}, nil, accept},
+		{"NoNAT holds the pool", Base{Pool: pool, NoNAT: []netip.Prefix{p("10.0.0.0/8")}}, nil, accept},
+		{"NoNAT holds a part of the pool only", Base{Pool: pool, NoNAT: []netip.Prefix{p("10.0.0.0/17")}}, nil, nil},
+		{"an unmasked pool is written masked", Base{Pool: p("10.0.7.1/16"), NoNAT: []netip.Prefix{pool}}, nil, accept},
+		{"other owners' ranges return first, in order, once each", Base{Pool: pool, NoNAT: []netip.Prefix{pool},
+			PoolOthers: []netip.Prefix{p("10.0.9.1/24"), p("10.0.8.0/24"), p("10.0.9.0/24"), p("172.17.0.0/16")}},
+			[][]string{{"-s", "10.0.8.0/24", "-j", "RETURN"}, {"-s", "10.0.9.0/24", "-j", "RETURN"}}, accept},
+		{"another owner's range holds the pool", Base{Pool: pool, NoNAT: []netip.Prefix{pool}, PoolOthers: []netip.Prefix{p("10.0.0.0/8")}}, nil, nil},
+		{"another owner's range is the pool", Base{Pool: pool, NoNAT: []netip.Prefix{pool}, PoolOthers: []netip.Prefix{pool}}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			returns, accept := poolShortcut(tc.base)
+			if !slices.EqualFunc(returns, tc.returns, slices.Equal) || !slices.EqualFunc(accept, tc.accept, slices.Equal) {
+				t.Errorf("poolShortcut = %q, %q; want %q, %q", returns, accept, tc.returns, tc.accept)
+			}
+			for _, r := range append(returns, accept...) {
+				if !isPoolShortcutRule(r) {
+					t.Errorf("isPoolShortcutRule(%q) = false for a rule of the shortcut", r)
+				}
+			}
+		})
+	}
+	// Rules of VPCROUTE-POSTROUTING that are not the shortcut's.
+	for _, r := range append(slices.Clone(allNetChainJumps()), portsGuard(), []string{"-s", "10.0.2.0/24", "-d", "10.0.0.0/16", "-m", "comment", "--comment", "x", "-j", "ACCEPT"}) {
+		if isPoolShortcutRule(r) {
+			t.Errorf("isPoolShortcutRule(%q) = true", r)
+		}
+	}
+}
+
+// allNetChainJumps are the jumps of one network's chains.
+func allNetChainJumps() [][]string {
+	var out [][]string
+	for _, c := range allNetChains("net1", "vr-br", "10.0.2.0/24") {
+		out = append(out, c.jump().spec)
+	}
+	return out
 }

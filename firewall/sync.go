@@ -374,7 +374,11 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 	// The guard of another time (ports all unpublished), and the ports' jumps of
 	// releases before 2026-12-02, which came first in VPCROUTE-POSTROUTING for
 	// each network (marked, so staleOfKnown takes those of known networks).
-	stalePost := func(r savedRule) bool { return staleOfKnown(r) || r.target() == chainPorts }
+	// The pool's shortcut of another pool, setting or host (see poolShortcut).
+	stalePost := func(r savedRule) bool {
+		return staleOfKnown(r) || r.target() == chainPorts || isPoolShortcutRule(r.args)
+	}
+	returns, accept := poolShortcut(w.Base)
 
 	jumps := baseJumps()
 	if w.Base.ForwardAccept && filter.policies["FORWARD"] != "ACCEPT" {
@@ -387,7 +391,7 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 	f.baseChain(chainIngress, [][][]string{ingressJumps}, staleOfKnown)
 	f.baseChain(chainDocker, [][][]string{dockerRules(w.Base.DockerBridges)}, staleBase)
 	f.baseChain(chainInput, [][][]string{inputJumps}, staleOfKnown)
-	n.baseChain(chainPostrouting, [][][]string{guard, natJumps}, stalePost)
+	n.baseChain(chainPostrouting, [][][]string{guard, returns, accept, natJumps}, stalePost)
 	n.baseChain(chainPorts, [][][]string{portsJumps}, staleOfKnown)
 	n.baseChain(chainDNAT, [][][]string{ports}, staleOfKnown)
 	for _, j := range portJumps() {

@@ -204,6 +204,15 @@ func TestSyncRepairs(t *testing.T) {
 		{"the jump from PREROUTING into the ports deleted", func(t *testing.T, f *Firewall) {
 			ipt(t, f, "-t", "nat", "-D", "PREROUTING", "-j", chainDNAT)
 		}, false},
+		{"the pool's shortcut deleted", func(t *testing.T, f *Firewall) {
+			ipt(t, f, "-t", "nat", "-D", chainPostrouting, "-s", "10.0.0.0/16", "-d", "10.0.0.0/16", "-j", "ACCEPT")
+		}, false},
+		{"the pool's shortcut behind the networks' jumps, beside one of another pool and a return of a range gone", func(t *testing.T, f *Firewall) {
+			ipt(t, f, "-t", "nat", "-D", chainPostrouting, "-s", "10.0.0.0/16", "-d", "10.0.0.0/16", "-j", "ACCEPT")
+			ipt(t, f, "-t", "nat", "-A", chainPostrouting, "-s", "10.0.0.0/16", "-d", "10.0.0.0/16", "-j", "ACCEPT")
+			ipt(t, f, "-t", "nat", "-I", chainPostrouting, "2", "-s", "10.9.0.0/16", "-d", "10.9.0.0/16", "-j", "ACCEPT")
+			ipt(t, f, "-t", "nat", "-I", chainPostrouting, "2", "-s", "10.0.200.0/24", "-j", "RETURN")
+		}, false},
 	}
 	for _, backend := range backends(t) {
 		for _, tc := range tests {
@@ -237,7 +246,7 @@ func TestSyncRepairs(t *testing.T) {
 					"-A VPCROUTE-FORWARD -m comment --comment vpcroute -j", "RELATED,ESTABLISHED -m comment --comment vpcroute -j ACCEPT",
 					"-A PREROUTING -m addrtype --dst-type LOCAL -m comment", "-A OUTPUT -m addrtype --dst-type LOCAL -m comment", "-A POSTROUTING -m comment",
 					"-A VPCROUTE-DOCKER -i docker0 -m comment", "--dport 8080 -m comment", ":VPCROUTE-ACCEPT", "-j VPCROUTE-ACCEPT", `-o vr-net1 -m comment --comment "vpcroute:net1" -j VPCROUTE-P-`,
-					"-A VPCROUTE-POSTROUTING -o vr-net"} {
+					"-A VPCROUTE-POSTROUTING -o vr-net", "-s 10.9.0.0/16 -d 10.9.0.0/16", "-s 10.0.200.0/24 -j RETURN"} {
 					if strings.Contains(snap, stale) {
 						t.Errorf("a rule of an earlier release is still there (%q):\n%s", stale, snap)
 					}
@@ -261,6 +270,9 @@ func TestSyncRepairs(t *testing.T) {
 				}
 				if strings.Contains(snap, "--dport 9999") {
 					t.Errorf("the stale port is still there:\n%s", snap)
+				}
+				if got := postrouting(t, f); !slices.Equal(got, wantPostrouting) {
+					t.Errorf("%s =\n%s\nwant\n%s", chainPostrouting, strings.Join(got, "\n"), strings.Join(wantPostrouting, "\n"))
 				}
 				targets := forwardTargets(t, f)
 				hook := slices.Index(targets, chainForward)
@@ -417,6 +429,63 @@ func TestPortJumpsOnlyWhilePublished(t *testing.T) {
 			}
 			if got := hasJumps(t, f); !slices.Equal(got, all(false)) {
 				t.Fatalf("after Prune and the repair pass: jumps %v, want none", got)
+			}
+		})
+	}
+}
+
+// wantPostrouting is VPCROUTE-POSTROUTING as syncWant has it: the ports' guard, the
+// pool's shortcut, then each network's dispatch (net3 is internal).
+var wantPostrouting = []string{
+	"-m conntrack --ctstate DNAT -j " + chainPorts,
+	"-s 10.0.0.0/16 -d 10.0.0.0/16 -j ACCEPT",
+	"-s 10.0.2.0/24 -j " + netChainName(kindNAT, "net1"),
+	"-s 10.0.3.0/24 -j " + netChainName(kindNAT, "net2"),
+}
+
+// postrouting lists the rules of VPCROUTE-POSTROUTING as iptables-save prints them.
+func postrouting(t *testing.T, f *Firewall) []string {
+	t.Helper()
+	saved, err := f.save(tableNAT)
+	mustDo(t, err)
+	var out []string
+	for _, r := range chainLines(saved, chainPostrouting) {
+		out = append(out, strings.Join(r.args, " "))
+	}
+	return out
+}
+
+// The pool's shortcut follows the host: a range of another owner inside the pool
+// returns before it, one that holds the whole pool takes it away, and it comes back
+// when they go; Check sees each change as drift and each Sync as in line.
+func TestPoolShortcutFollowsTheHost(t *testing.T) {
+	p := netip.MustParsePrefix
+	for _, backend := range backends(t) {
+		t.Run(backend, func(t *testing.T) {
+			f := testFirewall(t, backend)
+			built(t, f)
+			for _, step := range []struct {
+				others []netip.Prefix
+				want   []string
+			}{
+				{[]netip.Prefix{p("10.0.9.0/24"), p("172.17.0.0/16")}, slices.Insert(slices.Clone(wantPostrouting), 1, "-s 10.0.9.0/24 -j RETURN")},
+				{[]netip.Prefix{p("10.0.0.0/8")}, slices.Delete(slices.Clone(wantPostrouting), 1, 2)},
+				{nil, wantPostrouting},
+			} {
+				w := syncWant
+				w.Base.PoolOthers = step.others
+				if d, err := f.Check(w); err != nil || d.Empty() {
+					t.Fatalf("others %v: Check = %v, %v; want drift", step.others, d, err)
+				}
+				if _, err := f.Sync(w); err != nil {
+					t.Fatal(err)
+				}
+				if d, err := f.Check(w); err != nil || !d.Empty() {
+					t.Fatalf("others %v: after Sync %v, %v", step.others, d, err)
+				}
+				if got := postrouting(t, f); !slices.Equal(got, step.want) {
+					t.Errorf("others %v: %s =\n%s\nwant\n%s", step.others, chainPostrouting, strings.Join(got, "\n"), strings.Join(step.want, "\n"))
+				}
 			}
 		})
 	}

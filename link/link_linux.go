@@ -209,15 +209,20 @@ func (Host) Bridges() (map[string]string, error) {
 	}
 	out := map[string]string{}
 	for _, l := range links {
-		if _, ok := l.(*netlink.Bridge); !ok {
-			continue
-		}
-		id, ok := strings.CutPrefix(l.Attrs().Alias, aliasPrefix)
-		if ok && id != "" && id != "veth" {
-			out[l.Attrs().Name] = id
+		if isBridgeMark(l) {
+			out[l.Attrs().Name] = strings.TrimPrefix(l.Attrs().Alias, aliasPrefix)
 		}
 	}
 	return out, nil
+}
+
+// isBridgeMark says whether l is a bridge marked as a vpcroute network's.
+func isBridgeMark(l netlink.Link) bool {
+	if _, ok := l.(*netlink.Bridge); !ok {
+		return false
+	}
+	id, ok := strings.CutPrefix(l.Attrs().Alias, aliasPrefix)
+	return ok && id != "" && id != "veth"
 }
 
 // EnsureVeth creates the veth pair hostName/peerName, or repairs it: the

@@ -134,3 +134,34 @@ func sortPrefixes(ps []netip.Prefix) []netip.Prefix {
 func (Host) EnsureForwarding() error {
 	return sysctl.Set("net/ipv4/ip_forward", "1")
 }
+
+// OthersIn returns the IPv4 address ranges of this host that overlap within (the
+// container pool) and sit on a link that is not one of vpcroute's bridges: a
+// Docker network, or another tool's, made inside the pool. Their sources keep the
+// masquerade of their owner's rules (firewall.Base.PoolOthers).
+func (Host) OthersIn(within netip.Prefix) ([]netip.Prefix, error) {
+	if !within.IsValid() {
+		return nil, nil
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	mine := map[int]bool{}
+	for _, l := range links {
+		if isBridgeMark(l) {
+			mine[l.Attrs().Index] = true
+		}
+	}
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list IPv4 addresses: %w", err)
+	}
+	var out []netip.Prefix
+	for _, a := range addrs {
+		if p, ok := prefixOf(a.IPNet); ok && !mine[a.LinkIndex] && p.Masked().Overlaps(within) {
+			out = append(out, p.Masked())
+		}
+	}
+	return sortPrefixes(out), nil
+}

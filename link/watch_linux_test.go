@@ -4,6 +4,8 @@ package link
 
 import (
 	"context"
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,5 +45,42 @@ func TestWatcherSeesEveryDrift(t *testing.T) {
 				time.Sleep(5 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// Others signals an address of another owner inside the pool (a Docker network made
+// there), not vpcroute's own bridges nor addresses outside the pool; OthersIn then
+// lists the range, and never a vpcroute bridge's.
+func TestWatcherSignalsOthersInThePool(t *testing.T) {
+	netnstest.Enter(t)
+	pool := netip.MustParsePrefix("10.0.0.0/16")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := Watch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	others := w.Others(pool)
+	signalled := func() bool {
+		select {
+		case <-others:
+			return true
+		case <-time.After(300 * time.Millisecond):
+			return false
+		}
+	}
+	mustDo(t, host.EnsureBridge(BridgeSpec{Name: "vr-own", NetworkID: "net1", Gateway: netip.MustParsePrefix("10.0.2.1/24")}))
+	addBridge(t, "dk-out", "", 1500, "172.30.0.1/16")
+	if signalled() {
+		t.Fatal("signalled for vpcroute's own bridge or an address outside the pool")
+	}
+	addBridge(t, "dk-in", "", 1500, "10.0.9.1/24")
+	if !signalled() {
+		t.Fatal("a Docker bridge inside the pool was not signalled")
+	}
+	got, err := host.OthersIn(pool)
+	mustDo(t, err)
+	if want := []netip.Prefix{netip.MustParsePrefix("10.0.9.0/24")}; !slices.Equal(got, want) {
+		t.Fatalf("OthersIn(%v) = %v, want %v", pool, got, want)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"github.com/vpcroute/vpcroute/firewall"
@@ -33,7 +34,12 @@ type Host struct {
 	Ports map[firewall.PortMap]bool
 	// Routes are the host's own routes (Prefixes adds the bridges' subnets).
 	Routes []netip.Prefix
-	MTU    int
+	// Others are address ranges of other owners (OthersIn).
+	Others []netip.Prefix
+	// PoolOthers is what the last Sync wrote of the base's ranges of other
+	// owners (firewall.Base.PoolOthers); Check reports drift when it differs.
+	PoolOthers []netip.Prefix
+	MTU        int
 	// UplinkName is what Uplink reports ("": no usable uplink).
 	UplinkName string
 	// FailRules fails EnsureNetwork and EnsurePort; FailDelete DeleteNetwork;
@@ -177,6 +183,19 @@ func (h *Host) Prefixes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// OthersIn returns the ranges of Others that overlap within.
+func (h *Host) OthersIn(within netip.Prefix) ([]netip.Prefix, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []netip.Prefix
+	for _, p := range h.Others {
+		if p.Overlaps(within) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
 // EnsureBase counts.
 func (h *Host) EnsureBase(firewall.Base) error {
 	h.mu.Lock()
@@ -238,6 +257,9 @@ func (h *Host) driftLocked(w firewall.Want) firewall.Drift {
 			d.Base = append(d.Base, "stale port "+p.String())
 		}
 	}
+	if !slices.Equal(h.PoolOthers, w.Base.PoolOthers) {
+		d.Base = append(d.Base, fmt.Sprintf("pool's shortcut for other owners' ranges %v, want %v", h.PoolOthers, w.Base.PoolOthers))
+	}
 	return d
 }
 
@@ -251,6 +273,7 @@ func (h *Host) Sync(w firewall.Want) (firewall.Drift, error) {
 	}
 	d := h.driftLocked(w)
 	h.BaseCalls++
+	h.PoolOthers = slices.Clone(w.Base.PoolOthers)
 	known := map[string]bool{}
 	for _, r := range w.Networks {
 		known[r.NetworkID] = true
