@@ -259,7 +259,7 @@ const (
 	handNATVth = "vrbhnv"  // hand+NAT path's veth, ECS side
 	hostVeth   = "vrbvv"   // veth on vpcroute's bridge, ECS side
 	firstVeth  = "vrbvf"   // veth on the oldest network's bridge, ECS 1 side
-	handCIDR   = "10.250.0.0/16"
+	handCIDR   = "100.64.0.0/16"
 	guideNet   = "vrbguide"
 	dpNet      = "bdp"  // vpcroute network of the data path on both ECSs
 	dpAllowNet = "bdpa" // vpcroute network with a 20-entry allow list on ECS 2
@@ -271,8 +271,11 @@ const (
 
 func benchNetns(prefix, name string, i int) string { return fmt.Sprintf("%s-%s%d", prefix, name, i) }
 
-// handAddr is an address of the hand-built subnet of the i-th ECS: 10.250.i.host.
-func handAddr(i, host int) string { return fmt.Sprintf("10.250.%d.%d", i, host) }
+// handAddr is an address of the hand-built subnet of the i-th ECS: 100.64.i.host,
+// outside the container pool: a range of another owner inside the pool would put a
+// return of its own before the pool's shortcut (firewall.Base.PoolOthers), which
+// vpcroute's path would walk for the benchmark's sake alone.
+func handAddr(i, host int) string { return fmt.Sprintf("100.64.%d.%d", i, host) }
 
 // endpoint is one end of a path: the namespace iperf3 runs in and its address.
 type endpoint struct {

@@ -24,8 +24,8 @@ const ecsFilter = `*filter
 :VPCROUTE-F-aaaaaaaaaaaaaaaa - [0:0]
 :VPCROUTE-F-bbbbbbbbbbbbbbbb - [0:0]
 :VPCROUTE-F-cccccccccccccccc - [0:0]
--A FORWARD -d 10.250.0.0/16 -j ACCEPT
--A FORWARD -s 10.250.0.0/16 -j ACCEPT
+-A FORWARD -d 100.64.0.0/16 -j ACCEPT
+-A FORWARD -s 100.64.0.0/16 -j ACCEPT
 -A FORWARD -j DOCKER-USER
 -A FORWARD -m comment --comment vpcroute -j VPCROUTE-FORWARD
 -A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
@@ -54,7 +54,7 @@ func TestFilterWalk(t *testing.T) {
 		accept bool
 		xt     int // xtables matches called: comments, and conntrack where the rest matched
 	}{
-		{"hand-built: the first rule", packet{src: "10.250.1.2", dst: "10.250.2.2", in: "vrbhand", out: "eth0"}, 1, true, 0},
+		{"hand-built: the first rule", packet{src: "100.64.1.2", dst: "100.64.2.2", in: "vrbhand", out: "eth0"}, 1, true, 0},
 		// 2 hand rules, DOCKER-USER jump + its RETURN, the VPCROUTE-FORWARD jump, the
 		// first network's jump and its first rule.
 		{"oldest network", packet{src: "10.0.0.254", dst: "10.0.20.2", in: "vr-aaaa", out: "eth0"}, 7, true, 3},
