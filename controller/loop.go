@@ -83,7 +83,7 @@ func RestoreDataPlane(store *state.DB, links Links, fw Firewall, log *slog.Logge
 
 func (c *Controller) base() firewall.Base {
 	return firewall.Base{ForwardAccept: c.cfg.ForwardAccept, Pool: c.cfg.Pool, DockerBridges: slices.Clone(c.dockerBridges),
-		NoNAT: slices.Clone(c.cfg.NoNAT), PoolOthers: slices.Clone(c.poolOthers)}
+		NoNAT: slices.Clone(c.cfg.NoNAT), PoolOthers: slices.Clone(c.poolOthers), Uplink: c.uplink}
 }
 
 // readPoolOthers reads the host's address ranges inside the pool that are not

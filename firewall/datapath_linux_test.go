@@ -289,7 +289,8 @@ func TestDatapathInternal(t *testing.T) {
 	}
 }
 
-// TestDatapathPoolShortcut: a connection from a container to a container of another
+// TestDatapathPoolShortcut: a connection in from the VPC skips the egress jumps; a
+// connection from a container to a container of another
 // ECS (10.0.3.2, behind the remote) keeps its source and takes the pool's shortcut,
 // while one from a Docker network made inside the pool (a bridge vpcroute does not
 // own, 10.0.9.0/24, masqueraded by Docker's rule after vpcroute's jump) keeps
@@ -344,10 +345,29 @@ func TestDatapathPoolShortcut(t *testing.T) {
 			}
 
 			base := testBase
-			base.PoolOthers = others
+			base.PoolOthers, base.Uplink = others, "up0"
 			_, err = b.f.Sync(Want{Base: base, Networks: []NetworkRules{network}})
 			mustDo(t, err)
 			before := ruleCounters(t, b.f, tableNAT, chainPostrouting)[shortcut]
+			// A connection in from the VPC skips the networks' egress jumps;
+			// one out of a container walks them.
+			serve(t, b.c2, 80)
+			egress := "! -i up0 -j " + chainEgress
+			for _, tc := range []struct {
+				name string
+				from netns.NsHandle
+				to   string
+				want int
+			}{{"in from the VPC", b.remote, c2IP + ":80", 0}, {"out of a container", b.c1, remoteCt + ":9000", 1}} {
+				n0 := ruleCounters(t, b.f, tableFilter, chainForward)[egress]
+				if _, err := seenFrom(tc.from, tc.to); err != nil {
+					t.Fatalf("%s: %v", tc.name, err)
+				}
+				if n := ruleCounters(t, b.f, tableFilter, chainForward)[egress] - n0; n != tc.want {
+					t.Errorf("%s: %d packets took the jump into %s, want %d", tc.name, n, chainEgress, tc.want)
+				}
+			}
+			before++ // the container's connection just made
 			for _, tc := range []struct {
 				name     string
 				from     netns.NsHandle

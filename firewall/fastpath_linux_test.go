@@ -35,7 +35,7 @@ func forwardOrder(t testing.TB, f *Firewall, pool netip.Prefix) []string {
 			out = append(out, "fast-s")
 		case base && len(fast) == 2 && strings.Join(args, " ") == strings.Join(fast[1], " "):
 			out = append(out, "fast-d")
-		case base && strings.Join(args, " ") == "-j "+chainEgress:
+		case base && strings.Join(args, " ") == strings.Join(forwardTail(testBase)[0], " "):
 			out = append(out, "tail-e")
 		case base && strings.Join(args, " ") == "-j "+chainIngress:
 			out = append(out, "tail-i")
@@ -121,7 +121,7 @@ func TestFastPathOrder(t *testing.T) {
 		{"chain flushed, networks repaired before the base", []func(*env){all, foreign, flushForward, restart, all, base}},
 		{"chain flushed, base first (the driver's order)", []func(*env){all, flushForward, restart, base, all}},
 		{"pool changed and back", []func(*env){all, func(e *env) {
-			mustDo(e.t, e.f.EnsureBase(Base{Pool: otherPool}))
+			mustDo(e.t, e.f.EnsureBase(Base{Pool: otherPool, Uplink: testBase.Uplink}))
 			if got := strings.Join(forwardOrder(e.t, e.f, otherPool), " ") + " "; !orderOK.MatchString(got) || strings.Contains(got, "stale") {
 				e.t.Errorf("with pool %v: %s", otherPool, got)
 			}

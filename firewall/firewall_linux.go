@@ -146,7 +146,7 @@ func (f *Firewall) EnsureBase(b Base) error {
 	if intact {
 		// First run of this Firewall: the check cannot see the order of
 		// VPCROUTE-FORWARD, which a person may have changed meanwhile.
-		if err := f.ensureForwardOrder(fastPathRules(b.Pool)); err != nil {
+		if err := f.ensureForwardOrder(fastPathRules(b.Pool), forwardTail(b)); err != nil {
 			return err
 		}
 		if err := f.ensurePoolShortcut(b); err != nil {
@@ -161,7 +161,7 @@ func (f *Firewall) EnsureBase(b Base) error {
 			return err
 		}
 	}
-	for _, r := range forwardTail() {
+	for _, r := range forwardTail(b) {
 		if err := f.ensure(rule{table: tableFilter, chain: chainForward, spec: r}); err != nil {
 			return err
 		}
@@ -194,7 +194,7 @@ func (f *Firewall) EnsureBase(b Base) error {
 			return err
 		}
 	}
-	if err := f.ensureForwardOrder(fastPathRules(b.Pool)); err != nil {
+	if err := f.ensureForwardOrder(fastPathRules(b.Pool), forwardTail(b)); err != nil {
 		return err
 	}
 	if err := f.ensurePoolShortcut(b); err != nil {
@@ -212,12 +212,12 @@ func (f *Firewall) EnsureBase(b Base) error {
 // ensureForwardOrder makes VPCROUTE-FORWARD hold the fast path rules fast
 // right after the internal networks' jumps (see forwardOrderScript): one
 // iptables-save, and one iptables-restore if anything is out of place.
-func (f *Firewall) ensureForwardOrder(fast [][]string) error {
+func (f *Firewall) ensureForwardOrder(fast, tail [][]string) error {
 	saved, err := f.save(tableFilter)
 	if err != nil {
 		return err
 	}
-	if err := f.restore(forwardOrderScript(saved, fast)); err != nil {
+	if err := f.restore(forwardOrderScript(saved, fast, tail)); err != nil {
 		return fmt.Errorf("put the established fast path first in %s: %w", chainForward, err)
 	}
 	return nil

@@ -123,7 +123,9 @@ func TestRulesGolden(t *testing.T) {
 	}{
 		{"base", func(t *testing.T, f *Firewall) {}},
 		{"base_policy_accept", func(t *testing.T, f *Firewall) {
-			if err := f.EnsureBase(Base{ForwardAccept: true, Pool: testPool}); err != nil {
+			b := testBase
+			b.ForwardAccept = true
+			if err := f.EnsureBase(b); err != nil {
 				t.Fatal(err)
 			}
 		}},
@@ -279,7 +281,7 @@ func TestPrune(t *testing.T) {
 					t.Errorf("Prune removed the base jump %v (%v)", j, err)
 				}
 			}
-			for _, r := range append(fastPathRules(testPool), forwardTail()...) {
+			for _, r := range append(fastPathRules(testPool), forwardTail(testBase)...) {
 				if ok, err := f.exists(rule{table: tableFilter, chain: chainForward, spec: r}); err != nil || !ok {
 					t.Errorf("Prune removed the base rule %v (%v)", r, err)
 				}

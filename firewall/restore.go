@@ -266,7 +266,7 @@ func baseCheckScript(b Base) string {
 			}
 		}
 		if t == tableFilter {
-			for _, r := range append(fastPathRules(b.Pool), forwardTail()...) {
+			for _, r := range append(fastPathRules(b.Pool), forwardTail(b)...) {
 				in.line(t, join("-C", chainForward, r)...)
 			}
 			for _, r := range dockerRules(b.DockerBridges) {
@@ -289,7 +289,7 @@ func baseCheckScript(b Base) string {
 // A jump belongs to an internal network when it leads to a per-network
 // forward chain and that chain drops packets (only an internal network's
 // does).
-func forwardOrderScript(t savedTable, fast [][]string) string {
+func forwardOrderScript(t savedTable, fast, tail [][]string) string {
 	drops := map[string]bool{}
 	for _, r := range t.rules {
 		if r.target() == "DROP" {
@@ -322,7 +322,7 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 		want = append(want, r.args)
 	}
 	want = append(want, fast...)
-	want = append(want, forwardTail()...)
+	want = append(want, tail...)
 	for _, r := range rest {
 		want = append(want, r.args)
 	}
@@ -337,7 +337,7 @@ func forwardOrderScript(t savedTable, fast [][]string) string {
 	for _, r := range first {
 		in.raw(tableFilter, r.line)
 	}
-	for _, r := range append(slices.Clone(fast), forwardTail()...) {
+	for _, r := range append(slices.Clone(fast), tail...) {
 		in.line(tableFilter, join("-A", chainForward, r)...)
 	}
 	for _, r := range rest {

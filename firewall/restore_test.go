@@ -300,7 +300,7 @@ func TestForwardOrderScript(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := forwardOrderScript(saved, pool); got != tc.want {
+		if got := forwardOrderScript(saved, pool, forwardTail(Base{})); got != tc.want {
 			t.Errorf("%s:\n%s\nwant:\n%s", tc.name, got, tc.want)
 		}
 	}
@@ -309,7 +309,7 @@ func TestForwardOrderScript(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := forwardOrderScript(saved, nil), rewrite(jumpI, e, i, jumpR); got != want {
+	if got, want := forwardOrderScript(saved, nil, forwardTail(Base{})), rewrite(jumpI, e, i, jumpR); got != want {
 		t.Errorf("no pool:\n%s\nwant:\n%s", got, want)
 	}
 }

@@ -135,9 +135,18 @@ func legacyBaseJumps() []rule {
 // networks never matters: no network's accept can come before another's check.
 // They carry no comment (see isBaseForwardRule): every packet the fast path does
 // not take walks them, Docker's own networks' included.
-func forwardTail() [][]string {
+//
+// A packet in from the uplink (b.uplink()) skips the egress chain: it holds one
+// jump per network, each for packets in from the network's bridge, so the first
+// packet of every connection from the VPC walked them all for nothing (on the ECS
+// a connection between containers enters, one rule per network).
+func forwardTail(b Base) [][]string {
+	egress := []string{"-j", chainEgress}
+	if up := b.uplink(); up != "" {
+		egress = join("!", "-i", up, egress)
+	}
 	return [][]string{
-		{"-j", chainEgress},
+		egress,
 		{"-j", chainIngress},
 	}
 }
@@ -221,6 +230,10 @@ type Base struct {
 	// the pool to the pool are accepted at the head of VPCROUTE-POSTROUTING (see
 	// poolShortcut).
 	NoNAT []netip.Prefix
+	// Uplink is the host's way to the VPC (NetworkRules.Uplink): what comes in
+	// through it skips the networks' egress jumps (see forwardTail). "" or a name
+	// of Docker's bridges: every packet walks them.
+	Uplink string
 	// PoolOthers are the address ranges of this host inside the pool (or holding
 	// it) that are not vpcroute's bridges: a Docker network made inside the pool,
 	// say. What comes from them keeps the masquerade of whoever owns them.
@@ -234,6 +247,11 @@ func (b Base) validate() error {
 	for _, br := range b.DockerBridges {
 		if err := validIfName(br); err != nil {
 			return fmt.Errorf("a bridge of Docker's: %w", err)
+		}
+	}
+	if b.Uplink != "" {
+		if err := validIfName(b.Uplink); err != nil {
+			return fmt.Errorf("uplink: %w", err)
 		}
 	}
 	for _, p := range append(slices.Clone(b.NoNAT), b.PoolOthers...) {
@@ -412,12 +430,22 @@ func (r NetworkRules) uplink() string {
 	if r.Uplink == r.Bridge {
 		return ""
 	}
+	return exactUplink(r.Uplink)
+}
+
+// uplink is b.Uplink where it keeps the base rules exact: not a name of
+// Docker's bridges (a vpcroute bridge is never the default route's device, see
+// link.Host.Uplink).
+func (b Base) uplink() string { return exactUplink(b.Uplink) }
+
+// exactUplink is name, or "" when it is a name of Docker's bridges.
+func exactUplink(name string) string {
 	for _, b := range dockerBridges {
-		if ifaceMatches(b, r.Uplink) {
+		if ifaceMatches(b, name) {
 			return ""
 		}
 	}
-	return r.Uplink
+	return name
 }
 
 // ifaceMatches says whether iptables' interface pattern (a trailing + matches any

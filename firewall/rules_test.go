@@ -282,7 +282,7 @@ func TestPortRule(t *testing.T) {
 var (
 	testPool = netip.MustParsePrefix("10.0.0.0/16")
 	// testBase is the base as the plugin gives it: the pool in NoNAT, first.
-	testBase = Base{Pool: testPool, NoNAT: []netip.Prefix{testPool, netip.MustParsePrefix("192.168.0.0/16")}}
+	testBase = Base{Pool: testPool, NoNAT: []netip.Prefix{testPool, netip.MustParsePrefix("192.168.0.0/16")}, Uplink: "eth0"}
 )
 
 func TestBaseValidation(t *testing.T) {

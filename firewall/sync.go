@@ -386,7 +386,7 @@ func planSync(w Want, filter, nat savedTable) (Drift, string, string, error) {
 		d.Base = append(d.Base, "FORWARD policy "+filter.policies["FORWARD"]+", want ACCEPT")
 	}
 	staleForward := func(r savedRule) bool { return staleBase(r) || isBaseForwardRule(r.args) }
-	f.baseChain(chainForward, [][][]string{internalJumps, fastPathRules(w.Base.Pool), forwardTail()}, staleForward)
+	f.baseChain(chainForward, [][][]string{internalJumps, fastPathRules(w.Base.Pool), forwardTail(w.Base)}, staleForward)
 	f.baseChain(chainEgress, [][][]string{egressJumps}, staleOfKnown)
 	f.baseChain(chainIngress, [][][]string{ingressJumps}, staleOfKnown)
 	f.baseChain(chainDocker, [][][]string{dockerRules(w.Base.DockerBridges)}, staleBase)

@@ -171,10 +171,10 @@ func TestSyncRepairs(t *testing.T) {
 		}, true},
 		{"the marked fast path and tail of an earlier release", func(t *testing.T, f *Firewall) {
 			c := []string{"-m", "comment", "--comment", baseComment}
-			for _, r := range append(fastPathRules(testPool), forwardTail()...) {
+			for _, r := range append(fastPathRules(testPool), forwardTail(testBase)...) {
 				ipt(t, f, join("-D", chainForward, r)...)
 			}
-			for _, r := range slices.Backward(append(fastPathRules(testPool), forwardTail()...)) {
+			for _, r := range slices.Backward(append(fastPathRules(testPool), forwardTail(testBase)...)) {
 				j := slices.Clone(r[:len(r)-2])
 				ipt(t, f, join("-I", chainForward, "1", j, c, r[len(r)-2:])...)
 			}
@@ -203,6 +203,10 @@ func TestSyncRepairs(t *testing.T) {
 		}, false},
 		{"the jump from PREROUTING into the ports deleted", func(t *testing.T, f *Firewall) {
 			ipt(t, f, "-t", "nat", "-D", "PREROUTING", "-j", chainDNAT)
+		}, false},
+		{"the egress jump of the release before 2026-12-02, without the uplink's guard", func(t *testing.T, f *Firewall) {
+			ipt(t, f, "-D", chainForward, "!", "-i", "eth0", "-j", chainEgress)
+			ipt(t, f, "-I", chainForward, "4", "-j", chainEgress)
 		}, false},
 		{"the pool's shortcut deleted", func(t *testing.T, f *Firewall) {
 			ipt(t, f, "-t", "nat", "-D", chainPostrouting, "-s", "10.0.0.0/16", "-d", "10.0.0.0/16", "-j", "ACCEPT")
@@ -273,6 +277,9 @@ func TestSyncRepairs(t *testing.T) {
 				}
 				if got := postrouting(t, f); !slices.Equal(got, wantPostrouting) {
 					t.Errorf("%s =\n%s\nwant\n%s", chainPostrouting, strings.Join(got, "\n"), strings.Join(wantPostrouting, "\n"))
+				}
+				if n := strings.Count(snap, "-j "+chainEgress); n != 1 || !strings.Contains(snap, "-A VPCROUTE-FORWARD ! -i eth0 -j "+chainEgress) {
+					t.Errorf("want one jump into %s, with the uplink's guard:\n%s", chainEgress, snap)
 				}
 				targets := forwardTargets(t, f)
 				hook := slices.Index(targets, chainForward)

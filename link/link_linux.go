@@ -203,14 +203,27 @@ func (Host) DeleteBridge(name, networkID string) error {
 // vpcroute's, so the driver can find bridges left by networks it no longer
 // knows.
 func (Host) Bridges() (map[string]string, error) {
+	bridges, err := markedBridges()
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	for _, l := range bridges {
+		out[l.Attrs().Name] = strings.TrimPrefix(l.Attrs().Alias, aliasPrefix)
+	}
+	return out, nil
+}
+
+// markedBridges lists the bridges marked as vpcroute networks'.
+func markedBridges() ([]netlink.Link, error) {
 	links, err := netlink.LinkList()
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
-	out := map[string]string{}
+	var out []netlink.Link
 	for _, l := range links {
 		if isBridgeMark(l) {
-			out[l.Attrs().Name] = strings.TrimPrefix(l.Attrs().Alias, aliasPrefix)
+			out = append(out, l)
 		}
 	}
 	return out, nil

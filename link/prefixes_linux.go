@@ -143,15 +143,13 @@ func (Host) OthersIn(within netip.Prefix) ([]netip.Prefix, error) {
 	if !within.IsValid() {
 		return nil, nil
 	}
-	links, err := netlink.LinkList()
+	bridges, err := markedBridges()
 	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
+		return nil, err
 	}
 	mine := map[int]bool{}
-	for _, l := range links {
-		if isBridgeMark(l) {
-			mine[l.Attrs().Index] = true
-		}
+	for _, l := range bridges {
+		mine[l.Attrs().Index] = true
 	}
 	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
 	if err != nil {

@@ -162,6 +162,9 @@ func readCPUTimes() cpuTimes {
 // datapathFigures are the iperf3 results of every path, run by run.
 type datapathFigures struct {
 	Seconds int
+	// Turns is how many runs of Seconds/Turns each path's run in a round is made
+	// of, the paths taking turns (see measureDatapath); 1 for one run.
+	Turns   int
 	Paths   []string // measured, in each round's base order
 	Rounds  int
 	Samples []runSample
@@ -883,7 +886,7 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 			server: endpoint{testbed.NetnsPath(benchNetns(o.prefix, "hnat", 2)), handAddr(2, 3)}, bridge: handBridge}
 	}
 
-	d.Seconds, d.Rounds = o.iperfSecs, o.iperfRuns
+	d.Seconds, d.Rounds, d.Turns = o.iperfSecs, o.iperfRuns, max(1, min(o.iperfTurns, o.iperfSecs))
 	d.From, d.To = map[string]string{}, map[string]string{}
 	servers := map[string]bool{} // one iperf3 -s per namespace
 	for _, info := range pathInfos {
@@ -970,25 +973,43 @@ func measureDatapath(ctx context.Context, o options, env *cloudbed.Env, r *repor
 		s.add(c.stop)
 		clients[i] = c
 	}
+	// A path's run in a round is made of d.Turns shorter runs, the paths taking
+	// turns in an order rotated by one at every turn, and its figure is their mean:
+	// this machine's speed switches between levels for seconds at a time, and a
+	// run of several seconds per path one after the other puts a switch between
+	// two paths' runs as often as not (paired ratios scattered ±10 % a round).
+	turnSecs := max(1, o.iperfSecs/d.Turns)
 	for round := 0; round < o.iperfRuns; round++ {
 		var line []string
 		first := len(d.Samples)
-		for slot := range d.Paths {
-			key := d.Paths[(round+slot)%len(d.Paths)]
-			p := paths[key]
-			smp := runSample{Round: round, Slot: slot, Path: key, LoadBefore: readLoadAvg()}
-			c0 := readCPUTimes()
-			bps, err := iperfRun(ctx, p.client.ns, p.server.addr, o.iperfSecs)
-			if err != nil {
-				return err
+		for slot, key := range rotate(d.Paths, round) {
+			d.Samples = append(d.Samples, runSample{Round: round, Slot: slot, Path: key, LoadBefore: readLoadAvg()})
+		}
+		runs := d.Samples[first:]
+		steal, idle, total := make([]uint64, len(runs)), make([]uint64, len(runs)), make([]uint64, len(runs))
+		for turn := 0; turn < d.Turns; turn++ {
+			for k := range runs {
+				smp := &runs[(k+turn)%len(runs)]
+				p := paths[smp.Path]
+				c0 := readCPUTimes()
+				bps, err := iperfRun(ctx, p.client.ns, p.server.addr, turnSecs)
+				if err != nil {
+					return err
+				}
+				c1 := readCPUTimes()
+				smp.Bps += bps / float64(d.Turns)
+				i := (k + turn) % len(runs)
+				steal[i] += c1.steal - c0.steal
+				idle[i] += c1.idle - c0.idle
+				total[i] += c1.total - c0.total
 			}
-			c1 := readCPUTimes()
-			smp.Bps, smp.LoadAfter = bps, readLoadAvg()
-			if dt := float64(c1.total - c0.total); dt > 0 {
-				smp.Steal = float64(c1.steal-c0.steal) / dt
-				smp.Busy = 1 - float64(c1.idle-c0.idle)/dt
+		}
+		for i := range runs {
+			runs[i].LoadAfter = readLoadAvg()
+			if dt := float64(total[i]); dt > 0 {
+				runs[i].Steal = float64(steal[i]) / dt
+				runs[i].Busy = 1 - float64(idle[i])/dt
 			}
-			d.Samples = append(d.Samples, smp)
 		}
 		rates, err := interleavedRates(clients, int(connWindow/connSlice), connSlice)
 		if err != nil {
@@ -1325,4 +1346,13 @@ func parseProfile(report string) profileShare {
 		}
 	}
 	return sh
+}
+
+// rotate returns paths in the order of a round: rotated left by n.
+func rotate(paths []string, n int) []string {
+	out := make([]string, 0, len(paths))
+	for i := range paths {
+		out = append(out, paths[(n+i)%len(paths)])
+	}
+	return out
 }

@@ -53,6 +53,7 @@ type options struct {
 	containers  int
 	iperfRuns   int
 	iperfSecs   int
+	iperfTurns  int
 	profileSecs int             // perf profile of the data paths; 0 skips it
 	skipBed     bool            // only the start-up in none mode and the Go benchmarks
 	sections    map[string]bool // which parts to measure (-only)
@@ -80,7 +81,8 @@ func main() {
 	flag.IntVar(&o.networks, "networks", 20, "networks to create on ECS 1")
 	flag.IntVar(&o.containers, "containers", 50, "containers to start on one network of ECS 1")
 	flag.IntVar(&o.iperfRuns, "iperf-runs", 10, "iperf3 rounds: each runs every data path once, in rotating order")
-	flag.IntVar(&o.iperfSecs, "iperf-seconds", 4, "length of one iperf3 run")
+	flag.IntVar(&o.iperfSecs, "iperf-seconds", 4, "length of one path's iperf3 run in a round")
+	flag.IntVar(&o.iperfTurns, "iperf-turns", 4, "runs a path's iperf3 run in a round is split into, the paths taking turns (1: one run per path)")
 	flag.IntVar(&o.profileSecs, "profile-seconds", 3, "after the rounds, profile one run of this length per vpcroute path and the hand-built one with perf (0: skip)")
 	flag.BoolVar(&o.skipBed, "no-bed", false, "skip everything that needs the test bed")
 	flag.BoolVar(&o.hold, "hold", false, "keep the test bed up after measuring until Ctrl-C, to look around")

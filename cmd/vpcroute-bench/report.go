@@ -679,8 +679,8 @@ func percents(v []float64) string {
 func (r *report) writeDatapath(p func(string, ...any), d *datapathFigures) {
 	p("## 5. Data path")
 	p("")
-	p("iperf3 (one TCP stream, %d s per run, the host's binary run with nsenter in each endpoint's network namespace, the client pinned to CPU 0 and the server to CPU 1 on every path), client on ECS 1, server on ECS 2, over the paths below, all through the same VPC router of the same bed but Docker's bridge as the guide sets it up (`guide`), which runs on a bed of its own built the same way (prefix `vrbg`: two ECSs running Docker alone, no vpcroute and none of its rules, as on a host that follows the guide), with as many Docker networks on its ECS 1 as vpcroute has on its own. After one unrecorded warm-up pass over every path, runs go in rounds: each round runs every path once, the order rotated by one from round to round, so that drift in a shared machine's load hits every path alike; each ratio is taken between runs of the same round, and the verdict rests on the median of those paired ratios. vpcroute's network of the data path is the last of %d on ECS 1 (and the guide's network the last of as many Docker networks on its ECS 1).",
-		d.Seconds, d.NetworksECS1)
+	p("iperf3 (one TCP stream, %d s per run, the host's binary run with nsenter in each endpoint's network namespace, the client pinned to CPU 0 and the server to CPU 1 on every path), client on ECS 1, server on ECS 2, over the paths below, all through the same VPC router of the same bed but Docker's bridge as the guide sets it up (`guide`), which runs on a bed of its own built the same way (prefix `vrbg`: two ECSs running Docker alone, no vpcroute and none of its rules, as on a host that follows the guide), with as many Docker networks on its ECS 1 as vpcroute has on its own. After one unrecorded warm-up pass over every path, runs go in rounds: each round runs every path once, the order rotated by one from round to round, so that drift in a shared machine's load hits every path alike; each ratio is taken between runs of the same round, and the verdict rests on the median of those paired ratios.%s vpcroute's network of the data path is the last of %d on ECS 1 (and the guide's network the last of as many Docker networks on its ECS 1).",
+		d.Seconds, turnsNote(d), d.NetworksECS1)
 	p("")
 	p("| Path | What it measures | Client → server | FORWARD rules per packet on ECS 1 (xtables matches) | Runs (Gbit/s, by round) | Median |")
 	p("|---|---|---|---|---|---|")
@@ -835,4 +835,13 @@ func rates(v []float64) string {
 		out = append(out, fmt.Sprintf("%.0f", x))
 	}
 	return strings.Join(out, ", ")
+}
+
+// turnsNote says how a path's run in a round is made of turns (datapathFigures.Turns).
+func turnsNote(d *datapathFigures) string {
+	if d.Turns <= 1 {
+		return ""
+	}
+	return fmt.Sprintf(" A path's run in a round is %d runs of %d s, the paths taking turns in an order rotated by one at every turn, and its figure their mean: this machine's speed switches between levels for seconds at a time, and with one run of %d s per path after the other a switch fell between two paths' runs as often as not (paired ratios scattered by ±10 %% a round).",
+		d.Turns, max(1, d.Seconds/d.Turns), d.Seconds)
 }
