@@ -2,9 +2,9 @@
 # Measures vpcroute against its budgets and rewrites docs/benchmarks.md (see that file
 # for the budgets and figures). Needs root: the Go benchmarks make throwaway network
 # namespaces, and the rest runs on the two-ECS test bed (prefix "vrb") with the emulated
-# Huawei Cloud. Takes about 22 minutes on 2 cores: the data path (five paths in eight
-# rounds of 4 s iperf3 runs, then a perf profile when perf is installed) about 3, the
-# scale part (1, 100, 200 networks) about 15, of which 10 time Docker's calls during
+# Huawei Cloud. Takes about 30 minutes on 2 cores: the data path (eight paths in ten
+# rounds of 4 s iperf3 per path in 1 s turns, then a perf profile when perf is
+# installed) about 9, the scale part (1, 100, 200 networks) about 15, of which 10 time Docker's calls during
 # background passes at 200 networks (VRBENCH_ARGS="-probe-window 30s" for a short run).
 #
 #   sudo ./scripts/bench.sh                 # everything
